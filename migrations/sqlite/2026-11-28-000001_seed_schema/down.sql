@@ -1,0 +1,3 @@
+DROP TABLE queue;
+DROP TABLE schedule;
+DROP TABLE channel;

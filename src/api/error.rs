@@ -1,0 +1,88 @@
+//! The API's error type: every failure a route can have, each mapped to a status and a JSON
+//! body `{"error": "snake_code", "message": "..."}`. 5xx answers carry a generic message;
+//! their cause is logged, never sent.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::bus::{BusError, Rejection};
+use crate::db::StoreError;
+use crate::domain::InvalidInput;
+use crate::web::error_response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("no channel named {0:?}")]
+    UnknownChannel(String),
+    #[error("{0}")]
+    Overloaded(String),
+    #[error(transparent)]
+    Host(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownChannel(_) => StatusCode::NOT_FOUND,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Host(e) => match e {
+                BusError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                BusError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                BusError::Unauthorized | BusError::Internal(_) => StatusCode::BAD_GATEWAY,
+                BusError::Rejected { kind, .. } => match kind {
+                    Rejection::BadRequest => StatusCode::BAD_REQUEST,
+                    Rejection::NotFound => StatusCode::NOT_FOUND,
+                    Rejection::Busy => StatusCode::TOO_MANY_REQUESTS,
+                },
+            },
+            ApiError::Store(e) => match e {
+                StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::Conflict(_) => StatusCode::CONFLICT,
+                StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+                StoreError::Corrupt(_) | StoreError::Migration(_) | StoreError::Query(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (code, message): (&str, String) = match self {
+            ApiError::Invalid(e) => (e.code, e.message.clone()),
+            ApiError::Unauthorized => ("unauthorized", self.to_string()),
+            ApiError::UnknownChannel(_) => ("unknown_channel", self.to_string()),
+            ApiError::Overloaded(_) => ("overloaded", self.to_string()),
+            ApiError::Host(BusError::Rejected { code, message, .. }) => (code, message.clone()),
+            ApiError::Host(BusError::Unavailable(_)) => (
+                "host_unavailable",
+                "the host is not reachable right now; try again shortly".to_owned(),
+            ),
+            ApiError::Host(BusError::Timeout(_)) => {
+                ("host_timeout", "the host did not answer in time".to_owned())
+            }
+            ApiError::Host(_) => ("host_error", "the host failed; see the logs".to_owned()),
+            ApiError::Store(StoreError::Unavailable(_)) => (
+                "store_unavailable",
+                "the database is not reachable right now".to_owned(),
+            ),
+            ApiError::Store(StoreError::Conflict(_)) => ("conflict", self.to_string()),
+            ApiError::Store(StoreError::NotFound(_)) => ("not_found", self.to_string()),
+            ApiError::Store(_) => ("internal", "internal error; see the logs".to_owned()),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, cause = ?self, "request failed");
+        }
+        error_response(status, code, &message)
+    }
+}

@@ -1,0 +1,280 @@
+//! The broadcast hub behind `/ws/broadcast`: per channel, the on-air state and recent
+//! captions (for the snapshot a new client gets first) and a bounded fan-out of JSON frames.
+//! Each event is serialized once; every client reads it from a `tokio::sync::broadcast`
+//! ring of `broadcast.client_queue` frames, so a slow client never slows the others: one
+//! that falls behind by more than that is resynced with a fresh snapshot.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::bus::{HostEvent, OnAir};
+use crate::domain::ChannelName;
+
+/// A caption kept for the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecentCaption {
+    pub segment_id: Uuid,
+    pub index: u32,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The first frame a client receives, and the frame that resyncs one that fell behind.
+#[derive(Debug, Serialize)]
+struct Snapshot<'a> {
+    r#type: &'static str,
+    channel: &'a ChannelName,
+    /// What is on air and what comes next; `null` until the host has reported.
+    on_air: Option<&'a OnAir>,
+    /// Recent captions, oldest first.
+    captions: Vec<&'a RecentCaption>,
+    /// Whether the API currently hears from the host.
+    host_connected: bool,
+    /// True when this snapshot replaces frames the client missed.
+    resync: bool,
+}
+
+#[derive(Default)]
+struct RoomState {
+    on_air: Option<OnAir>,
+    captions: VecDeque<RecentCaption>,
+}
+
+/// One channel's state and fan-out.
+pub struct Room {
+    channel: ChannelName,
+    state: Mutex<RoomState>,
+    frames: broadcast::Sender<ByteString>,
+    recent_limit: usize,
+}
+
+/// A client's view of a room: its receiver and the snapshot to send first.
+pub struct Subscription {
+    pub frames: broadcast::Receiver<ByteString>,
+    pub snapshot: ByteString,
+}
+
+fn to_frame<T: Serialize>(value: &T) -> ByteString {
+    // Serializing these plain structs cannot fail; an empty frame would be skipped.
+    ByteString::from(serde_json::to_string(value).unwrap_or_default())
+}
+
+impl Room {
+    fn lock(&self) -> MutexGuard<'_, RoomState> {
+        // Every update below leaves the state consistent, so a poisoned lock is usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot(&self, st: &RoomState, host_connected: bool, resync: bool) -> ByteString {
+        to_frame(&Snapshot {
+            r#type: "snapshot",
+            channel: &self.channel,
+            on_air: st.on_air.as_ref(),
+            captions: st.captions.iter().collect(),
+            host_connected,
+            resync,
+        })
+    }
+
+    /// Subscribes a client. The snapshot and the subscription are taken under one lock, so
+    /// the client sees every event after the snapshot, and none twice.
+    pub fn subscribe(&self, host_connected: bool) -> Subscription {
+        let st = self.lock();
+        Subscription {
+            frames: self.frames.subscribe(),
+            snapshot: self.snapshot(&st, host_connected, false),
+        }
+    }
+
+    /// Resubscribes a client that fell behind: a new receiver at the head, and a snapshot.
+    pub fn resync(&self, frames: &mut broadcast::Receiver<ByteString>, host_connected: bool) -> ByteString {
+        let st = self.lock();
+        *frames = self.frames.subscribe();
+        self.snapshot(&st, host_connected, true)
+    }
+
+    /// Connected clients of this room.
+    pub fn clients(&self) -> usize {
+        self.frames.receiver_count()
+    }
+
+    fn apply(&self, event: &HostEvent) {
+        let mut st = self.lock();
+        match event {
+            HostEvent::Hello { .. } => {}
+            HostEvent::SegmentStarted { segment, .. } => {
+                if let Some(on_air) = st.on_air.as_mut() {
+                    on_air.next.retain(|s| s.id != segment.id);
+                    on_air.segment = Some(segment.clone());
+                }
+            }
+            HostEvent::Caption {
+                segment_id,
+                index,
+                text,
+                at,
+                ..
+            } => {
+                if st.captions.len() >= self.recent_limit {
+                    st.captions.pop_front();
+                }
+                st.captions.push_back(RecentCaption {
+                    segment_id: *segment_id,
+                    index: *index,
+                    text: text.clone(),
+                    at: *at,
+                });
+            }
+            HostEvent::SegmentEnded { segment_id, .. } => {
+                if let Some(on_air) = st.on_air.as_mut()
+                    && on_air.segment.as_ref().is_some_and(|s| s.id == *segment_id)
+                {
+                    on_air.segment = None;
+                }
+            }
+        }
+        // No receivers is normal (nobody listening); the frame is simply not kept.
+        let _ = self.frames.send(to_frame(event));
+    }
+
+    fn replace(&self, on_air: OnAir, host_connected: bool) {
+        let mut st = self.lock();
+        st.on_air = Some(on_air);
+        let _ = self.frames.send(self.snapshot(&st, host_connected, true));
+    }
+}
+
+/// All rooms of this API instance.
+pub struct Hub {
+    rooms: RwLock<HashMap<ChannelName, Arc<Room>>>,
+    client_queue: usize,
+    recent_limit: usize,
+    host_connected: std::sync::atomic::AtomicBool,
+}
+
+impl Hub {
+    pub fn new(client_queue: usize, recent_limit: usize) -> Self {
+        Self {
+            rooms: RwLock::new(HashMap::new()),
+            client_queue,
+            recent_limit,
+            host_connected: Default::default(),
+        }
+    }
+
+    /// The room of `channel`, created on first use.
+    pub fn room(&self, channel: &ChannelName) -> Arc<Room> {
+        if let Some(room) = self.rooms.read().unwrap_or_else(|p| p.into_inner()).get(channel) {
+            return room.clone();
+        }
+        let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .entry(channel.clone())
+            .or_insert_with(|| {
+                Arc::new(Room {
+                    channel: channel.clone(),
+                    state: Mutex::new(RoomState::default()),
+                    frames: broadcast::channel(self.client_queue).0,
+                    recent_limit: self.recent_limit,
+                })
+            })
+            .clone()
+    }
+
+    pub fn host_connected(&self) -> bool {
+        self.host_connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_host_connected(&self, up: bool) {
+        self.host_connected
+            .store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Connected `/ws/broadcast` clients, all channels.
+    pub fn clients(&self) -> usize {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        rooms.values().map(|r| r.clients()).sum()
+    }
+
+    /// Applies a host event to the rooms and forwards it to their clients.
+    pub fn apply(&self, event: HostEvent) {
+        match event {
+            HostEvent::Hello { channels, .. } => {
+                let up = self.host_connected();
+                for on_air in channels {
+                    self.room(&on_air.channel.clone()).replace(on_air, up);
+                }
+            }
+            other => {
+                if let Some(channel) = other.channel() {
+                    self.room(channel).apply(&other);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name() -> ChannelName {
+        ChannelName::parse("radio24").unwrap()
+    }
+
+    fn caption(i: u32) -> HostEvent {
+        HostEvent::Caption {
+            channel: name(),
+            segment_id: Uuid::nil(),
+            index: i,
+            text: format!("line {i}"),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn snapshot_keeps_only_the_recent_captions() {
+        let hub = Hub::new(8, 3);
+        for i in 0..5 {
+            hub.apply(caption(i));
+        }
+        let sub = hub.room(&name()).subscribe(true);
+        let snap: serde_json::Value = serde_json::from_str(&sub.snapshot).unwrap();
+        assert_eq!(snap["type"], "snapshot");
+        let texts: Vec<_> = snap["captions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(texts, ["line 2", "line 3", "line 4"]);
+    }
+
+    #[test]
+    fn a_client_that_falls_behind_lags_instead_of_blocking_the_sender() {
+        let hub = Hub::new(4, 3);
+        let room = hub.room(&name());
+        let mut sub = room.subscribe(true);
+        for i in 0..10 {
+            hub.apply(caption(i));
+        }
+        assert!(matches!(
+            sub.frames.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(6))
+        ));
+        let snapshot = room.resync(&mut sub.frames, true);
+        assert!(snapshot.contains("\"resync\":true"));
+        assert!(matches!(
+            sub.frames.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+        hub.apply(caption(10));
+        assert!(sub.frames.try_recv().unwrap().contains("line 10"));
+    }
+}

@@ -1,0 +1,96 @@
+//! The API: what listeners and operators talk to. Routes by resource in [`routes`], the
+//! broadcast hub in [`hub`], errors in [`error`]. It owns the store and reaches the host only
+//! through the bus (`Arc<dyn HostBus>`); it never imports `host`.
+//!
+//! Config keys read here: `auth.*`, `broadcast.*`, `server.allowed_origin`,
+//! `server.max_text_chars`, `station.default_channel`, `schedule.default`.
+
+pub mod error;
+pub mod hub;
+pub mod programme;
+pub mod routes;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use actix_web::web;
+use secrecy::SecretString;
+
+use crate::bus::HostBus;
+use crate::bus::link::HostLink;
+use crate::db::Store;
+use crate::domain::ChannelName;
+pub use error::{ApiError, Result};
+use hub::Hub;
+
+/// Everything the API's routes share.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn HostBus>,
+    pub hub: Arc<Hub>,
+    pub link: HostLink,
+    pub admin_token: SecretString,
+    /// `all` or `api`, as `/health` reports it.
+    pub role: &'static str,
+    /// True when the host runs in another process (`--role api`).
+    pub split: bool,
+    pub default_channel: ChannelName,
+    pub max_text_chars: usize,
+    pub ws: WsLimits,
+    pub ws_clients: AtomicUsize,
+}
+
+/// Limits of `/ws/broadcast`.
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    pub ping_interval: Duration,
+    pub send_timeout: Duration,
+    pub max_clients: usize,
+}
+
+/// Mounts every API route.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ApiState>) {
+    cfg.app_data(state).configure(routes::configure);
+}
+
+/// The admin token: `auth.admin_token` when set, else the one kept in `admin_token_file`,
+/// else a new random one written there (mode 0600). Its value is never logged.
+pub fn admin_token(configured: Option<SecretString>, file: &Path) -> anyhow::Result<SecretString> {
+    use anyhow::Context;
+    if let Some(token) = configured {
+        return Ok(token);
+    }
+    if let Ok(existing) = std::fs::read_to_string(file) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            tracing::info!(file = %file.display(), "admin token read from file");
+            return Ok(SecretString::from(existing.to_owned()));
+        }
+    }
+    let token = crate::random_token();
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_private(file, &token).with_context(|| format!("writing {}", file.display()))?;
+    tracing::warn!(
+        file = %file.display(),
+        "auth.admin_token is not set: generated one; operator routes need `Authorization: Bearer <contents of that file>`"
+    );
+    Ok(SecretString::from(token))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}

@@ -1,0 +1,19 @@
+//! The API's routes, a file per resource.
+
+mod broadcast;
+mod health;
+mod studio;
+
+use actix_web::web;
+
+/// Mounts the routes (the caller adds `ApiState` as app data).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
+        .route("/ws/broadcast", web::get().to(broadcast::broadcast_ws))
+        .service(
+            web::scope("/v1/studio")
+                .route("/speak", web::post().to(studio::speak))
+                .route("/script", web::post().to(studio::script)),
+        );
+}

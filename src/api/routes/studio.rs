@@ -1,0 +1,66 @@
+//! Operator routes (bearer `auth.admin_token`): `POST /v1/studio/speak` makes the host say
+//! something next or now; `POST /v1/studio/script` previews a script without airing it.
+//! Both go through the bus.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::api::{ApiError, ApiState, Result};
+use crate::bus::{ScriptRequest, SpeakRequest};
+use crate::domain::{ChannelName, SpokenText};
+use crate::web::bearer_matches;
+
+fn authorize(req: &HttpRequest, state: &ApiState) -> Result<()> {
+    if bearer_matches(req, &state.admin_token) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// The named channel (or the default one), checked against the store.
+async fn known_channel(state: &ApiState, channel: Option<ChannelName>) -> Result<ChannelName> {
+    let channel = channel.unwrap_or_else(|| state.default_channel.clone());
+    match state.store.channel_by_name(&channel).await? {
+        Some(_) => Ok(channel),
+        None => Err(ApiError::UnknownChannel(channel.to_string())),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(channel, mode))]
+pub async fn speak(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    body: web::Json<SpeakRequest>,
+) -> Result<HttpResponse> {
+    authorize(&req, &state)?;
+    let mut body = body.into_inner();
+    let text = SpokenText::parse(&body.text, state.max_text_chars)?;
+    let channel = known_channel(&state, body.channel.take()).await?;
+    tracing::Span::current()
+        .record("channel", channel.as_str())
+        .record("mode", format!("{:?}", body.mode));
+    let accepted = state
+        .bus
+        .speak(SpeakRequest {
+            text: text.into_string(),
+            channel: Some(channel),
+            mode: body.mode,
+        })
+        .await?;
+    Ok(HttpResponse::Accepted().json(accepted))
+}
+
+#[tracing::instrument(skip_all, fields(channel))]
+pub async fn script(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    body: web::Json<ScriptRequest>,
+) -> Result<HttpResponse> {
+    authorize(&req, &state)?;
+    let mut body = body.into_inner();
+    let channel = known_channel(&state, body.channel.take()).await?;
+    tracing::Span::current().record("channel", channel.as_str());
+    body.channel = Some(channel);
+    let script = state.bus.generate_script(body).await?;
+    Ok(HttpResponse::Ok().json(script))
+}

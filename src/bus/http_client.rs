@@ -1,0 +1,241 @@
+//! The API side of the HTTP bus: [`HttpHostBus`] calls the host's routes
+//! (see [`super::http_server`]) with the bus token, a connect and a request timeout, and turns
+//! every failure into a [`BusError`] the API can answer with (`Unavailable`, `Timeout`, …).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    BusError, ErrorBody, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection, Script,
+    ScriptRequest, SpeakAccepted, SpeakRequest,
+};
+use crate::domain::ChannelName;
+
+/// The event stream is declared dead after this long without a byte (the host sends a
+/// keep-alive line every few seconds).
+const EVENT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest event line accepted; a longer one means the peer is not a Radio24 host.
+const MAX_EVENT_LINE: usize = 4 * 1024 * 1024;
+
+/// A client of the host's bus routes.
+#[derive(Clone)]
+pub struct HttpHostBus {
+    client: reqwest::Client,
+    base: Url,
+    token: SecretString,
+    request_timeout: Duration,
+}
+
+impl HttpHostBus {
+    pub fn new(
+        base: &str,
+        token: SecretString,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self, BusError> {
+        let mut base =
+            Url::parse(base).map_err(|e| BusError::Internal(format!("bus.host_url: {e}")))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .tcp_keepalive(Duration::from_secs(15))
+            .user_agent(concat!("radio24-api/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BusError::Internal(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            base,
+            token,
+            request_timeout,
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, BusError> {
+        self.base
+            .join(path)
+            .map_err(|e| BusError::Internal(format!("bad bus path {path}: {e}")))
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, BusError> {
+        Ok(self
+            .client
+            .request(method, self.url(path)?)
+            .bearer_auth(self.token.expose_secret()))
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> BusError {
+        if e.is_timeout() {
+            BusError::Timeout(self.request_timeout)
+        } else if e.is_connect() || e.is_request() {
+            BusError::Unavailable(without_url(&e))
+        } else {
+            BusError::Internal(without_url(&e))
+        }
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Option<T>, BusError> {
+        let mut req = self.request(method, path)?.timeout(self.request_timeout);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| BusError::Internal(format!("{path}: the host's answer is not valid: {e}")));
+        }
+        Err(error_from_status(status, &bytes))
+    }
+}
+
+/// A transport error's text without the URL (which is noise here and could carry secrets).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "host");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn error_from_status(status: StatusCode, body: &[u8]) -> BusError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let (code, message) = match parsed {
+        Some(b) => (b.error, b.message),
+        None => (
+            "host_error".to_owned(),
+            format!("the host answered {status}"),
+        ),
+    };
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => BusError::Unauthorized,
+        StatusCode::NOT_FOUND => BusError::rejected(Rejection::NotFound, code, message),
+        StatusCode::TOO_MANY_REQUESTS => BusError::rejected(Rejection::Busy, code, message),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => BusError::Unavailable(message),
+        StatusCode::GATEWAY_TIMEOUT => BusError::Unavailable(message),
+        s if s.is_client_error() => BusError::rejected(Rejection::BadRequest, code, message),
+        _ => BusError::Internal(format!("{status}: {message}")),
+    }
+}
+
+fn expect_body<T>(answer: Option<T>, path: &str) -> Result<T, BusError> {
+    answer.ok_or_else(|| BusError::Internal(format!("{path}: the host answered with no body")))
+}
+
+#[async_trait]
+impl HostBus for HttpHostBus {
+    #[tracing::instrument(skip_all, fields(bus = "http"))]
+    async fn generate_script(&self, req: ScriptRequest) -> Result<Script, BusError> {
+        let path = "script/generate";
+        expect_body(self.call(Method::POST, path, Some(&req)).await?, path)
+    }
+
+    #[tracing::instrument(skip_all, fields(bus = "http"))]
+    async fn speak(&self, req: SpeakRequest) -> Result<SpeakAccepted, BusError> {
+        let path = "speak";
+        expect_body(self.call(Method::POST, path, Some(&req)).await?, path)
+    }
+
+    async fn now_playing(&self, channel: &ChannelName) -> Result<OnAir, BusError> {
+        let path = format!("now?channel={channel}");
+        expect_body(self.call::<(), _>(Method::GET, &path, None).await?, &path)
+    }
+
+    #[tracing::instrument(skip_all, fields(bus = "http"))]
+    async fn set_programme(&self, programme: Programme) -> Result<(), BusError> {
+        self.call::<_, serde_json::Value>(Method::PUT, "programme", Some(&programme))
+            .await
+            .map(|_| ())
+    }
+
+    async fn subscribe(&self) -> Result<EventStream, BusError> {
+        let resp = tokio::time::timeout(
+            self.request_timeout,
+            self.request(Method::GET, "events")?.send(),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(self.request_timeout))?
+        .map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(error_from_status(status, &body));
+        }
+        Ok(ndjson_events(resp.bytes_stream()).boxed())
+    }
+}
+
+/// Turns a byte stream of newline-delimited JSON into events. Ends at the first transport
+/// error, after [`EVENT_IDLE_TIMEOUT`] of silence, or on a line that is too long; lines that
+/// do not parse (e.g. a newer host's event types) are logged and skipped.
+fn ndjson_events<S>(bytes: S) -> impl futures::Stream<Item = HostEvent> + Send + 'static
+where
+    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+{
+    struct State<S> {
+        bytes: std::pin::Pin<Box<S>>,
+        buf: BytesMut,
+    }
+    let state = State {
+        bytes: Box::pin(bytes),
+        buf: BytesMut::new(),
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(pos) = st.buf.iter().position(|b| *b == b'\n') {
+                let line = st.buf.split_to(pos + 1);
+                let line = &line[..pos];
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue; // keep-alive
+                }
+                match serde_json::from_slice::<HostEvent>(line) {
+                    Ok(event) => return Some((event, st)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipped a host event this API does not understand");
+                        continue;
+                    }
+                }
+            }
+            if st.buf.len() > MAX_EVENT_LINE {
+                tracing::warn!("host event line over {MAX_EVENT_LINE} bytes; dropping the stream");
+                return None;
+            }
+            match tokio::time::timeout(EVENT_IDLE_TIMEOUT, st.bytes.next()).await {
+                Ok(Some(Ok(chunk))) => st.buf.extend_from_slice(chunk.chunk()),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %without_url(&e), "host event stream broke");
+                    return None;
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    tracing::warn!("host event stream silent for {EVENT_IDLE_TIMEOUT:?}; reconnecting");
+                    return None;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,160 @@
+//! The host side of the HTTP bus: exposes any `dyn HostBus` (in practice the host) as the
+//! routes `POST /script/generate`, `POST /speak`, `GET /now`, `PUT /programme` and
+//! `GET /events` (newline-delimited JSON, one [`HostEvent`] a line, a blank keep-alive line
+//! every [`KEEPALIVE`]). All of them require `Authorization: Bearer <bus.token>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::Bytes;
+use futures::StreamExt;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{BusError, HostBus, Programme, Rejection, ScriptRequest, SpeakRequest};
+use crate::domain::ChannelName;
+use crate::web::{bearer_matches, error_response};
+
+/// How often the event stream sends a blank line when there are no events, so the API can
+/// tell a quiet host from a dead connection.
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// What the bus routes need.
+#[derive(Clone)]
+pub struct BusServer {
+    pub bus: Arc<dyn HostBus>,
+    pub token: SecretString,
+    /// The channel used when a request names none.
+    pub default_channel: ChannelName,
+}
+
+impl ResponseError for BusError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            BusError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BusError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            BusError::Unauthorized => StatusCode::UNAUTHORIZED,
+            BusError::Rejected { kind, .. } => match kind {
+                Rejection::BadRequest => StatusCode::BAD_REQUEST,
+                Rejection::NotFound => StatusCode::NOT_FOUND,
+                Rejection::Busy => StatusCode::TOO_MANY_REQUESTS,
+            },
+            BusError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            BusError::Rejected { code, message, .. } => error_response(status, code, message),
+            BusError::Unauthorized => error_response(
+                status,
+                "unauthorized",
+                "missing or wrong bearer token (bus.token)",
+            ),
+            BusError::Unavailable(_) | BusError::Timeout(_) => {
+                error_response(status, "host_unavailable", &self.to_string())
+            }
+            BusError::Internal(cause) => {
+                tracing::error!(%cause, "bus request failed");
+                error_response(status, "internal", "the host failed; see its logs")
+            }
+        }
+    }
+}
+
+/// Mounts the bus routes.
+pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
+    cfg.app_data(web::Data::new(server))
+        .route("/script/generate", web::post().to(generate_script))
+        .route("/speak", web::post().to(speak))
+        .route("/now", web::get().to(now))
+        .route("/programme", web::put().to(set_programme))
+        .route("/events", web::get().to(events));
+}
+
+fn authorize(req: &HttpRequest, server: &BusServer) -> Result<(), BusError> {
+    if bearer_matches(req, &server.token) {
+        Ok(())
+    } else {
+        Err(BusError::Unauthorized)
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn generate_script(
+    req: HttpRequest,
+    server: web::Data<BusServer>,
+    body: web::Json<ScriptRequest>,
+) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    let script = server.bus.generate_script(body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(script))
+}
+
+#[tracing::instrument(skip_all)]
+async fn speak(
+    req: HttpRequest,
+    server: web::Data<BusServer>,
+    body: web::Json<SpeakRequest>,
+) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    let accepted = server.bus.speak(body.into_inner()).await?;
+    Ok(HttpResponse::Accepted().json(accepted))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelQuery {
+    channel: Option<ChannelName>,
+}
+
+async fn now(
+    req: HttpRequest,
+    server: web::Data<BusServer>,
+    query: web::Query<ChannelQuery>,
+) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    let channel = query
+        .into_inner()
+        .channel
+        .unwrap_or_else(|| server.default_channel.clone());
+    Ok(HttpResponse::Ok().json(server.bus.now_playing(&channel).await?))
+}
+
+#[tracing::instrument(skip_all)]
+async fn set_programme(
+    req: HttpRequest,
+    server: web::Data<BusServer>,
+    body: web::Json<Programme>,
+) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    server.bus.set_programme(body.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn events(req: HttpRequest, server: web::Data<BusServer>) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    let events = server.bus.subscribe().await?.filter_map(|event| async move {
+        match serde_json::to_vec(&event) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                Some(Bytes::from(line))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialize a host event; skipped");
+                None
+            }
+        }
+    });
+    let keepalive = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(KEEPALIVE))
+        .map(|_| Bytes::from_static(b"\n"));
+    let body = futures::stream::select(events, keepalive).map(Ok::<_, actix_web::Error>);
+    tracing::info!("an API instance subscribed to host events");
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(body))
+}

@@ -1,0 +1,104 @@
+//! The bus: the one place the API and the host meet. The API holds an `Arc<dyn HostBus>`;
+//! in `--role all` that is the host itself (in-process), in `--role api` it is
+//! [`HttpHostBus`], a client of the host's HTTP routes ([`http_server`]). Events flow back
+//! through [`HostBus::subscribe`], kept alive by [`link::HostLink`]. This module imports
+//! neither `api` nor `host`.
+//!
+//! Config keys read here: `bus.host_url`, `bus.token`, `bus.request_timeout_ms`,
+//! `bus.connect_timeout_ms`, `bus.reconnect_max_ms`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::domain::{ChannelName, InvalidInput};
+
+#[cfg(feature = "api")]
+pub mod http_client;
+#[cfg(feature = "host")]
+pub mod http_server;
+pub mod link;
+pub mod wire;
+
+#[cfg(feature = "api")]
+pub use http_client::HttpHostBus;
+pub use wire::*;
+
+/// The host's events, in order. It ends when the connection to the host is lost.
+pub type EventStream = BoxStream<'static, HostEvent>;
+
+/// Why the host refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The request is malformed or out of bounds (400).
+    BadRequest,
+    /// It names something the host does not know, e.g. a channel (404).
+    NotFound,
+    /// The host is at capacity for it, e.g. the channel's queue is full (429).
+    Busy,
+}
+
+/// Errors of bus calls, the same for both implementations.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    /// The host cannot be reached (not running, connection refused, shutting down).
+    #[error("host unavailable: {0}")]
+    Unavailable(String),
+    /// The host did not answer in time.
+    #[error("host did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The bus token was missing or wrong.
+    #[error("the host refused the bus token")]
+    Unauthorized,
+    /// The host understood the request and refused it.
+    #[error("{message}")]
+    Rejected {
+        kind: Rejection,
+        code: String,
+        message: String,
+    },
+    /// The host failed, or answered something that is not the bus protocol.
+    #[error("host error: {0}")]
+    Internal(String),
+}
+
+impl BusError {
+    pub fn rejected(kind: Rejection, code: impl Into<String>, message: impl Into<String>) -> Self {
+        BusError::Rejected {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn unknown_channel(channel: &ChannelName) -> Self {
+        BusError::rejected(
+            Rejection::NotFound,
+            "unknown_channel",
+            format!("channel {channel:?} is not on this host"),
+        )
+    }
+}
+
+impl From<InvalidInput> for BusError {
+    fn from(e: InvalidInput) -> Self {
+        BusError::rejected(Rejection::BadRequest, e.code, e.message)
+    }
+}
+
+/// What the API can ask of the host. Both implementations pass the same contract suite
+/// (`tests/api/bus_contract.rs`).
+#[async_trait]
+pub trait HostBus: Send + Sync + 'static {
+    /// Write a script for a block and topic without airing it.
+    async fn generate_script(&self, req: ScriptRequest) -> Result<Script, BusError>;
+    /// Queue text to air next, or now.
+    async fn speak(&self, req: SpeakRequest) -> Result<SpeakAccepted, BusError>;
+    /// What a channel is airing and what comes next.
+    async fn now_playing(&self, channel: &ChannelName) -> Result<OnAir, BusError>;
+    /// Replace the host's view of the channels and their schedules.
+    async fn set_programme(&self, programme: Programme) -> Result<(), BusError>;
+    /// The host's events from now on, starting with a [`HostEvent::Hello`] snapshot.
+    async fn subscribe(&self) -> Result<EventStream, BusError>;
+}

@@ -1,0 +1,198 @@
+//! The bus's wire types: requests, answers and events exchanged between the API and the
+//! host. Defined once and used by both sides, in-process and as JSON over HTTP.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{Block, ChannelName};
+
+/// Ask the host for a script without airing it (`POST /script/generate`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptRequest {
+    /// The block to write for; default: the channel's block for the current hour.
+    #[serde(default)]
+    pub block: Option<Block>,
+    /// The topic; default: the next one in the channel's rotation.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// The channel; default: the station's default channel.
+    #[serde(default)]
+    pub channel: Option<ChannelName>,
+}
+
+/// A script the host wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Script {
+    pub channel: ChannelName,
+    pub block: Block,
+    pub topic: String,
+    pub text: String,
+    /// Which writer wrote it, e.g. `template` or `openai`.
+    pub writer: String,
+}
+
+/// When spoken text airs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeakMode {
+    /// After what is already queued.
+    #[default]
+    Next,
+    /// At once, cutting the current segment short.
+    Now,
+}
+
+/// Make the host say something (`POST /speak`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeakRequest {
+    pub text: String,
+    #[serde(default)]
+    pub channel: Option<ChannelName>,
+    #[serde(default)]
+    pub mode: SpeakMode,
+}
+
+/// The host accepted a speak request; the segment airs when its turn comes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeakAccepted {
+    pub segment_id: Uuid,
+    pub channel: ChannelName,
+    pub mode: SpeakMode,
+    /// Segments ahead of this one (0 = airs next or now).
+    pub queued_ahead: usize,
+}
+
+/// One segment of programme: something the host says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: Uuid,
+    pub block: Option<Block>,
+    pub topic: Option<String>,
+    pub text: String,
+    /// Estimated (or, with audio, measured) length of the segment.
+    pub duration_ms: u64,
+    /// When it started airing; `None` while it waits.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// A channel's on-air state, as `GET /now` and the snapshot show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnAir {
+    pub channel: ChannelName,
+    /// The block the schedule names for the current hour.
+    pub block: Option<Block>,
+    /// What is airing now, if anything.
+    pub segment: Option<Segment>,
+    /// What airs next, in order.
+    pub next: Vec<Segment>,
+    /// The writer and voice backends in use.
+    pub writer: String,
+    pub voice: String,
+    /// Seconds of programme ready to air after the current segment.
+    pub ready_ahead_secs: f64,
+}
+
+/// One hour of a channel's schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSlot {
+    pub hour: u8,
+    pub block: Block,
+    pub prompt: Option<String>,
+}
+
+/// A channel as the host needs to know it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelProgramme {
+    pub name: ChannelName,
+    pub live: bool,
+    pub schedule: Vec<ScheduleSlot>,
+}
+
+/// Everything the host needs from the store, pushed by the API (which owns the store), so
+/// the host role needs no database. Replaces what the host had before.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Programme {
+    pub channels: Vec<ChannelProgramme>,
+}
+
+/// What the host tells its subscribers, in order. Serialized with a `"type"` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostEvent {
+    /// First event of every subscription (and after a subscriber fell behind): the whole
+    /// state, so the subscriber can forget what it had.
+    Hello { version: String, channels: Vec<OnAir> },
+    SegmentStarted { channel: ChannelName, segment: Segment },
+    /// One sentence, sent when it airs.
+    Caption {
+        channel: ChannelName,
+        segment_id: Uuid,
+        index: u32,
+        text: String,
+        at: DateTime<Utc>,
+    },
+    SegmentEnded {
+        channel: ChannelName,
+        segment_id: Uuid,
+        /// True when a `now` request cut it short.
+        interrupted: bool,
+    },
+}
+
+impl HostEvent {
+    /// The channel an event concerns; `None` for station-wide events.
+    pub fn channel(&self) -> Option<&ChannelName> {
+        match self {
+            HostEvent::Hello { .. } => None,
+            HostEvent::SegmentStarted { channel, .. }
+            | HostEvent::Caption { channel, .. }
+            | HostEvent::SegmentEnded { channel, .. } => Some(channel),
+        }
+    }
+}
+
+/// `GET /health` of the host role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostHealth {
+    pub status: String,
+    pub role: String,
+    pub version: String,
+}
+
+/// The JSON body of every error answer: `{"error": "snake_code", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_a_type_tag() {
+        let ev = HostEvent::Caption {
+            channel: ChannelName::parse("radio24").unwrap(),
+            segment_id: Uuid::nil(),
+            index: 0,
+            text: "hi".into(),
+            at: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let json: serde_json::Value = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["type"], "caption");
+        assert_eq!(json["text"], "hi");
+        assert_eq!(serde_json::from_value::<HostEvent>(json).unwrap(), ev);
+    }
+
+    #[test]
+    fn speak_requests_default_to_next_and_refuse_unknown_fields() {
+        let req: SpeakRequest = serde_json::from_str(r#"{"text":"hi"}"#).unwrap();
+        assert_eq!(req.mode, SpeakMode::Next);
+        assert!(serde_json::from_str::<SpeakRequest>(r#"{"text":"hi","volume":3}"#).is_err());
+        assert!(serde_json::from_str::<SpeakRequest>(r#"{"text":"hi","channel":"Bad!"}"#).is_err());
+    }
+}

@@ -1,0 +1,415 @@
+//! Settings: `config/default.toml` → `config/$RADIO24_ENV.toml` → `RADIO24__SECTION__KEY`
+//! environment variables → the seed's flat names (`POSTGRES_HOST`, `OPENAI_API_KEY`, …,
+//! `DATABASE_URL`, `PORT`). The config directory is `--config-dir`, else `RADIO24_CONFIG_DIR`,
+//! else `./config`. A bad value fails at start-up with one line naming the key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::domain::{Block, ChannelName};
+
+/// The seed's flat environment names and the settings key each one sets. Flat names win
+/// over every other layer, so a platform (Cloud Run, Fly, docker compose) can inject them.
+const FLAT_ENV: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database.url"),
+    ("POSTGRES_HOST", "database.postgres.host"),
+    ("POSTGRES_PORT", "database.postgres.port"),
+    ("POSTGRES_USER", "database.postgres.user"),
+    ("POSTGRES_PASSWORD", "database.postgres.password"),
+    ("POSTGRES_DB", "database.postgres.db"),
+    ("LIVEKIT_API_KEY", "livekit.api_key"),
+    ("LIVEKIT_API_SECRET", "livekit.api_secret"),
+    ("LIVEKIT_WS_URL", "livekit.ws_url"),
+    ("OPENAI_API_KEY", "openai.api_key"),
+    ("OPENAI_BASE_URL", "openai.base_url"),
+    ("OPENAI_REALTIME_MODEL", "openai.realtime_model"),
+    ("OPENAI_REALTIME_VOICE", "openai.realtime_voice"),
+    ("ALLOWED_ORIGIN", "server.allowed_origin"),
+    ("PORT", "server.port"),
+];
+
+/// Why the settings could not be loaded. Display is one line that names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub station: StationSettings,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub bus: BusSettings,
+    pub auth: AuthSettings,
+    pub broadcast: BroadcastSettings,
+    pub host: HostSettings,
+    pub schedule: ScheduleSettings,
+    pub livekit: LivekitSettings,
+    pub openai: OpenAiSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationSettings {
+    pub name: String,
+    pub default_channel: ChannelName,
+    pub language: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub api_port: u16,
+    pub host_port: u16,
+    /// `PORT` (Cloud Run): when set, the port this process listens on, whatever its role.
+    pub port: Option<u16>,
+    pub workers: usize,
+    pub allowed_origin: String,
+    pub max_text_chars: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Option<SecretString>,
+    pub sqlite_path: PathBuf,
+    pub max_connections: usize,
+    pub acquire_timeout_ms: u64,
+    #[serde(default)]
+    pub postgres: PostgresParts,
+}
+
+/// The seed's `POSTGRES_*` variables, assembled into a URL when `database.url` is not set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresParts {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    pub db: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSettings {
+    pub host_url: String,
+    pub token: Option<SecretString>,
+    pub request_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub admin_token: Option<SecretString>,
+    pub admin_token_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastSettings {
+    pub client_queue: usize,
+    pub recent_captions: usize,
+    pub ping_interval_secs: u64,
+    pub send_timeout_secs: u64,
+    pub max_clients: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    pub speak_queue: usize,
+    pub event_buffer: usize,
+    pub chars_per_second: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// The block of each hour, 0–23, used to create a channel's schedule when it has none.
+    pub default: Vec<Block>,
+    pub topics: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivekitSettings {
+    pub api_key: Option<String>,
+    pub api_secret: Option<SecretString>,
+    pub ws_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiSettings {
+    pub api_key: Option<SecretString>,
+    pub base_url: String,
+    pub chat_model: String,
+    pub realtime_model: String,
+    pub realtime_voice: String,
+}
+
+/// Where the store lives, decided from `database.*`.
+#[derive(Debug, Clone)]
+pub enum DatabaseTarget {
+    Postgres(SecretString),
+    Sqlite(PathBuf),
+}
+
+/// True when a secret is present and not blank.
+pub fn is_set(secret: &Option<SecretString>) -> bool {
+    secret
+        .as_ref()
+        .is_some_and(|s| !s.expose_secret().trim().is_empty())
+}
+
+impl Settings {
+    /// Loads the layers from `config_dir`, reading environment variables from `env`
+    /// (the process environment in `main`, a map in tests).
+    pub fn load(config_dir: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let default_file = config_dir.join("default.toml");
+        if !default_file.is_file() {
+            return Err(invalid(
+                "config_dir",
+                format!(
+                    "{} not found; pass --config-dir or set RADIO24_CONFIG_DIR",
+                    default_file.display()
+                ),
+            ));
+        }
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(default_file).required(true));
+        if let Some(overlay) = env.get("RADIO24_ENV").filter(|v| !v.trim().is_empty()) {
+            let file = config_dir.join(format!("{}.toml", overlay.trim()));
+            if !file.is_file() {
+                return Err(invalid(
+                    "RADIO24_ENV",
+                    format!("{overlay:?} names {}, which does not exist", file.display()),
+                ));
+            }
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let prefixed: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("RADIO24__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("RADIO24")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(prefixed)),
+        );
+        for (var, key) in FLAT_ENV {
+            let value = env.get(*var).filter(|v| !v.trim().is_empty());
+            builder = builder.set_override_option(*key, value.cloned())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.schedule.default.len() != 24 {
+            return Err(invalid(
+                "schedule.default",
+                format!(
+                    "must name 24 blocks, one per hour 0-23; found {}",
+                    self.schedule.default.len()
+                ),
+            ));
+        }
+        if self.schedule.topics.is_empty() || self.schedule.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(invalid("schedule.topics", "must list at least one non-empty topic"));
+        }
+        if self.server.max_text_chars == 0 {
+            return Err(invalid("server.max_text_chars", "must be at least 1"));
+        }
+        if self.broadcast.client_queue == 0 {
+            return Err(invalid("broadcast.client_queue", "must be at least 1"));
+        }
+        if self.broadcast.ping_interval_secs == 0 {
+            return Err(invalid("broadcast.ping_interval_secs", "must be at least 1"));
+        }
+        if self.host.speak_queue == 0 || self.host.event_buffer == 0 {
+            return Err(invalid("host.speak_queue", "queues must hold at least 1 item"));
+        }
+        if self.host.chars_per_second.is_nan() || self.host.chars_per_second <= 0.0 {
+            return Err(invalid("host.chars_per_second", "must be a positive number"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        match reqwest::Url::parse(&self.bus.host_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(invalid(
+                    "bus.host_url",
+                    format!("{:?} is not an http(s) URL", self.bus.host_url),
+                ));
+            }
+        }
+        if self.bus.request_timeout_ms == 0 || self.bus.connect_timeout_ms == 0 {
+            return Err(invalid("bus.request_timeout_ms", "timeouts must be at least 1 ms"));
+        }
+        if let Some(url) = &self.database.url {
+            let url = url.expose_secret();
+            if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                // Never echo the URL: it may carry a password.
+                return Err(invalid(
+                    "database.url",
+                    "must start with postgres:// or postgresql:// (leave it unset for SQLite)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Postgres when `database.url` (`DATABASE_URL`) or `POSTGRES_HOST` is set, else SQLite.
+    pub fn database_target(&self) -> DatabaseTarget {
+        if let Some(url) = self.database.url.as_ref().filter(|u| !u.expose_secret().is_empty()) {
+            return DatabaseTarget::Postgres(url.clone());
+        }
+        let pg = &self.database.postgres;
+        if let Some(host) = pg.host.as_deref().filter(|h| !h.is_empty()) {
+            let user = pg.user.as_deref().unwrap_or("postgres");
+            let password = pg
+                .password
+                .as_ref()
+                .map(|p| format!(":{}", percent_encode(p.expose_secret())))
+                .unwrap_or_default();
+            let port = pg.port.unwrap_or(5432);
+            let db = pg.db.as_deref().unwrap_or("radio24");
+            let url = format!(
+                "postgres://{}{password}@{host}:{port}/{}",
+                percent_encode(user),
+                percent_encode(db)
+            );
+            return DatabaseTarget::Postgres(SecretString::from(url));
+        }
+        DatabaseTarget::Sqlite(self.database.sqlite_path.clone())
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for URL userinfo and path parts.
+fn percent_encode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The config directory: `--config-dir`, else `RADIO24_CONFIG_DIR`, else `./config`.
+pub fn config_dir(cli: Option<PathBuf>) -> PathBuf {
+    cli.or_else(|| std::env::var_os("RADIO24_CONFIG_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("config"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_shipped_file_parses() {
+        for entry in std::fs::read_dir(shipped()).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") || stem == "default" {
+                continue;
+            }
+            Settings::load(&shipped(), &env(&[("RADIO24_ENV", stem)]))
+                .unwrap_or_else(|e| panic!("{stem}.toml: {e}"));
+        }
+        let s = Settings::load(&shipped(), &env(&[])).unwrap();
+        assert_eq!(s.server.api_port, 8080);
+        assert_eq!(s.server.host_port, 8082);
+        assert_eq!(s.bus.host_url, "http://127.0.0.1:8082");
+        assert_eq!(s.station.default_channel.as_str(), "radio24");
+        assert!(matches!(s.database_target(), DatabaseTarget::Sqlite(_)));
+    }
+
+    #[test]
+    fn seed_flat_names_and_prefixed_env_apply() {
+        let s = Settings::load(
+            &shipped(),
+            &env(&[
+                ("POSTGRES_HOST", "db"),
+                ("POSTGRES_USER", "radio"),
+                ("POSTGRES_PASSWORD", "p@ss word"),
+                ("POSTGRES_DB", "radio24"),
+                ("PORT", "9000"),
+                ("ALLOWED_ORIGIN", "https://radio.example"),
+                ("OPENAI_REALTIME_VOICE", "cedar"),
+                ("RADIO24__BUS__HOST_URL", "http://host:8082"),
+                ("RADIO24__SERVER__MAX_TEXT_CHARS", "500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, Some(9000));
+        assert_eq!(s.server.allowed_origin, "https://radio.example");
+        assert_eq!(s.openai.realtime_voice, "cedar");
+        assert_eq!(s.bus.host_url, "http://host:8082");
+        assert_eq!(s.server.max_text_chars, 500);
+        match s.database_target() {
+            DatabaseTarget::Postgres(url) => assert_eq!(
+                url.expose_secret(),
+                "postgres://radio:p%40ss%20word@db:5432/radio24"
+            ),
+            other => panic!("expected postgres, got {other:?}"),
+        }
+        let s = Settings::load(&shipped(), &env(&[("DATABASE_URL", "postgres://u@h/d")])).unwrap();
+        assert!(matches!(s.database_target(), DatabaseTarget::Postgres(_)));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Settings::load(&shipped(), &env(&[("PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("server.port"), "{err}");
+        let err =
+            Settings::load(&shipped(), &env(&[("RADIO24__BUS__HOST_URL", "nope")])).unwrap_err();
+        assert!(err.to_string().contains("bus.host_url"), "{err}");
+        let err = Settings::load(&shipped(), &env(&[("RADIO24__SERVER__NOPE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = Settings::load(&shipped(), &env(&[("DATABASE_URL", "mysql://secret@x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let err = Settings::load(&shipped(), &env(&[("RADIO24_ENV", "nowhere")])).unwrap_err();
+        assert!(err.to_string().contains("RADIO24_ENV"), "{err}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Script writers: what turns a block, a topic and the schedule's prompt into words. This
+//! issue ships the offline [`TemplateWriter`]; LLM writers implement the same
+//! [`ScriptWriter`] trait and keep it as their fallback.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+
+use super::HostError;
+use crate::domain::Block;
+
+/// What a writer is asked to write.
+#[derive(Debug, Clone)]
+pub struct ScriptBrief<'a> {
+    pub station: &'a str,
+    pub block: Block,
+    pub topic: &'a str,
+    /// The schedule row's prompt for this hour, steering the block.
+    pub prompt: Option<&'a str>,
+    /// BCP 47 language tag of the station, e.g. `ja`.
+    pub language: &'a str,
+    /// Hour of day on the station's clock, 0–23.
+    pub hour: u8,
+}
+
+#[async_trait]
+pub trait ScriptWriter: Send + Sync + 'static {
+    /// A short name shown in `/now` and in scripts, e.g. `template`.
+    fn name(&self) -> &'static str;
+    async fn write(&self, brief: &ScriptBrief<'_>) -> Result<String, HostError>;
+}
+
+/// Writes from built-in templates, in Japanese or English; needs no network. Variants rotate
+/// so consecutive scripts for the same block differ.
+#[derive(Debug, Default)]
+pub struct TemplateWriter {
+    turn: AtomicUsize,
+}
+
+impl TemplateWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn greeting(hour: u8, japanese: bool) -> &'static str {
+    match (hour, japanese) {
+        (5..=10, true) => "おはようございます",
+        (11..=17, true) => "こんにちは",
+        (_, true) => "こんばんは",
+        (5..=11, false) => "Good morning",
+        (12..=17, false) => "Good afternoon",
+        (_, false) => "Good evening",
+    }
+}
+
+/// Templates per block: `{station}`, `{topic}`, `{greeting}` are filled in.
+fn templates(block: Block, japanese: bool) -> &'static [&'static str] {
+    match (block, japanese) {
+        (Block::Op, true) => &[
+            "{greeting}。{station}です。この時間も、あなたのそばでお届けします。今日はまず{topic}の話から始めましょう。",
+            "{station}、オープニングです。{greeting}。{topic}の話題を中心に、ゆったりお付き合いください。",
+        ],
+        (Block::News, true) => &[
+            "ここでニュースの時間です。ただいま配信できる新しいニュースはありません。最新の情報は公式の発表をご確認ください。このあとは{topic}の話題に戻ります。",
+            "{station}のニュースコーナーです。現在、お伝えできる確かなニュースは届いていません。確かな情報が入り次第お伝えします。",
+        ],
+        (Block::Qanda, true) => &[
+            "質問コーナーの時間です。{topic}について聞きたいこと、話したいことがあれば、プッシュトゥトークかメッセージで送ってください。順番にお答えします。",
+            "リスナーの皆さんからの声をお待ちしています。テーマは{topic}です。ボタンを押して話しかけてください。",
+        ],
+        (Block::Music, true) => &[
+            "ここからは音楽の時間です。{topic}を思い浮かべながら、ゆっくりお聴きください。",
+            "{station}、ミュージックブロックです。{topic}にちなんだ一曲、どうぞ。",
+        ],
+        (Block::TopicA, true) => &[
+            "今日のテーマは{topic}です。身近なところにも、{topic}の面白さはたくさん隠れています。皆さんはどう感じていますか。",
+            "{topic}について少しお話しします。知れば知るほど奥が深いのが{topic}です。このあとも一緒に考えていきましょう。",
+        ],
+        (Block::Jingle, true) => &[
+            "{station}。二十四時間、あなたと一緒に。",
+            "お聴きの放送は{station}です。",
+        ],
+        (Block::Op, false) => &[
+            "{greeting}, this is {station}. We are with you around the clock. Let's start today with {topic}.",
+            "{station}, the opening. {greeting}. Stay with us for an hour about {topic}.",
+        ],
+        (Block::News, false) => &[
+            "Time for the news. There are no new items we can bring you right now; please check official sources for the latest. Back to {topic} after this.",
+            "This is the {station} news desk. No confirmed news has reached us yet. We will bring it to you as soon as it does.",
+        ],
+        (Block::Qanda, false) => &[
+            "It is question time. If you want to ask or say something about {topic}, hold the talk button or send a message, and we will take you in turn.",
+            "We are waiting for your voice. Today's theme is {topic}. Press the button and talk to us.",
+        ],
+        (Block::Music, false) => &[
+            "And now, some music. Think of {topic} and enjoy.",
+            "{station}, music block. Here is a song about {topic}.",
+        ],
+        (Block::TopicA, false) => &[
+            "Today's theme is {topic}. There is more to {topic} close to home than you might think. What do you make of it?",
+            "A few words about {topic}. The more you learn about {topic}, the deeper it gets. Let's keep thinking about it together.",
+        ],
+        (Block::Jingle, false) => &[
+            "{station}. Twenty-four hours, with you.",
+            "You are listening to {station}.",
+        ],
+    }
+}
+
+#[async_trait]
+impl ScriptWriter for TemplateWriter {
+    fn name(&self) -> &'static str {
+        "template"
+    }
+
+    async fn write(&self, brief: &ScriptBrief<'_>) -> Result<String, HostError> {
+        let japanese = brief.language.to_ascii_lowercase().starts_with("ja");
+        let variants = templates(brief.block, japanese);
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let template = variants[turn % variants.len()];
+        Ok(template
+            .replace("{station}", brief.station)
+            .replace("{topic}", brief.topic)
+            .replace("{greeting}", greeting(brief.hour, japanese)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brief(block: Block, language: &'static str) -> ScriptBrief<'static> {
+        ScriptBrief {
+            station: "Radio24",
+            block,
+            topic: "science",
+            prompt: None,
+            language,
+            hour: 8,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_block_gets_a_script_in_both_languages() {
+        let writer = TemplateWriter::new();
+        for block in Block::ALL {
+            for lang in ["ja", "en"] {
+                let text = writer.write(&brief(block, lang)).await.unwrap();
+                assert!(!text.contains('{'), "unfilled template: {text}");
+                assert!(text.contains("Radio24") || text.contains("science"), "{text}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn variants_rotate() {
+        let writer = TemplateWriter::new();
+        let a = writer.write(&brief(Block::TopicA, "en")).await.unwrap();
+        let b = writer.write(&brief(Block::TopicA, "en")).await.unwrap();
+        assert_ne!(a, b);
+    }
+}

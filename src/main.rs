@@ -1,0 +1,62 @@
+//! The `radio24` binary: parse the command line, start logging, load settings, dispatch.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use radio24::cli::{Cli, Command, Role};
+use radio24::config::{Settings, config_dir};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    radio24::telemetry::init(std::env::var("RADIO24_LOG_FORMAT").is_ok_and(|f| f == "json"));
+    radio24::install_crypto_provider();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(&config_dir(cli.config_dir.clone()), &env) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { role } => {
+                let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+                let app = radio24::startup::Application::build(settings, role).await?;
+                app.run_until_stopped().await?;
+                tracing::info!("radio24 stopped");
+                Ok(())
+            }
+            Command::Migrate => migrate(settings).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+#[cfg(feature = "api")]
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let applied = radio24::db::migrate(&settings).await?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "api"))]
+async fn migrate(_settings: Settings) -> anyhow::Result<()> {
+    anyhow::bail!("this build has no database (it was compiled without the `api` feature)")
+}
+
+/// One line on stderr, exit code 2 (bad config or usage) or 1 (anything else).
+fn fail(e: impl Into<anyhow::Error>) -> ExitCode {
+    let e: anyhow::Error = e.into();
+    eprintln!("radio24: {e:#}");
+    ExitCode::FAILURE
+}

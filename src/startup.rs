@@ -1,0 +1,276 @@
+//! Builds the application for a role: binds the port, wires the store, the bus and the
+//! modules, and returns an [`Application`] to run. `main` and the tests build it the same way.
+//!
+//! - `all`:  store + host in-process; the API holds the host as `Arc<dyn HostBus>`; the bus
+//!   routes are served on the same port too.
+//! - `api`:  store + [`crate::bus::HttpHostBus`] to `bus.host_url`.
+//! - `host`: the host and its bus routes; no database.
+//!
+//! Config keys read here: `server.*`, `bus.token`, `auth.*`, `broadcast.*`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use tracing_actix_web::TracingLogger;
+
+use crate::cli::Role;
+use crate::config::{Settings, is_set};
+use crate::web::{json_config, not_found, query_config};
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    role: Role,
+    server: Server,
+}
+
+impl Application {
+    /// Builds the app for `role`. Fails with a clear message when this build lacks the role,
+    /// a required setting is missing, the port is taken or the store cannot be opened.
+    pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Self> {
+        check_role_is_built(role)?;
+        let port = settings.server.port.unwrap_or(match role {
+            Role::Host => settings.server.host_port,
+            Role::Api | Role::All => settings.server.api_port,
+        });
+        let bind = settings.server.bind.clone();
+        let listener = TcpListener::bind((bind.as_str(), port))
+            .with_context(|| format!("cannot listen on {bind}:{port} (server.bind, server.*_port, PORT)"))?;
+        let port = listener.local_addr()?.port();
+
+        let bus_token = match (role, settings.bus.token.clone()) {
+            (_, Some(token)) if is_set(&Some(token.clone())) => token,
+            (Role::All, _) => SecretString::from(crate::random_token()),
+            (Role::Api | Role::Host, _) => bail!(
+                "config key `bus.token`: required by --role {} (the secret shared by the api and host roles); set RADIO24__BUS__TOKEN",
+                role.as_str()
+            ),
+        };
+        let parts = Parts::build(&settings, role, bus_token).await?;
+
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let allowed_origin = settings.server.allowed_origin.clone();
+        let server = HttpServer::new(move || {
+            let parts = parts.clone();
+            let app = App::new()
+                .app_data(json_config())
+                .app_data(query_config())
+                .configure(move |cfg| parts.configure(cfg))
+                .default_service(web::to(not_found));
+            #[cfg(feature = "api")]
+            let app = app.wrap(cors(&allowed_origin));
+            #[cfg(not(feature = "api"))]
+            let _ = &allowed_origin;
+            app.wrap(TracingLogger::default())
+        })
+        .workers(workers)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .listen(listener)?
+        .run();
+        tracing::info!(role = role.as_str(), %bind, port, workers, "radio24 listening");
+        Ok(Self { port, role, server })
+    }
+
+    /// The port actually bound (useful when the settings asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// A handle to stop the server (tests use it to kill a role).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn check_role_is_built(role: Role) -> anyhow::Result<()> {
+    let built: Vec<&str> = [
+        cfg!(feature = "api").then_some("api"),
+        cfg!(feature = "host").then_some("host"),
+        cfg!(all(feature = "api", feature = "host")).then_some("all"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if built.contains(&role.as_str()) {
+        Ok(())
+    } else {
+        bail!(
+            "role `{}` is not in this build (it was compiled without the `{}` feature); this binary serves: {}",
+            role.as_str(),
+            if cfg!(feature = "api") { "host" } else { "api" },
+            built.join(", ")
+        )
+    }
+}
+
+/// What each worker's app mounts, by role.
+#[derive(Clone)]
+struct Parts {
+    #[cfg(feature = "api")]
+    api: Option<web::Data<crate::api::ApiState>>,
+    #[cfg(feature = "host")]
+    bus_server: Option<crate::bus::http_server::BusServer>,
+}
+
+impl Parts {
+    async fn build(settings: &Settings, role: Role, bus_token: SecretString) -> anyhow::Result<Self> {
+        #[cfg(feature = "host")]
+        let host: Option<Arc<dyn crate::bus::HostBus>> = match role {
+            Role::Host | Role::All => Some(Arc::new(crate::host::Host::new(
+                crate::host::HostConfig::from_settings(settings),
+            ))),
+            Role::Api => None,
+        };
+        #[cfg(feature = "host")]
+        let bus_server = host.clone().map(|bus| crate::bus::http_server::BusServer {
+            bus,
+            token: bus_token.clone(),
+            default_channel: settings.station.default_channel.clone(),
+        });
+
+        #[cfg(feature = "api")]
+        let api = match role {
+            Role::Host => None,
+            Role::Api | Role::All => {
+                let bus: Arc<dyn crate::bus::HostBus> = match role {
+                    #[cfg(feature = "host")]
+                    Role::All => host.clone().context("the all role builds a host")?,
+                    _ => Arc::new(crate::bus::HttpHostBus::new(
+                        &settings.bus.host_url,
+                        bus_token.clone(),
+                        Duration::from_millis(settings.bus.connect_timeout_ms),
+                        Duration::from_millis(settings.bus.request_timeout_ms),
+                    )?),
+                };
+                Some(web::Data::new(api_state(settings, role, bus).await?))
+            }
+        };
+        let _ = (&bus_token, role);
+        Ok(Self {
+            #[cfg(feature = "api")]
+            api,
+            #[cfg(feature = "host")]
+            bus_server,
+        })
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        #[cfg(feature = "api")]
+        if let Some(api) = &self.api {
+            crate::api::configure(cfg, api.clone());
+        }
+        #[cfg(feature = "host")]
+        if let Some(server) = &self.bus_server {
+            crate::bus::http_server::configure(cfg, server.clone());
+            #[cfg(feature = "api")]
+            let serves_api = self.api.is_some();
+            #[cfg(not(feature = "api"))]
+            let serves_api = false;
+            if !serves_api {
+                cfg.route("/health", web::get().to(host_health));
+            }
+        }
+    }
+}
+
+#[cfg(feature = "host")]
+async fn host_health() -> HttpResponse {
+    HttpResponse::Ok().json(crate::bus::HostHealth {
+        status: "ok".into(),
+        role: "host".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+#[cfg(feature = "api")]
+async fn api_state(
+    settings: &Settings,
+    role: Role,
+    bus: Arc<dyn crate::bus::HostBus>,
+) -> anyhow::Result<crate::api::ApiState> {
+    use crate::api::{ApiState, WsLimits, hub::Hub, programme::ProgrammeSync};
+    use crate::bus::link::HostLink;
+
+    let store = crate::db::connect(settings)
+        .await
+        .context("opening the store (database.*, DATABASE_URL, POSTGRES_*)")?;
+    crate::db::seed::ensure_default_channel(
+        store.as_ref(),
+        &settings.station.default_channel,
+        &settings.schedule.default,
+    )
+    .await
+    .context("creating the default channel")?;
+    let admin_token = crate::api::admin_token(
+        settings.auth.admin_token.clone().filter(|t| is_set(&Some(t.clone()))),
+        &settings.auth.admin_token_file,
+    )?;
+    let hub = Arc::new(Hub::new(
+        settings.broadcast.client_queue,
+        settings.broadcast.recent_captions,
+    ));
+    let link = HostLink::spawn(
+        bus.clone(),
+        Arc::new(ProgrammeSync {
+            store: store.clone(),
+            bus: bus.clone(),
+            hub: hub.clone(),
+        }),
+        Duration::from_millis(settings.bus.reconnect_max_ms),
+    );
+    Ok(ApiState {
+        store,
+        bus,
+        hub,
+        link,
+        admin_token,
+        role: role.as_str(),
+        split: role == Role::Api,
+        default_channel: settings.station.default_channel.clone(),
+        max_text_chars: settings.server.max_text_chars,
+        ws: WsLimits {
+            ping_interval: Duration::from_secs(settings.broadcast.ping_interval_secs),
+            send_timeout: Duration::from_secs(settings.broadcast.send_timeout_secs),
+            max_clients: settings.broadcast.max_clients,
+        },
+        ws_clients: Default::default(),
+    })
+}
+
+/// CORS from `server.allowed_origin` (`ALLOWED_ORIGIN`): a comma-separated list of origins,
+/// or `*`. Empty allows no cross-origin browser requests (same-origin ones are unaffected).
+#[cfg(feature = "api")]
+fn cors(allowed: &str) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+        ])
+        .max_age(3600);
+    for origin in allowed.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
