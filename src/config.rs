@@ -195,8 +195,8 @@ impl Settings {
                 ),
             ));
         }
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from(default_file).required(true));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from(default_file).required(true));
         if let Some(overlay) = env.get("RADIO24_ENV").filter(|v| !v.trim().is_empty()) {
             let file = config_dir.join(format!("{}.toml", overlay.trim()));
             if !file.is_file() {
@@ -238,8 +238,13 @@ impl Settings {
                 ),
             ));
         }
-        if self.schedule.topics.is_empty() || self.schedule.topics.iter().any(|t| t.trim().is_empty()) {
-            return Err(invalid("schedule.topics", "must list at least one non-empty topic"));
+        if self.schedule.topics.is_empty()
+            || self.schedule.topics.iter().any(|t| t.trim().is_empty())
+        {
+            return Err(invalid(
+                "schedule.topics",
+                "must list at least one non-empty topic",
+            ));
         }
         if self.server.max_text_chars == 0 {
             return Err(invalid("server.max_text_chars", "must be at least 1"));
@@ -248,13 +253,22 @@ impl Settings {
             return Err(invalid("broadcast.client_queue", "must be at least 1"));
         }
         if self.broadcast.ping_interval_secs == 0 {
-            return Err(invalid("broadcast.ping_interval_secs", "must be at least 1"));
+            return Err(invalid(
+                "broadcast.ping_interval_secs",
+                "must be at least 1",
+            ));
         }
         if self.host.speak_queue == 0 || self.host.event_buffer == 0 {
-            return Err(invalid("host.speak_queue", "queues must hold at least 1 item"));
+            return Err(invalid(
+                "host.speak_queue",
+                "queues must hold at least 1 item",
+            ));
         }
         if self.host.chars_per_second.is_nan() || self.host.chars_per_second <= 0.0 {
-            return Err(invalid("host.chars_per_second", "must be a positive number"));
+            return Err(invalid(
+                "host.chars_per_second",
+                "must be a positive number",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
@@ -269,11 +283,17 @@ impl Settings {
             }
         }
         if self.bus.request_timeout_ms == 0 || self.bus.connect_timeout_ms == 0 {
-            return Err(invalid("bus.request_timeout_ms", "timeouts must be at least 1 ms"));
+            return Err(invalid(
+                "bus.request_timeout_ms",
+                "timeouts must be at least 1 ms",
+            ));
         }
         if let Some(url) = &self.database.url {
             let url = url.expose_secret();
-            if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            if !url.is_empty()
+                && !url.starts_with("postgres://")
+                && !url.starts_with("postgresql://")
+            {
                 // Never echo the URL: it may carry a password.
                 return Err(invalid(
                     "database.url",
@@ -286,7 +306,12 @@ impl Settings {
 
     /// Postgres when `database.url` (`DATABASE_URL`) or `POSTGRES_HOST` is set, else SQLite.
     pub fn database_target(&self) -> DatabaseTarget {
-        if let Some(url) = self.database.url.as_ref().filter(|u| !u.expose_secret().is_empty()) {
+        if let Some(url) = self
+            .database
+            .url
+            .as_ref()
+            .filter(|u| !u.expose_secret().is_empty())
+        {
             return DatabaseTarget::Postgres(url.clone());
         }
         let pg = &self.database.postgres;
@@ -348,7 +373,9 @@ mod tests {
     fn every_shipped_file_parses() {
         for entry in std::fs::read_dir(shipped()).unwrap() {
             let path = entry.unwrap().path();
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
             if path.extension().and_then(|e| e.to_str()) != Some("toml") || stem == "default" {
                 continue;
             }
@@ -405,8 +432,8 @@ mod tests {
         assert!(err.to_string().contains("bus.host_url"), "{err}");
         let err = Settings::load(&shipped(), &env(&[("RADIO24__SERVER__NOPE", "1")])).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
-        let err = Settings::load(&shipped(), &env(&[("DATABASE_URL", "mysql://secret@x")]))
-            .unwrap_err();
+        let err =
+            Settings::load(&shipped(), &env(&[("DATABASE_URL", "mysql://secret@x")])).unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
         assert!(!err.to_string().contains("secret"), "{err}");
         let err = Settings::load(&shipped(), &env(&[("RADIO24_ENV", "nowhere")])).unwrap_err();

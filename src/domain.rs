@@ -38,7 +38,10 @@ impl ChannelName {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let name = raw.trim();
         if name.is_empty() {
-            return Err(InvalidInput::new("invalid_channel", "channel name is empty"));
+            return Err(InvalidInput::new(
+                "invalid_channel",
+                "channel name is empty",
+            ));
         }
         if name.len() > MAX_CHANNEL_NAME {
             return Err(InvalidInput::new(
@@ -161,7 +164,10 @@ impl SpokenText {
                 format!("text has {chars} characters; the limit is {max_chars}"),
             ));
         }
-        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             return Err(InvalidInput::new(
                 "invalid_text",
                 "text contains control characters",
@@ -185,7 +191,10 @@ mod tests {
 
     #[test]
     fn channel_names_are_checked() {
-        assert_eq!(ChannelName::parse(" radio24 ").map(|c| c.0), Ok("radio24".into()));
+        assert_eq!(
+            ChannelName::parse(" radio24 ").map(|c| c.0),
+            Ok("radio24".into())
+        );
         assert!(ChannelName::parse("").is_err());
         assert!(ChannelName::parse("Radio24").is_err());
         assert!(ChannelName::parse("-x").is_err());
@@ -202,12 +211,18 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", block.as_str()));
         }
         assert_eq!("topic_a".parse::<Block>(), Ok(Block::TopicA));
-        assert_eq!("DJ".parse::<Block>().map_err(|e| e.code), Err("invalid_block"));
+        assert_eq!(
+            "DJ".parse::<Block>().map_err(|e| e.code),
+            Err("invalid_block")
+        );
     }
 
     #[test]
     fn spoken_text_limits_count_characters_not_bytes() {
-        assert_eq!(SpokenText::parse("  ", 10).map_err(|e| e.code), Err("empty_text"));
+        assert_eq!(
+            SpokenText::parse("  ", 10).map_err(|e| e.code),
+            Err("empty_text")
+        );
         assert!(SpokenText::parse("こんにちは", 5).is_ok());
         assert_eq!(
             SpokenText::parse("こんにちは!", 5).map_err(|e| e.code),

@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
@@ -44,7 +47,11 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     if applied.is_empty() {
         println!("database is up to date");
     } else {
-        println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+        println!(
+            "applied {} migration(s): {}",
+            applied.len(),
+            applied.join(", ")
+        );
     }
     Ok(())
 }

@@ -39,8 +39,9 @@ impl Application {
             Role::Api | Role::All => settings.server.api_port,
         });
         let bind = settings.server.bind.clone();
-        let listener = TcpListener::bind((bind.as_str(), port))
-            .with_context(|| format!("cannot listen on {bind}:{port} (server.bind, server.*_port, PORT)"))?;
+        let listener = TcpListener::bind((bind.as_str(), port)).with_context(|| {
+            format!("cannot listen on {bind}:{port} (server.bind, server.*_port, PORT)")
+        })?;
         let port = listener.local_addr()?.port();
 
         let bus_token = match (role, settings.bus.token.clone()) {
@@ -130,7 +131,11 @@ struct Parts {
 }
 
 impl Parts {
-    async fn build(settings: &Settings, role: Role, bus_token: SecretString) -> anyhow::Result<Self> {
+    async fn build(
+        settings: &Settings,
+        role: Role,
+        bus_token: SecretString,
+    ) -> anyhow::Result<Self> {
         #[cfg(feature = "host")]
         let host: Option<Arc<dyn crate::bus::HostBus>> = match role {
             Role::Host | Role::All => Some(Arc::new(crate::host::Host::new(
@@ -219,7 +224,11 @@ async fn api_state(
     .await
     .context("creating the default channel")?;
     let admin_token = crate::api::admin_token(
-        settings.auth.admin_token.clone().filter(|t| is_set(&Some(t.clone()))),
+        settings
+            .auth
+            .admin_token
+            .clone()
+            .filter(|t| is_set(&Some(t.clone()))),
         &settings.auth.admin_token_file,
     )?;
     let hub = Arc::new(Hub::new(

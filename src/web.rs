@@ -48,7 +48,8 @@ pub fn json_config() -> web::JsonConfig {
         .limit(MAX_JSON_BYTES)
         .error_handler(|err, _req| {
             let (status, code) = match &err {
-                JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+                JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Overflow { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
                 }
                 JsonPayloadError::ContentType => {
@@ -58,7 +59,9 @@ pub fn json_config() -> web::JsonConfig {
             };
             let message = match &err {
                 JsonPayloadError::Deserialize(e) => format!("request body is not valid: {e}"),
-                JsonPayloadError::ContentType => "expected Content-Type: application/json".to_owned(),
+                JsonPayloadError::ContentType => {
+                    "expected Content-Type: application/json".to_owned()
+                }
                 other => other.to_string(),
             };
             actix_web::error::InternalError::from_response(

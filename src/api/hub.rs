@@ -93,7 +93,11 @@ impl Room {
     }
 
     /// Resubscribes a client that fell behind: a new receiver at the head, and a snapshot.
-    pub fn resync(&self, frames: &mut broadcast::Receiver<ByteString>, host_connected: bool) -> ByteString {
+    pub fn resync(
+        &self,
+        frames: &mut broadcast::Receiver<ByteString>,
+        host_connected: bool,
+    ) -> ByteString {
         let st = self.lock();
         *frames = self.frames.subscribe();
         self.snapshot(&st, host_connected, true)
@@ -170,7 +174,12 @@ impl Hub {
 
     /// The room of `channel`, created on first use.
     pub fn room(&self, channel: &ChannelName) -> Arc<Room> {
-        if let Some(room) = self.rooms.read().unwrap_or_else(|p| p.into_inner()).get(channel) {
+        if let Some(room) = self
+            .rooms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+        {
             return room.clone();
         }
         let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
@@ -188,7 +197,8 @@ impl Hub {
     }
 
     pub fn host_connected(&self) -> bool {
-        self.host_connected.load(std::sync::atomic::Ordering::Relaxed)
+        self.host_connected
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn set_host_connected(&self, up: bool) {

@@ -38,7 +38,9 @@ pub async fn load(store: &dyn Store) -> Result<Programme, StoreError> {
 pub async fn push(store: &dyn Store, bus: &dyn HostBus) -> anyhow::Result<()> {
     let programme = load(store).await?;
     let channels = programme.channels.len();
-    bus.set_programme(programme).await.map_err(|e: BusError| anyhow::anyhow!(e))?;
+    bus.set_programme(programme)
+        .await
+        .map_err(|e: BusError| anyhow::anyhow!(e))?;
     tracing::info!(channels, "programme sent to the host");
     Ok(())
 }

@@ -99,9 +99,9 @@ impl HttpHostBus {
         }
         let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| BusError::Internal(format!("{path}: the host's answer is not valid: {e}")));
+            return serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                BusError::Internal(format!("{path}: the host's answer is not valid: {e}"))
+            });
         }
         Err(error_from_status(status, &bytes))
     }
@@ -232,7 +232,9 @@ where
                 }
                 Ok(None) => return None,
                 Err(_) => {
-                    tracing::warn!("host event stream silent for {EVENT_IDLE_TIMEOUT:?}; reconnecting");
+                    tracing::warn!(
+                        "host event stream silent for {EVENT_IDLE_TIMEOUT:?}; reconnecting"
+                    );
                     return None;
                 }
             }

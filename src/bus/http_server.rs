@@ -137,18 +137,22 @@ async fn set_programme(
 
 async fn events(req: HttpRequest, server: web::Data<BusServer>) -> Result<HttpResponse, BusError> {
     authorize(&req, &server)?;
-    let events = server.bus.subscribe().await?.filter_map(|event| async move {
-        match serde_json::to_vec(&event) {
-            Ok(mut line) => {
-                line.push(b'\n');
-                Some(Bytes::from(line))
+    let events = server
+        .bus
+        .subscribe()
+        .await?
+        .filter_map(|event| async move {
+            match serde_json::to_vec(&event) {
+                Ok(mut line) => {
+                    line.push(b'\n');
+                    Some(Bytes::from(line))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not serialize a host event; skipped");
+                    None
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "could not serialize a host event; skipped");
-                None
-            }
-        }
-    });
+        });
     let keepalive = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(KEEPALIVE))
         .map(|_| Bytes::from_static(b"\n"));
     let body = futures::stream::select(events, keepalive).map(Ok::<_, actix_web::Error>);

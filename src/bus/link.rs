@@ -59,7 +59,11 @@ pub struct HostLink {
 
 impl HostLink {
     /// Starts subscribing in the background.
-    pub fn spawn(bus: Arc<dyn HostBus>, handler: Arc<dyn LinkHandler>, max_backoff: Duration) -> Self {
+    pub fn spawn(
+        bus: Arc<dyn HostBus>,
+        handler: Arc<dyn LinkHandler>,
+        max_backoff: Duration,
+    ) -> Self {
         let (tx, rx) = watch::channel(LinkStatus {
             state: LinkState::Connecting,
             since: Utc::now(),
@@ -118,7 +122,11 @@ async fn run(
                     handler.event(event).await;
                 }
                 tracing::warn!("host link down: the event stream ended");
-                set(LinkState::Down, Some("the event stream ended".into()), connects);
+                set(
+                    LinkState::Down,
+                    Some("the event stream ended".into()),
+                    connects,
+                );
                 handler.disconnected().await;
             }
             Err(e) => {

@@ -124,8 +124,14 @@ pub struct Programme {
 pub enum HostEvent {
     /// First event of every subscription (and after a subscriber fell behind): the whole
     /// state, so the subscriber can forget what it had.
-    Hello { version: String, channels: Vec<OnAir> },
-    SegmentStarted { channel: ChannelName, segment: Segment },
+    Hello {
+        version: String,
+        channels: Vec<OnAir>,
+    },
+    SegmentStarted {
+        channel: ChannelName,
+        segment: Segment,
+    },
     /// One sentence, sent when it airs.
     Caption {
         channel: ChannelName,

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::schema::pg::{channel, schedule};
 use super::{
-    Channel, Result, ScheduleEntry, Store, StoreError, map_write_error, parse_block, parse_channel_name,
-    parse_hour,
+    Channel, Result, ScheduleEntry, Store, StoreError, map_write_error, parse_block,
+    parse_channel_name, parse_hour,
 };
 use crate::domain::{Block, ChannelName};
 
@@ -29,8 +29,17 @@ const MIGRATION_LOCK: i64 = 0x0072_6164_696f_3234;
 type ChannelRow = (Uuid, String, Option<bool>, Option<DateTime<Utc>>);
 type ScheduleRow = (Uuid, Option<Uuid>, Option<i32>, String, Option<String>);
 
-const CHANNEL_COLUMNS: (channel::id, channel::name, channel::live, channel::started_at) =
-    (channel::id, channel::name, channel::live, channel::started_at);
+const CHANNEL_COLUMNS: (
+    channel::id,
+    channel::name,
+    channel::live,
+    channel::started_at,
+) = (
+    channel::id,
+    channel::name,
+    channel::live,
+    channel::started_at,
+);
 const SCHEDULE_COLUMNS: (
     schedule::id,
     schedule::channel_id,
@@ -57,7 +66,8 @@ fn to_channel((id, name, live, started_at): ChannelRow) -> Result<Channel> {
 fn to_entry((id, channel_id, hour, block, prompt): ScheduleRow) -> Result<ScheduleEntry> {
     Ok(ScheduleEntry {
         id,
-        channel_id: channel_id.ok_or_else(|| StoreError::Corrupt("schedule.channel_id NULL".into()))?,
+        channel_id: channel_id
+            .ok_or_else(|| StoreError::Corrupt("schedule.channel_id NULL".into()))?,
         hour: parse_hour(hour)?,
         block: parse_block(&block)?,
         prompt,
@@ -72,7 +82,11 @@ pub struct PgStore {
 
 impl PgStore {
     /// Opens a pool and checks that the server answers.
-    pub async fn connect(url: &SecretString, max_connections: usize, acquire_timeout: Duration) -> Result<Self> {
+    pub async fn connect(
+        url: &SecretString,
+        max_connections: usize,
+        acquire_timeout: Duration,
+    ) -> Result<Self> {
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.expose_secret());
         let pool = Pool::builder(manager)
             .max_size(max_connections)
@@ -247,7 +261,10 @@ impl Store for PgStore {
             ))
             .on_conflict((schedule::channel_id, schedule::hour))
             .do_update()
-            .set((schedule::block.eq(block.as_str()), schedule::prompt.eq(prompt)))
+            .set((
+                schedule::block.eq(block.as_str()),
+                schedule::prompt.eq(prompt),
+            ))
             .returning(SCHEDULE_COLUMNS)
             .get_result(&mut conn)
             .await

@@ -22,24 +22,32 @@ use uuid::Uuid;
 
 use super::schema::sqlite::{channel, schedule};
 use super::{
-    Channel, Result, ScheduleEntry, Store, StoreError, map_write_error, parse_block, parse_channel_name,
-    parse_hour,
+    Channel, Result, ScheduleEntry, Store, StoreError, map_write_error, parse_block,
+    parse_channel_name, parse_hour,
 };
 use crate::domain::{Block, ChannelName};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// How long a writer waits for another writer's lock before failing.
-const BUSY_TIMEOUT_MS: u32 = 5000;
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                       PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+/// A writer waits up to 5 s for another writer's lock. busy_timeout goes first: switching to WAL needs a lock another process may hold.
+const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                       PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
 type ChannelRow = (String, String, Option<bool>, Option<DateTime<Utc>>);
 type ScheduleRow = (String, Option<String>, Option<i32>, String, Option<String>);
 
-const CHANNEL_COLUMNS: (channel::id, channel::name, channel::live, channel::started_at) =
-    (channel::id, channel::name, channel::live, channel::started_at);
+const CHANNEL_COLUMNS: (
+    channel::id,
+    channel::name,
+    channel::live,
+    channel::started_at,
+) = (
+    channel::id,
+    channel::name,
+    channel::live,
+    channel::started_at,
+);
 const SCHEDULE_COLUMNS: (
     schedule::id,
     schedule::channel_id,
@@ -95,7 +103,9 @@ pub async fn migrate_file(path: &Path) -> Result<Vec<String>> {
                 conn.run_pending_migrations(MIGRATIONS)
                     .map(|v| v.iter().map(|v| v.to_string()).collect::<Vec<_>>())
             })
-            .map_err(|e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string()))?;
+            .map_err(|e: Box<dyn std::error::Error + Send + Sync>| {
+                StoreError::Migration(e.to_string())
+            })?;
         if !applied.is_empty() {
             tracing::info!(?applied, file = %url, "applied SQLite migrations");
         }
@@ -112,7 +122,11 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating and migrating) the database file.
-    pub async fn open(path: &Path, max_connections: usize, acquire_timeout: Duration) -> Result<Self> {
+    pub async fn open(
+        path: &Path,
+        max_connections: usize,
+        acquire_timeout: Duration,
+    ) -> Result<Self> {
         migrate_file(path).await?;
         let mut config = ManagerConfig::<Conn>::default();
         config.custom_setup = Box::new(|url| {
@@ -139,7 +153,7 @@ impl SqliteStore {
             acquire_timeout,
         };
         store.ping().await?;
-        tracing::info!(file = %path.display(), busy_timeout_ms = BUSY_TIMEOUT_MS, "SQLite store open");
+        tracing::info!(file = %path.display(), "SQLite store open");
         Ok(store)
     }
 
@@ -281,7 +295,10 @@ impl Store for SqliteStore {
             ))
             .on_conflict((schedule::channel_id, schedule::hour))
             .do_update()
-            .set((schedule::block.eq(block.as_str()), schedule::prompt.eq(prompt)))
+            .set((
+                schedule::block.eq(block.as_str()),
+                schedule::prompt.eq(prompt),
+            ))
             .execute(&mut conn)
             .await
             .map_err(|e| map_write_error(e, "schedule slot"))?;

@@ -193,7 +193,8 @@ async fn air_loop(
             segment: segment.clone(),
         });
         let mut interrupted = false;
-        'sentences: for (index, sentence) in split_sentences(&segment.text).into_iter().enumerate() {
+        'sentences: for (index, sentence) in split_sentences(&segment.text).into_iter().enumerate()
+        {
             let deadline = Instant::now() + sentence_duration(&sentence, chars_per_second);
             let _ = events.send(HostEvent::Caption {
                 channel: channel.clone(),
@@ -243,6 +244,9 @@ mod tests {
     #[test]
     fn short_sentences_still_show_for_a_moment() {
         assert_eq!(sentence_duration("あ", 12.0), MIN_SENTENCE);
-        assert_eq!(sentence_duration(&"a".repeat(24), 12.0), Duration::from_secs(2));
+        assert_eq!(
+            sentence_duration(&"a".repeat(24), 12.0),
+            Duration::from_secs(2)
+        );
     }
 }

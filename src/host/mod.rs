@@ -45,7 +45,10 @@ pub enum HostError {
     #[error("channel {channel:?} already has {limit} segments waiting")]
     QueueFull { channel: ChannelName, limit: usize },
     #[error("script writer {writer} failed: {message}")]
-    Writer { writer: &'static str, message: String },
+    Writer {
+        writer: &'static str,
+        message: String,
+    },
 }
 
 impl From<HostError> for BusError {
@@ -56,8 +59,12 @@ impl From<HostError> for BusError {
             HostError::UnknownChannel(_) => {
                 BusError::rejected(Rejection::NotFound, "unknown_channel", message)
             }
-            HostError::OffAir(_) => BusError::rejected(Rejection::BadRequest, "channel_off_air", message),
-            HostError::QueueFull { .. } => BusError::rejected(Rejection::Busy, "queue_full", message),
+            HostError::OffAir(_) => {
+                BusError::rejected(Rejection::BadRequest, "channel_off_air", message)
+            }
+            HostError::QueueFull { .. } => {
+                BusError::rejected(Rejection::Busy, "queue_full", message)
+            }
             HostError::Writer { .. } => BusError::Internal(message),
         }
     }
@@ -149,9 +156,16 @@ impl Host {
         host
     }
 
-    fn channel(&self, name: Option<&ChannelName>) -> Result<(ChannelName, Arc<Channel>), HostError> {
+    fn channel(
+        &self,
+        name: Option<&ChannelName>,
+    ) -> Result<(ChannelName, Arc<Channel>), HostError> {
         let name = name.unwrap_or(&self.inner.config.default_channel);
-        let channels = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        let channels = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         channels
             .get(name)
             .map(|c| (name.clone(), c.clone()))
@@ -159,7 +173,11 @@ impl Host {
     }
 
     fn apply_programme(&self, programme: Programme) {
-        let mut channels = self.inner.channels.write().unwrap_or_else(|p| p.into_inner());
+        let mut channels = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::with_capacity(programme.channels.len());
         for ch in programme.channels {
             // Keep the running desk (and what it has queued) of a channel that stays.
@@ -210,7 +228,11 @@ impl Host {
     }
 
     fn hello(&self) -> HostEvent {
-        let channels = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        let channels = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let mut states: Vec<OnAir> = channels.iter().map(|(n, c)| self.on_air(n, c)).collect();
         states.sort_by(|a, b| a.channel.cmp(&b.channel));
         HostEvent::Hello {
@@ -229,7 +251,9 @@ impl HostBus for Host {
         let slot = Self::current_slot(&channel);
         let block = req.block.or(slot.map(|s| s.block)).unwrap_or(Block::TopicA);
         // The hour's prompt steers only the block it was written for.
-        let prompt = slot.filter(|s| s.block == block).and_then(|s| s.prompt.clone());
+        let prompt = slot
+            .filter(|s| s.block == block)
+            .and_then(|s| s.prompt.clone());
         let topic = match req.topic {
             Some(t) => SpokenText::parse(&t, MAX_TOPIC_CHARS)
                 .map_err(|e| InvalidInput::new("invalid_topic", format!("topic: {}", e.message)))?
@@ -313,10 +337,15 @@ impl HostBus for Host {
         let events = BroadcastStream::new(receiver).map(move |item| match item {
             Ok(event) => event,
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "a subscriber fell behind; sending it a fresh snapshot");
+                tracing::warn!(
+                    missed,
+                    "a subscriber fell behind; sending it a fresh snapshot"
+                );
                 host.hello()
             }
         });
-        Ok(futures::stream::once(async move { hello }).chain(events).boxed())
+        Ok(futures::stream::once(async move { hello })
+            .chain(events)
+            .boxed())
     }
 }

@@ -148,7 +148,10 @@ mod tests {
             for lang in ["ja", "en"] {
                 let text = writer.write(&brief(block, lang)).await.unwrap();
                 assert!(!text.contains('{'), "unfilled template: {text}");
-                assert!(text.contains("Radio24") || text.contains("science"), "{text}");
+                assert!(
+                    text.contains("Radio24") || text.contains("science"),
+                    "{text}"
+                );
             }
         }
     }

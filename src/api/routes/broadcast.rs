@@ -68,7 +68,10 @@ pub async fn broadcast_ws(
             Ok(None) => Err(("unknown_channel", format!("no channel named {requested:?}"))),
             Err(e) => {
                 tracing::error!(error = %e, "store lookup failed for a broadcast client");
-                Err(("store_unavailable", "the database is not reachable right now".to_owned()))
+                Err((
+                    "store_unavailable",
+                    "the database is not reachable right now".to_owned(),
+                ))
             }
         },
         Err(e) => Err(("unknown_channel", e.message)),
@@ -125,7 +128,8 @@ async fn serve_client(
     if !send(&mut session, subscription.snapshot).await {
         return;
     }
-    let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut last_heard = Instant::now();
     let reason = loop {
         tokio::select! {

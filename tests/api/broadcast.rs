@@ -1,0 +1,131 @@
+use radio24::cli::Role;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, WsRead};
+
+/// Speaks `text` and returns the captions of its segment, in order, until it ends.
+pub async fn captions_of(ws: &mut crate::helpers::WsClient, segment_id: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        let frame = ws.next_json().await;
+        match frame["type"].as_str() {
+            Some("caption") if frame["segment_id"] == segment_id => {
+                texts.push(frame["text"].as_str().unwrap().to_owned());
+            }
+            Some("segment_ended") if frame["segment_id"] == segment_id => return texts,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_first_then_captions_of_what_the_studio_says() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    app.wait_for_status("/ready", 200).await;
+    let mut ws = app.broadcast("radio24").await;
+    let snapshot = ws.next_json().await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["channel"], "radio24");
+    assert!(snapshot["captions"].as_array().unwrap().is_empty());
+
+    let resp = app.speak("こんにちは、Radio24です。今日もよろしく！").await;
+    assert_eq!(resp.status(), 202);
+    let accepted: Value = resp.json().await.unwrap();
+    let id = accepted["segment_id"].as_str().unwrap().to_owned();
+    assert_eq!(accepted["channel"], "radio24");
+
+    let started = ws
+        .wait_for("segment_started", |f| f["segment"]["id"] == id)
+        .await;
+    assert_eq!(started["channel"], "radio24");
+    assert!(started["segment"]["duration_ms"].as_u64().unwrap() > 0);
+    let captions = captions_of(&mut ws, &id).await;
+    assert_eq!(captions, ["こんにちは、Radio24です。", "今日もよろしく！"]);
+
+    // A client joining later finds those captions in its snapshot.
+    let mut late = app.broadcast("radio24").await;
+    let snapshot = late.next_json().await;
+    let texts: Vec<&str> = snapshot["captions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["こんにちは、Radio24です。", "今日もよろしく！"]);
+    assert_eq!(snapshot["host_connected"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speak_now_cuts_the_current_segment_short() {
+    let app = TestApp::spawn(Role::All, &[("RADIO24__HOST__CHARS_PER_SECOND", "20")]).await;
+    let mut ws = app.broadcast("radio24").await;
+    ws.next_json().await;
+    let long = "This is a long segment. ".repeat(20);
+    let first: Value = app.speak(&long).await.json().await.unwrap();
+    let first_id = first["segment_id"].as_str().unwrap().to_owned();
+    ws.wait_for("segment_started", |f| f["segment"]["id"] == first_id)
+        .await;
+    let resp = app
+        .post(
+            "/v1/studio/speak",
+            Some(crate::helpers::ADMIN_TOKEN),
+            &serde_json::json!({"text": "Breaking in.", "mode": "now"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let now: Value = resp.json().await.unwrap();
+    assert_eq!(now["mode"], "now");
+    assert_eq!(now["queued_ahead"], 0);
+    let ended = ws
+        .wait_for("segment_ended", |f| f["segment_id"] == first_id)
+        .await;
+    assert_eq!(ended["interrupted"], true);
+    let next = ws.wait_for("segment_started", |_| true).await;
+    assert_eq!(next["segment"]["id"], now["segment_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_channel_gets_an_error_frame_and_a_close_with_the_reason() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    for channel in ["nope", "Bad%20Name"] {
+        let mut ws = app.broadcast(channel).await;
+        let frame = ws.next_json().await;
+        assert_eq!(frame["type"], "error");
+        assert_eq!(frame["error"], "unknown_channel");
+        match ws.read().await {
+            WsRead::Closed(Some((code, reason))) => {
+                assert_eq!(code, 1008);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("expected a close with a reason, got {other:?}"),
+        }
+    }
+    // The server is still fine.
+    assert_eq!(app.get("/health").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_is_read_only_and_says_so() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    let mut ws = app.broadcast("radio24").await;
+    ws.next_json().await;
+    use futures::SinkExt;
+    ws.ws
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            "hello".into(),
+        ))
+        .await
+        .unwrap();
+    let frame = ws.next_json().await;
+    assert_eq!(frame["type"], "error");
+    assert_eq!(frame["error"], "read_only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_the_socket_route_is_a_json_400() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    let resp = app.get("/ws/broadcast?channel=radio24").await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "websocket_required");
+}

@@ -1,0 +1,319 @@
+//! One contract, two implementations: the host in-process, and the HTTP client talking to a
+//! `--role host` server. Whatever the API may rely on is asserted here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use radio24::bus::{
+    BusError, ChannelProgramme, EventStream, HostBus, HostEvent, HttpHostBus, Programme, Rejection,
+    ScheduleSlot, ScriptRequest, SpeakMode, SpeakRequest,
+};
+use radio24::cli::Role;
+use radio24::domain::{Block, ChannelName};
+use radio24::host::{Host, HostConfig};
+use secrecy::SecretString;
+
+use crate::helpers::{BUS_TOKEN, PATIENCE, TestApp, settings};
+
+fn channel(name: &str) -> ChannelName {
+    ChannelName::parse(name).unwrap()
+}
+
+async fn next_event(events: &mut EventStream) -> HostEvent {
+    tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("an event in time")
+        .expect("the stream stays open")
+}
+
+fn speak(text: &str, channel_name: Option<&str>, mode: SpeakMode) -> SpeakRequest {
+    SpeakRequest {
+        text: text.into(),
+        channel: channel_name.map(channel),
+        mode,
+    }
+}
+
+fn rejected(err: BusError) -> (Rejection, String) {
+    match err {
+        BusError::Rejected { kind, code, .. } => (kind, code),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+async fn contract(bus: Arc<dyn HostBus>) {
+    // The subscription opens with the whole state.
+    let mut events = bus.subscribe().await.unwrap();
+    match next_event(&mut events).await {
+        HostEvent::Hello { channels, version } => {
+            assert_eq!(version, env!("CARGO_PKG_VERSION"));
+            assert!(channels.iter().any(|c| c.channel.as_str() == "radio24"));
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+
+    // speak: accepted, then started → captions in order → ended.
+    let accepted = bus
+        .speak(speak("One. Two! Three?", None, SpeakMode::Next))
+        .await
+        .unwrap();
+    assert_eq!(accepted.channel.as_str(), "radio24");
+    let mut seen = Vec::new();
+    loop {
+        match next_event(&mut events).await {
+            HostEvent::SegmentStarted { segment, .. } => {
+                assert_eq!(segment.id, accepted.segment_id);
+                seen.push("started".to_owned());
+            }
+            HostEvent::Caption {
+                segment_id,
+                text,
+                index,
+                ..
+            } => {
+                assert_eq!(segment_id, accepted.segment_id);
+                assert_eq!(index as usize, seen.len() - 1);
+                seen.push(text);
+            }
+            HostEvent::SegmentEnded {
+                segment_id,
+                interrupted,
+                ..
+            } => {
+                assert_eq!(segment_id, accepted.segment_id);
+                assert!(!interrupted);
+                break;
+            }
+            HostEvent::Hello { .. } => {}
+        }
+    }
+    assert_eq!(seen, ["started", "One.", "Two!", "Three?"]);
+
+    // Refusals carry a kind and a code.
+    let err = bus
+        .speak(speak(" ", None, SpeakMode::Next))
+        .await
+        .unwrap_err();
+    assert_eq!(rejected(err), (Rejection::BadRequest, "empty_text".into()));
+    let err = bus
+        .speak(speak(&"x".repeat(2001), None, SpeakMode::Next))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::BadRequest, "text_too_long".into())
+    );
+    let err = bus
+        .speak(speak("hi", Some("elsewhere"), SpeakMode::Next))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::NotFound, "unknown_channel".into())
+    );
+    let err = bus.now_playing(&channel("elsewhere")).await.unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::NotFound, "unknown_channel".into())
+    );
+
+    // Scripts: block and topic as asked, or from the schedule and the rotation.
+    let script = bus
+        .generate_script(ScriptRequest {
+            block: Some(Block::News),
+            topic: Some("宇宙".into()),
+            channel: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((script.block, script.topic.as_str()), (Block::News, "宇宙"));
+    assert_eq!(script.writer, "template");
+    assert!(!script.text.is_empty());
+    let err = bus
+        .generate_script(ScriptRequest {
+            topic: Some("".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::BadRequest, "invalid_topic".into())
+    );
+
+    // A programme adds channels; a schedule names each hour's block.
+    let schedule: Vec<ScheduleSlot> = (0..24)
+        .map(|hour| ScheduleSlot {
+            hour,
+            block: Block::Music,
+            prompt: Some("jazz".into()),
+        })
+        .collect();
+    bus.set_programme(Programme {
+        channels: vec![
+            ChannelProgramme {
+                name: channel("radio24"),
+                live: true,
+                schedule: schedule.clone(),
+            },
+            ChannelProgramme {
+                name: channel("second"),
+                live: true,
+                schedule: schedule.clone(),
+            },
+            ChannelProgramme {
+                name: channel("dark"),
+                live: false,
+                schedule,
+            },
+        ],
+    })
+    .await
+    .unwrap();
+    let now = bus.now_playing(&channel("second")).await.unwrap();
+    assert_eq!(now.channel.as_str(), "second");
+    assert_eq!(now.block, Some(Block::Music));
+    assert_eq!(now.writer, "template");
+    let script = bus
+        .generate_script(ScriptRequest {
+            channel: Some(channel("second")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(script.block, Block::Music);
+    let err = bus
+        .speak(speak("hi", Some("dark"), SpeakMode::Next))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::BadRequest, "channel_off_air".into())
+    );
+
+    // `now` cuts the current segment short and airs at once.
+    let long = "A long sentence that takes a while to say. ".repeat(40);
+    let first = bus
+        .speak(speak(&long, Some("second"), SpeakMode::Next))
+        .await
+        .unwrap();
+    let queued = bus
+        .speak(speak("Queued behind.", Some("second"), SpeakMode::Next))
+        .await
+        .unwrap();
+    assert_eq!(queued.queued_ahead, 1);
+    let playing = loop {
+        let now = bus.now_playing(&channel("second")).await.unwrap();
+        if now.segment.is_some() {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(playing.segment.unwrap().id, first.segment_id);
+    assert_eq!(playing.next.len(), 1);
+    assert!(playing.ready_ahead_secs > 0.0);
+    let urgent = bus
+        .speak(speak("Now!", Some("second"), SpeakMode::Now))
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        match next_event(&mut events).await {
+            HostEvent::SegmentEnded {
+                segment_id,
+                interrupted,
+                ..
+            } if segment_id == first.segment_id => {
+                assert!(interrupted, "the long segment was cut");
+            }
+            HostEvent::SegmentStarted { segment, .. } => order.push(segment.id),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        order,
+        [first.segment_id, urgent.segment_id, queued.segment_id]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_host_meets_the_contract() {
+    let host = Host::new(HostConfig::from_settings(&settings(&[])));
+    contract(Arc::new(host)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bus_meets_the_contract() {
+    let host = TestApp::spawn(Role::Host, &[]).await;
+    let bus = HttpHostBus::new(
+        &host.address,
+        SecretString::from(BUS_TOKEN),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    contract(Arc::new(bus)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bus_errors_say_what_went_wrong() {
+    let host = TestApp::spawn(Role::Host, &[]).await;
+    let wrong = HttpHostBus::new(
+        &host.address,
+        SecretString::from("wrong"),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(matches!(
+        wrong.speak(speak("hi", None, SpeakMode::Next)).await,
+        Err(BusError::Unauthorized)
+    ));
+    assert!(matches!(
+        wrong.subscribe().await,
+        Err(BusError::Unauthorized)
+    ));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nobody = HttpHostBus::new(
+        &format!("http://127.0.0.1:{port}"),
+        SecretString::from(BUS_TOKEN),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(matches!(
+        nobody.speak(speak("hi", None, SpeakMode::Next)).await,
+        Err(BusError::Unavailable(_))
+    ));
+    assert!(matches!(
+        nobody.subscribe().await,
+        Err(BusError::Unavailable(_))
+    ));
+
+    // A peer that accepts the connection and never answers: a timeout, not a hang.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let slow = HttpHostBus::new(
+        &format!("http://127.0.0.1:{silent_port}"),
+        SecretString::from(BUS_TOKEN),
+        Duration::from_secs(2),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    assert!(matches!(
+        slow.speak(speak("hi", None, SpeakMode::Next)).await,
+        Err(BusError::Timeout(_))
+    ));
+}

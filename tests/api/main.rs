@@ -1,0 +1,14 @@
+//! Black-box tests: the real application on loopback, real SQLite files and real
+//! PostgreSQL databases. Needs both roles compiled in (the default features).
+#![cfg(all(feature = "api", feature = "host"))]
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod broadcast;
+mod bus_contract;
+mod health;
+mod helpers;
+mod postgres;
+mod split;
+mod store_conformance;
+mod studio;

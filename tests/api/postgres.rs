@@ -1,0 +1,187 @@
+//! PostgreSQL: `radio24 migrate` with the seed's env names creates the seed's schema
+//! exactly, and the station runs on it.
+
+use std::process::Command;
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use radio24::cli::Role;
+use serde_json::Value;
+
+use crate::broadcast::captions_of;
+use crate::helpers::{TestApp, TestDb, config_dir};
+
+/// The seed document's DDL, verbatim.
+const SEED_DDL: &str = r#"
+CREATE TABLE channel (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    name TEXT NOT NULL UNIQUE,
+    live BOOLEAN DEFAULT true,
+    started_at TIMESTAMPTZ DEFAULT now()
+);
+CREATE TABLE schedule (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    channel_id UUID REFERENCES channel(id) ON DELETE CASCADE,
+    hour INTEGER CHECK (hour >= 0 AND hour <= 23),
+    block TEXT CHECK (block IN ('OP', 'NEWS', 'QANDA', 'MUSIC', 'TOPIC_A', 'JINGLE')) NOT NULL,
+    prompt TEXT,
+    created_at TIMESTAMPTZ DEFAULT now()
+);
+CREATE TABLE queue (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id TEXT,
+    kind TEXT CHECK (kind IN ('audio', 'text', 'phone')) NOT NULL,
+    text TEXT,
+    meta JSONB,
+    enqueued_at TIMESTAMPTZ DEFAULT now(),
+    status TEXT CHECK (status IN ('queued', 'live', 'done', 'dropped')) DEFAULT 'queued'
+);
+"#;
+
+#[derive(QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+/// Columns (name, type, nullability, default) and constraints of the seed's tables.
+async fn describe(url: &str) -> Vec<String> {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let mut lines: Vec<Line> = diesel::sql_query(
+        "SELECT table_name || '.' || column_name || ' ' || data_type || ' null=' || is_nullable \
+         || ' default=' || coalesce(column_default, '-') AS line \
+         FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name IN ('channel', 'schedule', 'queue')",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    lines.extend(
+        diesel::sql_query(
+            "SELECT conrelid::regclass::text || ' ' || contype::text || ' ' || pg_get_constraintdef(oid) AS line \
+             FROM pg_constraint WHERE conrelid::regclass::text IN ('channel', 'schedule', 'queue')",
+        )
+        .load::<Line>(&mut conn)
+        .await
+        .unwrap(),
+    );
+    let mut lines: Vec<String> = lines.into_iter().map(|l| l.line).collect();
+    lines.sort();
+    lines
+}
+
+fn run_migrate(db: &TestDb) -> String {
+    let url = url_parts(&db.url);
+    let out = Command::new(env!("CARGO_BIN_EXE_radio24"))
+        .args(["migrate", "--config-dir"])
+        .arg(config_dir())
+        .env_remove("DATABASE_URL")
+        .env("POSTGRES_HOST", &url.host)
+        .env("POSTGRES_PORT", &url.port)
+        .env("POSTGRES_USER", &url.user)
+        .env("POSTGRES_DB", &db.name)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "radio24 migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct UrlParts {
+    host: String,
+    port: String,
+    user: String,
+}
+
+fn url_parts(url: &str) -> UrlParts {
+    let parsed = reqwest::Url::parse(url).unwrap();
+    UrlParts {
+        host: parsed.host_str().unwrap().to_owned(),
+        port: parsed.port().unwrap_or(5432).to_string(),
+        user: if parsed.username().is_empty() {
+            "postgres".into()
+        } else {
+            parsed.username().into()
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_with_the_seed_env_names_creates_the_seed_schema_exactly() {
+    let Some(reference) = TestDb::create().await else {
+        return;
+    };
+    let Some(migrated) = TestDb::create().await else {
+        return;
+    };
+    let mut conn = AsyncPgConnection::establish(&reference.url).await.unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, SEED_DDL)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let out = run_migrate(&migrated);
+    assert!(out.contains("applied 2 migration(s)"), "{out}");
+    assert_eq!(run_migrate(&migrated).trim(), "database is up to date");
+
+    let expected = describe(&reference.url).await;
+    let actual = describe(&migrated.url).await;
+    assert!(
+        expected.len() > 20,
+        "the description covers the schema: {expected:?}"
+    );
+    assert_eq!(actual, expected);
+
+    // The only addition is the (channel_id, hour) index, and it reverses cleanly.
+    let mut conn = AsyncPgConnection::establish(&migrated.url).await.unwrap();
+    let indexes: Vec<Line> = diesel::sql_query(
+        "SELECT indexname AS line FROM pg_indexes WHERE schemaname = 'public' \
+         AND tablename IN ('channel', 'schedule', 'queue') ORDER BY indexname",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let indexes: Vec<&str> = indexes.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(
+        indexes,
+        [
+            "channel_name_key",
+            "channel_pkey",
+            "queue_pkey",
+            "schedule_channel_hour",
+            "schedule_pkey"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_station_runs_on_postgres() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let app = TestApp::spawn(Role::All, &[("DATABASE_URL", &db.url)]).await;
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["store"]["backend"], "postgres");
+    assert_eq!(health["store"]["ok"], true);
+    app.wait_for_status("/ready", 200).await;
+    let mut ws = app.broadcast("radio24").await;
+    assert_eq!(ws.next_json().await["type"], "snapshot");
+    let accepted: Value = app.speak("Postgres on air.").await.json().await.unwrap();
+    let id = accepted["segment_id"].as_str().unwrap();
+    assert_eq!(captions_of(&mut ws, id).await, ["Postgres on air."]);
+
+    // A second process on the same database finds the channel and its schedule as they are.
+    let second = TestApp::spawn(Role::All, &[("DATABASE_URL", &db.url)]).await;
+    assert_eq!(second.get("/health").await.status(), 200);
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let rows: Vec<Line> = diesel::sql_query("SELECT count(*)::text AS line FROM schedule")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].line, "24");
+}

@@ -1,0 +1,152 @@
+//! `--role host` and `--role api` as two servers talking over the HTTP bus.
+
+use radio24::cli::Role;
+use serde_json::{Value, json};
+
+use crate::broadcast::captions_of;
+use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, TestApp};
+
+async fn spawn_pair() -> (TestApp, TestApp) {
+    let host = TestApp::spawn(Role::Host, &[]).await;
+    let url = host.address.clone();
+    let api = TestApp::spawn(Role::Api, &[("RADIO24__BUS__HOST_URL", &url)]).await;
+    (host, api)
+}
+
+async fn speak_and_hear(api: &TestApp, ws: &mut crate::helpers::WsClient, text: &str) {
+    let resp = api.speak(text).await;
+    assert_eq!(resp.status(), 202);
+    let accepted: Value = resp.json().await.unwrap();
+    let id = accepted["segment_id"].as_str().unwrap();
+    assert_eq!(captions_of(ws, id).await, [text]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reaches_a_separate_host_and_survives_its_restart() {
+    let (host, api) = spawn_pair().await;
+    let ready = api.wait_for_status("/ready", 200).await;
+    assert_eq!(ready["host_link"]["transport"], "http");
+    let health: Value = api.get("/health").await.json().await.unwrap();
+    assert_eq!(health["role"], "api");
+
+    let mut ws = api.broadcast("radio24").await;
+    assert_eq!(ws.next_json().await["type"], "snapshot");
+    speak_and_hear(&api, &mut ws, "First words over the bus.").await;
+    let script = api
+        .post(
+            "/v1/studio/script",
+            Some(ADMIN_TOKEN),
+            &json!({"block": "OP"}),
+        )
+        .await;
+    assert_eq!(script.status(), 200);
+
+    // Kill the host: the API stays up and says what is wrong.
+    let host_port = host.port;
+    host.stop().await;
+    let not_ready = api.wait_for_status("/ready", 503).await;
+    assert_eq!(not_ready["error"], "not_ready");
+    let health: Value = api.get("/health").await.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["host_link"]["state"], "down");
+    for (path, body) in [
+        ("/v1/studio/speak", json!({"text": "anyone there?"})),
+        ("/v1/studio/script", json!({})),
+    ] {
+        let resp = api.post(path, Some(ADMIN_TOKEN), &body).await;
+        assert_eq!(resp.status(), 503, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "host_unavailable");
+    }
+
+    // Start it again on the same port: captions flow again, same API, same socket.
+    let settings = crate::helpers::settings(&[("RADIO24__SERVER__PORT", &host_port.to_string())]);
+    let app = radio24::startup::Application::build(settings, Role::Host)
+        .await
+        .expect("host restarts on its port");
+    let _host = TestApp::run(app, None);
+    api.wait_for_status("/ready", 200).await;
+    let resync = ws.wait_for("snapshot", |f| f["resync"] == true).await;
+    assert_eq!(resync["channel"], "radio24");
+    speak_and_hear(&api, &mut ws, "Back on air.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_routes_need_the_bus_token() {
+    let (host, _api) = spawn_pair().await;
+    let routes: [(&str, &str, Value); 4] = [
+        ("POST", "/speak", json!({"text": "hi"})),
+        ("POST", "/script/generate", json!({})),
+        ("PUT", "/programme", json!({"channels": []})),
+        ("GET", "/events", Value::Null),
+    ];
+    for (method, path, body) in &routes {
+        for token in [None, Some("wrong"), Some(ADMIN_TOKEN)] {
+            let mut req = host.client.request(method.parse().unwrap(), host.url(path));
+            if !body.is_null() {
+                req = req.json(body);
+            }
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{method} {path} with {token:?}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], "unauthorized");
+        }
+    }
+    let resp = host
+        .client
+        .post(host.url("/speak"))
+        .bearer_auth(BUS_TOKEN)
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    // /health is open, for load balancers.
+    let health: Value = host.get("/health").await.json().await.unwrap();
+    assert_eq!(health["role"], "host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_with_the_wrong_bus_token_reports_the_link_down() {
+    let host = TestApp::spawn(Role::Host, &[]).await;
+    let url = host.address.clone();
+    let api = TestApp::spawn(
+        Role::Api,
+        &[
+            ("RADIO24__BUS__HOST_URL", &url),
+            ("RADIO24__BUS__TOKEN", "not-the-token"),
+        ],
+    )
+    .await;
+    let health = api.wait_for_status("/ready", 503).await;
+    assert_eq!(health["host_link"]["state"], "down");
+    let resp = api.speak("hello").await;
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "host_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_started_before_its_host_connects_when_the_host_arrives() {
+    // Reserve a port for the host, then free it for the host to take later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let api = TestApp::spawn(Role::Api, &[("RADIO24__BUS__HOST_URL", &url)]).await;
+    api.wait_for_status("/ready", 503).await;
+    let settings = crate::helpers::settings(&[("RADIO24__SERVER__PORT", &port.to_string())]);
+    let app = radio24::startup::Application::build(settings, Role::Host)
+        .await
+        .unwrap();
+    let _host = TestApp::run(app, None);
+    api.wait_for_status("/ready", 200).await;
+    let mut ws = api.broadcast("radio24").await;
+    ws.next_json().await;
+    speak_and_hear(&api, &mut ws, "Late but here.").await;
+}

@@ -1,0 +1,139 @@
+use radio24::cli::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, TestApp};
+
+async fn error_code(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("error bodies are JSON");
+    assert!(body["message"].is_string(), "{body}");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_routes_need_the_admin_token() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    for token in [None, Some("wrong"), Some(BUS_TOKEN)] {
+        let resp = app
+            .post("/v1/studio/speak", token, &json!({"text": "hi"}))
+            .await;
+        assert_eq!(error_code(resp).await, (401, "unauthorized".into()));
+        let resp = app.post("/v1/studio/script", token, &json!({})).await;
+        assert_eq!(error_code(resp).await, (401, "unauthorized".into()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_speak_requests_get_clear_4xx_errors() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    let long = "あ".repeat(2001);
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"text": ""}), 400, "empty_text"),
+        (json!({"text": "   "}), 400, "empty_text"),
+        (json!({"text": long}), 400, "text_too_long"),
+        (
+            json!({"text": "hi", "channel": "nope"}),
+            404,
+            "unknown_channel",
+        ),
+        (
+            json!({"text": "hi", "channel": "Bad Name!"}),
+            400,
+            "invalid_json",
+        ),
+        (json!({"text": "hi", "mode": "later"}), 400, "invalid_json"),
+        (json!({"txt": "hi"}), 400, "invalid_json"),
+        (json!("hi"), 400, "invalid_json"),
+    ];
+    for (body, status, code) in cases {
+        let resp = app.post("/v1/studio/speak", Some(ADMIN_TOKEN), &body).await;
+        assert_eq!(error_code(resp).await, (status, code.into()), "for {body}");
+    }
+    let resp = app
+        .client
+        .post(app.url("/v1/studio/speak"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"text\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(resp).await, (400, "invalid_json".into()));
+    let resp = app
+        .client
+        .post(app.url("/v1/studio/speak"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 100 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(resp).await, (413, "payload_too_large".into()));
+    // Exactly at the limit is fine, and the process is still serving.
+    let resp = app.speak(&"あ".repeat(2000)).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(app.get("/health").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_preview_names_block_topic_and_writer_without_airing() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    let mut ws = app.broadcast("radio24").await;
+    assert_eq!(ws.next_json().await["type"], "snapshot");
+    let resp = app
+        .post(
+            "/v1/studio/script",
+            Some(ADMIN_TOKEN),
+            &json!({"block": "NEWS", "topic": "宇宙"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let script: Value = resp.json().await.unwrap();
+    assert_eq!(script["block"], "NEWS");
+    assert_eq!(script["topic"], "宇宙");
+    assert_eq!(script["channel"], "radio24");
+    assert_eq!(script["writer"], "template");
+    assert!(!script["text"].as_str().unwrap().is_empty());
+    // Nothing aired: the next frame is the segment spoken after the preview.
+    assert_eq!(app.speak("marker").await.status(), 202);
+    let frame = ws.next_json().await;
+    assert_eq!(frame["type"], "segment_started", "{frame}");
+    assert_eq!(frame["segment"]["text"], "marker");
+
+    // Without a topic, consecutive scripts rotate through the configured topics.
+    let mut topics = Vec::new();
+    for _ in 0..3 {
+        let s: Value = app
+            .post(
+                "/v1/studio/script",
+                Some(ADMIN_TOKEN),
+                &json!({"block": "TOPIC_A"}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        topics.push(s["topic"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(topics, ["テクノロジー", "科学", "文化"]);
+
+    let resp = app
+        .post(
+            "/v1/studio/script",
+            Some(ADMIN_TOKEN),
+            &json!({"block": "DJ"}),
+        )
+        .await;
+    assert_eq!(error_code(resp).await, (400, "invalid_json".into()));
+    let resp = app
+        .post(
+            "/v1/studio/script",
+            Some(ADMIN_TOKEN),
+            &json!({"topic": ""}),
+        )
+        .await;
+    assert_eq!(error_code(resp).await, (400, "invalid_topic".into()));
+}
