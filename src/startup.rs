@@ -10,10 +10,9 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 use secrecy::SecretString;
 use tracing_actix_web::TracingLogger;
@@ -160,8 +159,8 @@ impl Parts {
                     _ => Arc::new(crate::bus::HttpHostBus::new(
                         &settings.bus.host_url,
                         bus_token.clone(),
-                        Duration::from_millis(settings.bus.connect_timeout_ms),
-                        Duration::from_millis(settings.bus.request_timeout_ms),
+                        std::time::Duration::from_millis(settings.bus.connect_timeout_ms),
+                        std::time::Duration::from_millis(settings.bus.request_timeout_ms),
                     )?),
                 };
                 Some(web::Data::new(api_state(settings, role, bus).await?))
@@ -196,8 +195,8 @@ impl Parts {
 }
 
 #[cfg(feature = "host")]
-async fn host_health() -> HttpResponse {
-    HttpResponse::Ok().json(crate::bus::HostHealth {
+async fn host_health() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(crate::bus::HostHealth {
         status: "ok".into(),
         role: "host".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -242,7 +241,7 @@ async fn api_state(
             bus: bus.clone(),
             hub: hub.clone(),
         }),
-        Duration::from_millis(settings.bus.reconnect_max_ms),
+        std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
     );
     Ok(ApiState {
         store,
@@ -255,8 +254,8 @@ async fn api_state(
         default_channel: settings.station.default_channel.clone(),
         max_text_chars: settings.server.max_text_chars,
         ws: WsLimits {
-            ping_interval: Duration::from_secs(settings.broadcast.ping_interval_secs),
-            send_timeout: Duration::from_secs(settings.broadcast.send_timeout_secs),
+            ping_interval: std::time::Duration::from_secs(settings.broadcast.ping_interval_secs),
+            send_timeout: std::time::Duration::from_secs(settings.broadcast.send_timeout_secs),
             max_clients: settings.broadcast.max_clients,
         },
         ws_clients: Default::default(),
