@@ -34,10 +34,17 @@ const FLAT_ENV: &[(&str, &str)] = &[
 /// Why the settings could not be loaded. Display is one line that names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Not `#[source]`: the message already holds the cause, and chains would repeat it.
     #[error("config: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     #[error("config key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        ConfigError::Load(e)
+    }
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {

@@ -44,10 +44,15 @@ async fn only_the_compiled_role_is_served() {
             .expect("a role that is not compiled in is refused");
         let msg = err.to_string();
         assert!(msg.contains("not in this build"), "{msg}");
-        assert!(msg.contains(served.as_str()), "names what it does serve: {msg}");
+        assert!(
+            msg.contains(served.as_str()),
+            "names what it does serve: {msg}"
+        );
         assert!(!msg.contains('\n'), "one line: {msg}");
     }
-    let app = Application::build(settings(data.path()), served).await.unwrap();
+    let app = Application::build(settings(data.path()), served)
+        .await
+        .unwrap();
     let port = app.port();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
