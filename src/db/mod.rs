@@ -95,8 +95,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ScheduleEntry>;
 }
 
-/// Connects to the store the settings name, applying pending migrations to a SQLite file
-/// (Postgres is migrated by `radio24 migrate`, or by `serve` when the schema is missing).
+/// Connects to the store the settings name and applies pending migrations (PostgreSQL under
+/// its advisory lock, so API instances starting together migrate once; `radio24 migrate`
+/// does the same as a separate release step).
 pub async fn connect(settings: &Settings) -> Result<Arc<dyn Store>> {
     let acquire = Duration::from_millis(settings.database.acquire_timeout_ms);
     let size = settings.database.max_connections;
