@@ -6,7 +6,9 @@
 //!
 //! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`.
 
+pub mod audio;
 pub mod desk;
+pub mod voice;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -28,7 +30,7 @@ use crate::bus::{
 use crate::config::Settings;
 use crate::domain::{Block, ChannelName, InvalidInput, SpokenText};
 use desk::Desk;
-use writer::{ScriptBrief, ScriptWriter, TemplateWriter};
+use writer::{ScriptBrief, ScriptWriter, TemplateWriter, WriterError};
 
 /// Longest topic accepted in a script request, in characters.
 const MAX_TOPIC_CHARS: usize = 200;
@@ -44,11 +46,8 @@ pub enum HostError {
     OffAir(ChannelName),
     #[error("channel {channel:?} already has {limit} segments waiting")]
     QueueFull { channel: ChannelName, limit: usize },
-    #[error("script writer {writer} failed: {message}")]
-    Writer {
-        writer: &'static str,
-        message: String,
-    },
+    #[error("script writer failed: {0}")]
+    Writer(#[from] WriterError),
 }
 
 impl From<HostError> for BusError {
@@ -65,7 +64,7 @@ impl From<HostError> for BusError {
             HostError::QueueFull { .. } => {
                 BusError::rejected(Rejection::Busy, "queue_full", message)
             }
-            HostError::Writer { .. } => BusError::Internal(message),
+            HostError::Writer(_) => BusError::Internal(message),
         }
     }
 }
@@ -271,8 +270,11 @@ impl HostBus for Host {
             prompt: prompt.as_deref(),
             language: &self.inner.config.language,
             hour: Utc::now().hour() as u8,
+            target_secs: 30.0,
+            recent: &[],
+            news: &[],
         };
-        let text = self.inner.writer.write(&brief).await?;
+        let text = self.inner.writer.write(&brief).await.map_err(HostError::from)?;
         Ok(Script {
             channel: name,
             block,

@@ -1,34 +1,14 @@
-//! Script writers: what turns a block, a topic and the schedule's prompt into words. This
-//! issue ships the offline [`TemplateWriter`]; LLM writers implement the same
-//! [`ScriptWriter`] trait and keep it as their fallback.
+//! The offline writer: scripts from built-in templates, in Japanese or English. Needs no
+//! network, never fails, and is every other writer's fallback. NEWS reads the configured
+//! feeds' headlines verbatim when there are any, and says there is no news when there are
+//! none — it never invents a headline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
-use super::HostError;
+use super::{ScriptBrief, ScriptWriter, WriterError};
 use crate::domain::Block;
-
-/// What a writer is asked to write.
-#[derive(Debug, Clone)]
-pub struct ScriptBrief<'a> {
-    pub station: &'a str,
-    pub block: Block,
-    pub topic: &'a str,
-    /// The schedule row's prompt for this hour, steering the block.
-    pub prompt: Option<&'a str>,
-    /// BCP 47 language tag of the station, e.g. `ja`.
-    pub language: &'a str,
-    /// Hour of day on the station's clock, 0–23.
-    pub hour: u8,
-}
-
-#[async_trait]
-pub trait ScriptWriter: Send + Sync + 'static {
-    /// A short name shown in `/now` and in scripts, e.g. `template`.
-    fn name(&self) -> &'static str;
-    async fn write(&self, brief: &ScriptBrief<'_>) -> Result<String, HostError>;
-}
 
 /// Writes from built-in templates, in Japanese or English; needs no network. Variants rotate
 /// so consecutive scripts for the same block differ.
@@ -114,7 +94,7 @@ impl ScriptWriter for TemplateWriter {
         "template"
     }
 
-    async fn write(&self, brief: &ScriptBrief<'_>) -> Result<String, HostError> {
+    async fn write(&self, brief: &ScriptBrief<'_>) -> Result<String, WriterError> {
         let japanese = brief.language.to_ascii_lowercase().starts_with("ja");
         let variants = templates(brief.block, japanese);
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
@@ -138,6 +118,9 @@ mod tests {
             prompt: None,
             language,
             hour: 8,
+            target_secs: 30.0,
+            recent: &[],
+            news: &[],
         }
     }
 
