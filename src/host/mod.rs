@@ -7,7 +7,10 @@
 //! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`.
 
 pub mod audio;
+pub mod clock;
 pub mod desk;
+pub mod playout;
+pub mod programme;
 pub mod voice;
 pub mod writer;
 
