@@ -7,6 +7,7 @@
 //! none (captions only).
 
 pub mod openai_speech;
+pub mod realtime;
 mod shared;
 
 use async_trait::async_trait;
