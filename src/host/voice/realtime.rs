@@ -228,9 +228,13 @@ impl Session {
         }
     }
 
-    /// Closes the socket politely without holding up the caller.
+    /// Closes the socket politely without holding up the caller. Outside a runtime (a
+    /// stream dropped late at shutdown) the socket is simply dropped.
     fn close(mut self) {
-        tokio::spawn(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             let _ = timeout(CLOSE_GRACE, async {
                 if self.ws.close(None).await.is_ok() {
                     // Read until the server's close frame, which completes the handshake.
@@ -295,6 +299,14 @@ impl Reader {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl Drop for Reader {
+    /// A stream dropped before the end (a skipped segment) still closes its socket, which
+    /// also tells OpenAI to stop generating.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -416,6 +428,10 @@ impl Voice for RealtimeVoice {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "tungstenite's handshake callback fixes its Err type"
+)]
 mod tests {
     use super::*;
     use std::future::Future;
@@ -676,6 +692,30 @@ mod tests {
             matches!(items[1], Err(VoiceError::BadAnswer(_))),
             "{items:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_closes_the_socket() {
+        let (base, _, server) = fake_server(|mut ws| async move {
+            for _ in 0..3 {
+                recv_json(&mut ws).await;
+            }
+            send_json(&mut ws, delta(&pcm(&[1, 2]))).await;
+            // No response.done: the listener skips the segment mid-sentence.
+            let mut closed = false;
+            while let Some(Ok(m)) = ws.next().await {
+                closed |= matches!(m, Message::Close(_));
+            }
+            closed
+        })
+        .await;
+        let audio = voice(base).synthesize("Hello.").await.unwrap();
+        drop(audio);
+        let closed = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(closed, "the client should send a Close frame");
     }
 
     #[tokio::test]
