@@ -82,6 +82,8 @@ pub struct EspeakVoice {
 }
 
 impl EspeakVoice {
+    /// A voice that runs `config.binary` per call; nothing is started until then (use
+    /// [`EspeakVoice::probe`] to check the binary at start-up).
     pub fn new(config: EspeakConfig) -> Self {
         Self { config }
     }

@@ -38,8 +38,11 @@ const MAX_ERROR_BODY: usize = 16 * 1024;
 pub struct SpeechConfig {
     /// E.g. `https://api.openai.com/v1`; a trailing slash is fine.
     pub base_url: String,
+    /// Sent as `Authorization: Bearer`; never logged.
     pub api_key: SecretString,
+    /// E.g. `gpt-4o-mini-tts`.
     pub model: String,
+    /// E.g. `marin`, `cedar`.
     pub voice: String,
     /// Delivery steering (tone, pace) for models that take it; sent only when set.
     pub instructions: Option<String>,

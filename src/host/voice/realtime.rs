@@ -58,8 +58,11 @@ warm, clear radio-host voice.";
 pub struct RealtimeConfig {
     /// E.g. `https://api.openai.com/v1` (`http://` becomes `ws://`, `https://` `wss://`).
     pub base_url: String,
+    /// Sent as `Authorization: Bearer`; never logged.
     pub api_key: SecretString,
+    /// E.g. `gpt-realtime`.
     pub model: String,
+    /// E.g. `marin`, `cedar`.
     pub voice: String,
     /// TCP, TLS and the WebSocket handshake, together.
     pub connect_timeout: Duration,
