@@ -2,6 +2,7 @@
 //! words. [`template::TemplateWriter`] is offline and never fails; LLM writers implement the
 //! same [`ScriptWriter`] trait and fall back to it.
 
+pub mod prompt;
 pub mod template;
 
 use async_trait::async_trait;
