@@ -6,6 +6,11 @@
 //! OpenAI Realtime (WebSocket, GA events), `espeak-ng` (a subprocess, 22.05 kHz), and
 //! none (captions only).
 
+pub mod espeak;
+pub mod openai_speech;
+pub mod realtime;
+mod shared;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 

@@ -2,12 +2,17 @@
 //! words. [`template::TemplateWriter`] is offline and never fails; LLM writers implement the
 //! same [`ScriptWriter`] trait and fall back to it.
 
+pub mod news;
+pub mod openai;
+pub mod prompt;
 pub mod template;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Block;
+pub use news::{NewsConfig, NewsDesk, NewsError};
+pub use openai::{OpenAiWriter, OpenAiWriterConfig};
 pub use template::TemplateWriter;
 
 /// A headline from a configured news feed (`news.feeds`).

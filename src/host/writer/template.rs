@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
-use super::{ScriptBrief, ScriptWriter, WriterError};
+use super::{NewsItem, ScriptBrief, ScriptWriter, WriterError};
 use crate::domain::Block;
+
+/// How many headlines the NEWS template reads: about the length of a short bulletin.
+const NEWS_HEADLINES: usize = 3;
 
 /// Writes from built-in templates, in Japanese or English; needs no network. Variants rotate
 /// so consecutive scripts for the same block differ.
@@ -88,6 +91,36 @@ fn templates(block: Block, japanese: bool) -> &'static [&'static str] {
     }
 }
 
+/// A bulletin reading up to [`NEWS_HEADLINES`] headlines verbatim, each with its source.
+fn news_bulletin(station: &str, news: &[NewsItem], japanese: bool) -> String {
+    let mut out = if japanese {
+        format!("{station}、ニュースの時間です。")
+    } else {
+        format!("This is the {station} news.")
+    };
+    for item in news.iter().take(NEWS_HEADLINES) {
+        // The template adds its own full stop; a headline's own would double it.
+        let title = item
+            .title
+            .trim()
+            .trim_end_matches(['。', '.', '！', '!', '？', '?']);
+        let source = item.source.trim();
+        if japanese {
+            out.push_str(&format!(
+                "続いてのニュースです。{source}によりますと、{title}。"
+            ));
+        } else {
+            out.push_str(&format!(" Next, according to {source}: {title}."));
+        }
+    }
+    out.push_str(if japanese {
+        "ニュースは以上です。"
+    } else {
+        " That is the news."
+    });
+    out
+}
+
 #[async_trait]
 impl ScriptWriter for TemplateWriter {
     fn name(&self) -> &'static str {
@@ -96,6 +129,9 @@ impl ScriptWriter for TemplateWriter {
 
     async fn write(&self, brief: &ScriptBrief<'_>) -> Result<String, WriterError> {
         let japanese = brief.language.to_ascii_lowercase().starts_with("ja");
+        if brief.block == Block::News && !brief.news.is_empty() {
+            return Ok(news_bulletin(brief.station, brief.news, japanese));
+        }
         let variants = templates(brief.block, japanese);
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let template = variants[turn % variants.len()];
@@ -137,6 +173,66 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn item(title: &str, source: &str) -> NewsItem {
+        NewsItem {
+            title: title.to_owned(),
+            summary: Some("A summary the template does not read.".to_owned()),
+            source: source.to_owned(),
+            link: None,
+            published: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn news_reads_up_to_three_headlines_with_their_sources() {
+        let writer = TemplateWriter::new();
+        let news = vec![
+            item("新しい駅が開業。", "ラジオ新聞"),
+            item("明日は晴れ", "天気ワイヤ"),
+            item("港の花火大会", "港タイムズ"),
+            item("四つめの記事", "どこか"),
+        ];
+        let mut b = brief(Block::News, "ja");
+        b.news = &news;
+        let ja = writer.write(&b).await.unwrap();
+        assert!(
+            ja.contains("続いてのニュースです。ラジオ新聞によりますと、新しい駅が開業。"),
+            "{ja}"
+        );
+        assert!(ja.contains("天気ワイヤによりますと、明日は晴れ。"), "{ja}");
+        assert!(
+            ja.contains("港タイムズによりますと、港の花火大会。"),
+            "{ja}"
+        );
+        assert!(!ja.contains("四つめの記事"), "{ja}");
+        assert!(!ja.contains("ありません"), "{ja}");
+
+        let en_news = vec![item("Bridge reopens.", "City Wire")];
+        let mut b = brief(Block::News, "en");
+        b.news = &en_news;
+        let en = writer.write(&b).await.unwrap();
+        assert!(
+            en.contains("according to City Wire: Bridge reopens."),
+            "{en}"
+        );
+        assert!(!en.contains("summary"), "{en}");
+    }
+
+    #[tokio::test]
+    async fn news_without_headlines_says_there_is_none() {
+        let writer = TemplateWriter::new();
+        let ja = writer.write(&brief(Block::News, "ja")).await.unwrap();
+        assert!(
+            ja.contains("ニュースはありません") || ja.contains("届いていません"),
+            "{ja}"
+        );
+        let en = writer.write(&brief(Block::News, "en")).await.unwrap();
+        assert!(
+            en.contains("no new items") || en.contains("No confirmed news"),
+            "{en}"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,781 @@
+//! OpenAI Realtime as a voice, GA protocol: one WebSocket per call to
+//! `{base_url}/realtime?model=…` (https→wss), bearer key, no `OpenAI-Beta` header. The call
+//! sends `session.update` (audio out only, 24 kHz pcm, instructions to read the text
+//! verbatim), the text as a user message, and `response.create`; it streams the base64
+//! s16le of `response.output_audio.delta` until `response.done`. OpenAI retires its
+//! speech models on 2027-01-06 with Realtime as the successor, so this path must work.
+//!
+//! Config it reads (through [`RealtimeConfig`], filled by the engine): `openai.base_url`,
+//! `openai.api_key` (`OPENAI_API_KEY`), `openai.realtime_model` (`OPENAI_REALTIME_MODEL`),
+//! `openai.realtime_voice` (`OPENAI_REALTIME_VOICE`), and the timeouts. The key is never
+//! logged or put in an error.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use futures::{SinkExt, StreamExt};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::shared::{
+    S16leDecoder, SampleBudget, error_chain, openai_error_message, over_budget, provider_message,
+};
+use super::{Voice, VoiceAudio, VoiceError};
+
+/// The output rate asked for in `session.update`.
+pub const RATE: u32 = 24_000;
+/// The model unless configured otherwise.
+pub const DEFAULT_MODEL: &str = "gpt-realtime";
+/// The voice unless configured otherwise.
+pub const DEFAULT_VOICE: &str = "marin";
+/// Longest text sent in one call, in characters; longer text is cut, not refused.
+pub const MAX_INPUT_CHARS: usize = 4096;
+/// Largest WebSocket message accepted. Audio deltas are a few KB; this only stops a
+/// runaway peer from making us buffer without bound.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long the closing handshake may take once the audio is done; it runs off the
+/// audio path.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the model is told, so that it reads the text rather than answering it.
+const INSTRUCTIONS: &str = "You are a text-to-speech reader for a radio station. Read the \
+user's message aloud exactly as written, word for word, in the language it is written in. \
+Do not answer it, comment on it, translate it, or add or leave out anything. Speak in a \
+warm, clear radio-host voice.";
+
+/// How to reach the Realtime endpoint and what to ask it for.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// E.g. `https://api.openai.com/v1` (`http://` becomes `ws://`, `https://` `wss://`).
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer`; never logged.
+    pub api_key: SecretString,
+    /// E.g. `gpt-realtime`.
+    pub model: String,
+    /// E.g. `marin`, `cedar`.
+    pub voice: String,
+    /// TCP, TLS and the WebSocket handshake, together.
+    pub connect_timeout: Duration,
+    /// From the request sent to the first audio delta.
+    pub first_audio_timeout: Duration,
+    /// Longest wait for the next audio delta (or the end) once audio flows.
+    pub idle_timeout: Duration,
+}
+
+impl RealtimeConfig {
+    /// Defaults: model [`DEFAULT_MODEL`], voice [`DEFAULT_VOICE`], 10 s to connect, 10 s to
+    /// the first audio, 10 s between deltas.
+    pub fn new(base_url: impl Into<String>, api_key: SecretString) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key,
+            model: DEFAULT_MODEL.to_owned(),
+            voice: DEFAULT_VOICE.to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            first_audio_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The OpenAI Realtime voice.
+pub struct RealtimeVoice {
+    url: Url,
+    config: RealtimeConfig,
+}
+
+impl RealtimeVoice {
+    /// Checks the base URL and derives the WebSocket URL. A base URL that is not
+    /// http(s) or ws(s) is Unavailable: there is nothing to connect to.
+    pub fn new(config: RealtimeConfig) -> Result<Self, VoiceError> {
+        let url = realtime_url(&config.base_url, &config.model)?;
+        // tungstenite's TLS picks the process-wide provider; make sure there is one.
+        crate::install_crypto_provider();
+        Ok(Self { url, config })
+    }
+}
+
+/// `{base_url}/realtime?model=…` with the scheme switched to its WebSocket twin.
+fn realtime_url(base_url: &str, model: &str) -> Result<Url, VoiceError> {
+    let bad = |why: String| VoiceError::Unavailable(format!("openai.base_url: {why}"));
+    let mut url = Url::parse(base_url.trim()).map_err(|e| bad(e.to_string()))?;
+    let scheme = match url.scheme() {
+        "https" | "wss" => "wss",
+        "http" | "ws" => "ws",
+        other => return Err(bad(format!("scheme {other:?} is not http(s)"))),
+    };
+    url.set_scheme(scheme)
+        .map_err(|()| bad("cannot switch to a WebSocket scheme".to_owned()))?;
+    url.path_segments_mut()
+        .map_err(|()| bad("cannot hold a path".to_owned()))?
+        .pop_if_empty()
+        .push("realtime");
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("model", model);
+    Ok(url)
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A failed connect: nobody listening, or the server refusing the upgrade.
+fn connect_error(e: tungstenite::Error, key: &SecretString) -> VoiceError {
+    match e {
+        tungstenite::Error::Http(response) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            let message = openai_error_message(body, Some(key));
+            VoiceError::Rejected(format!("HTTP {}: {message}", response.status()))
+        }
+        other => VoiceError::Unavailable(error_chain(&other)),
+    }
+}
+
+/// What one server message means to a caller waiting for audio.
+enum Event {
+    Audio(Vec<u8>),
+    Done,
+    Ignore,
+}
+
+/// One call's connection and decoding state.
+struct Session {
+    ws: Socket,
+    decoder: S16leDecoder,
+    budget: SampleBudget,
+    key: SecretString,
+}
+
+impl Session {
+    fn classify(&self, message: Message) -> Result<Event, VoiceError> {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(_) => return Err(closed_early()),
+            // Pings are answered by tungstenite itself; binary frames are not part of the
+            // protocol and carry nothing we use.
+            _ => return Ok(Event::Ignore),
+        };
+        let event: Value = serde_json::from_str(text.as_str())
+            .map_err(|e| VoiceError::BadAnswer(format!("a server event is not JSON: {e}")))?;
+        match event.get("type").and_then(Value::as_str).unwrap_or("") {
+            "response.output_audio.delta" => {
+                let delta = event.get("delta").and_then(Value::as_str).unwrap_or("");
+                base64::engine::general_purpose::STANDARD
+                    .decode(delta)
+                    .map(Event::Audio)
+                    .map_err(|e| VoiceError::BadAnswer(format!("audio delta is not base64: {e}")))
+            }
+            "response.done" => {
+                let response = event.get("response").unwrap_or(&Value::Null);
+                match response.get("status").and_then(Value::as_str) {
+                    Some("failed") => {
+                        let raw = response
+                            .pointer("/status_details/error/message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("response failed");
+                        Err(VoiceError::Rejected(provider_message(raw, Some(&self.key))))
+                    }
+                    Some(status @ ("cancelled" | "incomplete")) => {
+                        // The audio so far is all there will be; air it rather than nothing.
+                        tracing::warn!(status, "realtime response ended early");
+                        Ok(Event::Done)
+                    }
+                    _ => Ok(Event::Done),
+                }
+            }
+            "error" => {
+                let raw = event
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("error event without a message");
+                let message = provider_message(raw, Some(&self.key));
+                tracing::warn!(%message, "realtime error event");
+                Err(VoiceError::Rejected(message))
+            }
+            _ => Ok(Event::Ignore),
+        }
+    }
+
+    /// The next non-empty samples, or None at `response.done`.
+    async fn next_samples(&mut self, deadline: Instant) -> Result<Option<Vec<i16>>, VoiceError> {
+        loop {
+            let message = match timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Err(VoiceError::Timeout),
+                Ok(None) => return Err(closed_early()),
+                Ok(Some(Err(e))) => {
+                    return Err(VoiceError::BadAnswer(format!(
+                        "the socket broke: {}",
+                        error_chain(&e)
+                    )));
+                }
+                Ok(Some(Ok(message))) => message,
+            };
+            match self.classify(message)? {
+                Event::Audio(bytes) => {
+                    let samples = self.decoder.push(&bytes);
+                    if !samples.is_empty() {
+                        return Ok(Some(samples));
+                    }
+                }
+                Event::Done => return Ok(None),
+                Event::Ignore => {}
+            }
+        }
+    }
+
+    /// Closes the socket politely without holding up the caller. Outside a runtime (a
+    /// stream dropped late at shutdown) the socket is simply dropped.
+    fn close(mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = timeout(CLOSE_GRACE, async {
+                if self.ws.close(None).await.is_ok() {
+                    // Read until the server's close frame, which completes the handshake.
+                    while let Some(Ok(_)) = self.ws.next().await {}
+                }
+            })
+            .await;
+        });
+    }
+}
+
+fn closed_early() -> VoiceError {
+    VoiceError::BadAnswer("the socket closed before response.done".to_owned())
+}
+
+/// What the audio stream carries between polls.
+struct Reader {
+    /// None once the call is over (the socket is closed or closing).
+    session: Option<Session>,
+    idle: Duration,
+    queued: Option<Result<Vec<i16>, VoiceError>>,
+}
+
+impl Reader {
+    /// Counts `samples` against the cap; past it, queues the error after what fits and
+    /// ends the call.
+    fn admit(&mut self, mut samples: Vec<i16>) -> Result<Vec<i16>, VoiceError> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(samples);
+        };
+        if session.budget.take(&mut samples) {
+            return Ok(samples);
+        }
+        self.finish();
+        if samples.is_empty() {
+            return Err(over_budget());
+        }
+        self.queued = Some(Err(over_budget()));
+        Ok(samples)
+    }
+
+    fn finish(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.close();
+        }
+    }
+
+    async fn next_item(&mut self) -> Option<Result<Vec<i16>, VoiceError>> {
+        if let Some(item) = self.queued.take() {
+            return Some(item);
+        }
+        let session = self.session.as_mut()?;
+        let deadline = Instant::now() + self.idle;
+        match session.next_samples(deadline).await {
+            Ok(Some(samples)) => Some(self.admit(samples)),
+            Ok(None) => {
+                self.finish();
+                None
+            }
+            Err(e) => {
+                self.finish();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    /// A stream dropped before the end (a skipped segment) still closes its socket, which
+    /// also tells OpenAI to stop generating.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[async_trait]
+impl Voice for RealtimeVoice {
+    fn name(&self) -> &'static str {
+        "openai-realtime"
+    }
+
+    #[tracing::instrument(skip_all, fields(voice = "openai-realtime", chars = text.chars().count()))]
+    async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(VoiceAudio {
+                rate: RATE,
+                chunks: futures::stream::empty().boxed(),
+            });
+        }
+        if text.chars().count() > MAX_INPUT_CHARS {
+            tracing::warn!(max = MAX_INPUT_CHARS, "text too long for realtime; cut");
+        }
+        let input: String = text.chars().take(MAX_INPUT_CHARS).collect();
+
+        let mut request = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| VoiceError::Unavailable(error_chain(&e)))?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", self.config.api_key.expose_secret()))
+                .map_err(|_| {
+                    VoiceError::Unavailable("the API key is not a valid header".to_owned())
+                })?;
+        auth.set_sensitive(true);
+        request.headers_mut().insert(AUTHORIZATION, auth);
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        let (ws, _) = timeout(self.config.connect_timeout, connect)
+            .await
+            .map_err(|_| VoiceError::Timeout)?
+            .map_err(|e| connect_error(e, &self.config.api_key))?;
+        let mut session = Session {
+            ws,
+            decoder: S16leDecoder::default(),
+            budget: SampleBudget::new(RATE),
+            key: self.config.api_key.clone(),
+        };
+
+        let deadline = Instant::now() + self.config.first_audio_timeout;
+        let requests = [
+            json!({
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "output_modalities": ["audio"],
+                    "instructions": INSTRUCTIONS,
+                    "audio": {
+                        "output": {
+                            "voice": self.config.voice,
+                            "format": {"type": "audio/pcm", "rate": RATE},
+                        },
+                    },
+                },
+            }),
+            json!({
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": input}],
+                },
+            }),
+            json!({"type": "response.create"}),
+        ];
+        for event in requests {
+            let sent = timeout_at(deadline, session.ws.send(Message::text(event.to_string())))
+                .await
+                .map_err(|_| VoiceError::Timeout)?;
+            if let Err(e) = sent {
+                return Err(VoiceError::Unavailable(format!(
+                    "the socket broke while sending: {}",
+                    error_chain(&e)
+                )));
+            }
+        }
+
+        // Wait for the first audio here, so a refusal is an error the engine can fall
+        // back on before it commits the segment to air.
+        let first = match session.next_samples(deadline).await {
+            Ok(Some(samples)) => samples,
+            Ok(None) => {
+                session.close();
+                return Err(VoiceError::BadAnswer(
+                    "the response finished without audio".to_owned(),
+                ));
+            }
+            Err(e) => {
+                session.close();
+                return Err(e);
+            }
+        };
+        let mut reader = Reader {
+            session: Some(session),
+            idle: self.config.idle_timeout,
+            queued: None,
+        };
+        reader.queued = Some(reader.admit(first));
+        let chunks = futures::stream::unfold(reader, |mut reader| async move {
+            let item = reader.next_item().await?;
+            Some((item, reader))
+        });
+        Ok(VoiceAudio {
+            rate: RATE,
+            chunks: chunks.boxed(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "tungstenite's handshake callback fixes its Err type"
+)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+
+    const KEY: &str = "sk-rt-test-9876";
+
+    /// What the fake server saw of the upgrade request.
+    #[derive(Debug, Default, Clone)]
+    struct Upgrade {
+        path_and_query: String,
+        authorization: Option<String>,
+        beta_header: bool,
+    }
+
+    type ServerSocket = WebSocketStream<TcpStream>;
+
+    /// A one-connection Realtime fake on loopback. `script` plays the server's side and
+    /// returns what it wants the test to check.
+    async fn fake_server<F, Fut, T>(script: F) -> (String, Arc<Mutex<Upgrade>>, JoinHandle<T>)
+    where
+        F: FnOnce(ServerSocket) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send,
+        T: Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Upgrade::default()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = tokio_tungstenite::accept_hdr_async(
+                tcp,
+                move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                    let mut up = record.lock().unwrap();
+                    up.path_and_query = req.uri().to_string();
+                    up.authorization = req
+                        .headers()
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    up.beta_header = req.headers().contains_key("openai-beta");
+                    Ok(resp)
+                },
+            )
+            .await
+            .unwrap();
+            script(ws).await
+        });
+        (base, seen, task)
+    }
+
+    async fn recv_json(ws: &mut ServerSocket) -> Value {
+        loop {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected client message {other:?}"),
+            }
+        }
+    }
+
+    async fn send_json(ws: &mut ServerSocket, event: Value) {
+        ws.send(Message::text(event.to_string())).await.unwrap();
+    }
+
+    fn delta(bytes: &[u8]) -> Value {
+        json!({
+            "type": "response.output_audio.delta",
+            "event_id": "ev",
+            "response_id": "resp_1",
+            "item_id": "item_1",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    }
+
+    fn pcm(samples: &[i16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    fn voice(base: String) -> RealtimeVoice {
+        let mut c = RealtimeConfig::new(base, SecretString::from(KEY));
+        c.connect_timeout = Duration::from_secs(5);
+        c.first_audio_timeout = Duration::from_secs(5);
+        c.idle_timeout = Duration::from_secs(5);
+        RealtimeVoice::new(c).unwrap()
+    }
+
+    async fn collect(audio: VoiceAudio) -> Vec<Result<Vec<i16>, VoiceError>> {
+        tokio::time::timeout(Duration::from_secs(10), audio.chunks.collect::<Vec<_>>())
+            .await
+            .unwrap()
+    }
+
+    #[test]
+    fn url_switches_scheme_and_keeps_the_base_path() {
+        let u = realtime_url("https://api.openai.com/v1", "gpt-realtime").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+        );
+        let u = realtime_url("http://127.0.0.1:9/v1/", "m x").unwrap();
+        assert_eq!(u.as_str(), "ws://127.0.0.1:9/v1/realtime?model=m+x");
+        assert!(matches!(
+            realtime_url("ftp://x/v1", "m"),
+            Err(VoiceError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn speaks_the_ga_protocol_and_streams_the_deltas() {
+        let samples: Vec<i16> = vec![0, 1000, -1000, i16::MAX, i16::MIN, 42, -42];
+        let bytes = pcm(&samples);
+        let served = bytes.clone();
+        let (base, seen, server) = fake_server(move |mut ws| async move {
+            send_json(&mut ws, json!({"type": "session.created", "session": {}})).await;
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                got.push(recv_json(&mut ws).await);
+            }
+            send_json(&mut ws, json!({"type": "session.updated", "session": {}})).await;
+            send_json(&mut ws, delta(&served[..4])).await;
+            send_json(
+                &mut ws,
+                json!({"type": "response.output_audio_transcript.delta", "delta": "Hello"}),
+            )
+            .await;
+            // Split in the middle of a sample: the decoder must rejoin it.
+            send_json(&mut ws, delta(&served[4..9])).await;
+            send_json(&mut ws, delta(&served[9..])).await;
+            send_json(
+                &mut ws,
+                json!({"type": "response.done", "response": {"status": "completed"}}),
+            )
+            .await;
+            // The client closes cleanly: a Close frame, then the end of the stream.
+            let mut closed = false;
+            while let Some(Ok(m)) = ws.next().await {
+                closed |= matches!(m, Message::Close(_));
+            }
+            (got, closed)
+        })
+        .await;
+
+        let v = voice(base);
+        assert_eq!(v.name(), "openai-realtime");
+        let audio = v.synthesize("Hello, 世界.").await.unwrap();
+        assert_eq!(audio.rate, 24_000);
+        let items = collect(audio).await;
+        assert_eq!(items.len(), 3, "each delta is a chunk: {items:?}");
+        let got: Vec<i16> = items.into_iter().flat_map(|c| c.unwrap()).collect();
+        assert_eq!(got, samples);
+
+        let (messages, closed) = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(closed, "the client should send a Close frame");
+        let up = seen.lock().unwrap().clone();
+        assert_eq!(up.path_and_query, "/v1/realtime?model=gpt-realtime");
+        assert_eq!(up.authorization.as_deref(), Some("Bearer sk-rt-test-9876"));
+        assert!(!up.beta_header, "GA must not send OpenAI-Beta");
+
+        let update = &messages[0];
+        assert_eq!(update["type"], "session.update");
+        let session = &update["session"];
+        assert_eq!(session["type"], "realtime");
+        assert_eq!(session["output_modalities"], json!(["audio"]));
+        assert_eq!(session["audio"]["output"]["voice"], "marin");
+        assert_eq!(
+            session["audio"]["output"]["format"],
+            json!({"type": "audio/pcm", "rate": 24000})
+        );
+        assert!(
+            session["instructions"]
+                .as_str()
+                .unwrap()
+                .contains("exactly")
+        );
+        assert!(session.get("modalities").is_none() && session.get("voice").is_none());
+
+        let item = &messages[1];
+        assert_eq!(item["type"], "conversation.item.create");
+        assert_eq!(item["item"]["role"], "user");
+        assert_eq!(
+            item["item"]["content"],
+            json!([{"type": "input_text", "text": "Hello, 世界."}])
+        );
+        assert_eq!(messages[2]["type"], "response.create");
+    }
+
+    #[tokio::test]
+    async fn error_event_is_rejected_with_its_message() {
+        let (base, _, _server) = fake_server(|mut ws| async move {
+            for _ in 0..3 {
+                recv_json(&mut ws).await;
+            }
+            send_json(
+                &mut ws,
+                json!({"type": "error", "error": {
+                    "type": "invalid_request_error",
+                    "message": "Invalid value: 'nova'. Supported voices are: marin, cedar.",
+                }}),
+            )
+            .await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let err = voice(base).synthesize("Hello.").await.err().unwrap();
+        assert!(
+            matches!(&err, VoiceError::Rejected(m) if m.contains("Invalid value: 'nova'")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_response_is_rejected() {
+        let (base, _, _server) = fake_server(|mut ws| async move {
+            for _ in 0..3 {
+                recv_json(&mut ws).await;
+            }
+            send_json(
+                &mut ws,
+                json!({"type": "response.done", "response": {"status": "failed",
+                    "status_details": {"error": {"message": "quota exceeded"}}}}),
+            )
+            .await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let err = voice(base).synthesize("Hello.").await.err().unwrap();
+        assert!(
+            matches!(&err, VoiceError::Rejected(m) if m.contains("quota exceeded")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn socket_closed_mid_response_ends_with_an_error_item() {
+        let (base, _, _server) = fake_server(|mut ws| async move {
+            for _ in 0..3 {
+                recv_json(&mut ws).await;
+            }
+            send_json(&mut ws, delta(&pcm(&[11, 22]))).await;
+            ws.close(None).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let audio = voice(base).synthesize("Hello.").await.unwrap();
+        let items = collect(audio).await;
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(items[0].as_ref().unwrap(), &vec![11, 22]);
+        assert!(
+            matches!(items[1], Err(VoiceError::BadAnswer(_))),
+            "{items:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_closes_the_socket() {
+        let (base, _, server) = fake_server(|mut ws| async move {
+            for _ in 0..3 {
+                recv_json(&mut ws).await;
+            }
+            send_json(&mut ws, delta(&pcm(&[1, 2]))).await;
+            // No response.done: the listener skips the segment mid-sentence.
+            let mut closed = false;
+            while let Some(Ok(m)) = ws.next().await {
+                closed |= matches!(m, Message::Close(_));
+            }
+            closed
+        })
+        .await;
+        let audio = voice(base).synthesize("Hello.").await.unwrap();
+        drop(audio);
+        let closed = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(closed, "the client should send a Close frame");
+    }
+
+    #[tokio::test]
+    async fn no_audio_in_time_is_a_timeout() {
+        let (base, _, _server) = fake_server(|mut ws| async move {
+            // Reads everything, answers nothing, until the client gives up.
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let mut c = RealtimeConfig::new(base, SecretString::from(KEY));
+        c.first_audio_timeout = Duration::from_millis(200);
+        let err = RealtimeVoice::new(c)
+            .unwrap()
+            .synthesize("Hello.")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, VoiceError::Timeout), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn refused_upgrade_is_rejected_without_the_key() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = tokio_tungstenite::accept_hdr_async(
+                tcp,
+                |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
+                    let mut resp = ErrorResponse::new(Some(format!(
+                        r#"{{"error":{{"message":"Incorrect API key provided: {KEY}"}}}}"#
+                    )));
+                    *resp.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
+                    Err(resp)
+                },
+            )
+            .await;
+        });
+        let err = voice(base).synthesize("Hello.").await.err().unwrap();
+        let VoiceError::Rejected(message) = &err else {
+            panic!("expected Rejected, got {err:?}");
+        };
+        assert!(message.contains("401"), "{message}");
+        assert!(message.contains("Incorrect API key"), "{message}");
+        assert!(!message.contains(KEY), "{message}");
+    }
+
+    #[tokio::test]
+    async fn no_server_is_unavailable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = voice(format!("http://127.0.0.1:{port}/v1"))
+            .synthesize("Hello.")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, VoiceError::Unavailable(_)), "{err:?}");
+    }
+}

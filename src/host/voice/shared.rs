@@ -1,0 +1,186 @@
+//! What the voice backends share: decoding little-endian s16 bytes that arrive in pieces
+//! cut anywhere (an odd byte may end one network read and its pair start the next), the
+//! per-call cap on audio, and reading and bounding what a provider says before it reaches
+//! our errors. Reads no config.
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Most audio one call may produce: 10 minutes. A sentence is seconds long; anything past
+/// this is a runaway provider, and the samples would sit in memory.
+pub(crate) const MAX_CALL_SECS: usize = 600;
+
+/// Longest provider message (in characters) kept in an error.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Turns s16le bytes into samples across arbitrary chunk boundaries.
+#[derive(Debug, Default)]
+pub(crate) struct S16leDecoder {
+    /// The first byte of a sample whose second byte has not arrived yet.
+    carry: Option<u8>,
+}
+
+impl S16leDecoder {
+    /// Samples completed by `bytes`; an odd trailing byte waits for the next call.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<i16> {
+        let mut out = Vec::with_capacity(bytes.len() / 2 + 1);
+        let mut rest = bytes;
+        if let Some(low) = self.carry.take() {
+            match rest.split_first() {
+                Some((high, tail)) => {
+                    out.push(i16::from_le_bytes([low, *high]));
+                    rest = tail;
+                }
+                None => {
+                    self.carry = Some(low);
+                    return out;
+                }
+            }
+        }
+        let mut pairs = rest.chunks_exact(2);
+        out.extend(pairs.by_ref().map(|p| i16::from_le_bytes([p[0], p[1]])));
+        self.carry = pairs.remainder().first().copied();
+        out
+    }
+
+    /// True when half a sample is still waiting (the stream ended on an odd byte).
+    pub(crate) fn has_partial(&self) -> bool {
+        self.carry.is_some()
+    }
+}
+
+/// Counts samples against [`MAX_CALL_SECS`] at one sample rate.
+#[derive(Debug)]
+pub(crate) struct SampleBudget {
+    left: usize,
+}
+
+impl SampleBudget {
+    pub(crate) fn new(rate: u32) -> Self {
+        Self {
+            left: rate as usize * MAX_CALL_SECS,
+        }
+    }
+
+    /// Takes `samples` from the budget. Returns false when they did not all fit; the
+    /// vector is then cut to what did.
+    pub(crate) fn take(&mut self, samples: &mut Vec<i16>) -> bool {
+        if samples.len() <= self.left {
+            self.left -= samples.len();
+            true
+        } else {
+            samples.truncate(self.left);
+            self.left = 0;
+            false
+        }
+    }
+}
+
+/// The error a backend reports when the cap is hit.
+pub(crate) fn over_budget() -> super::VoiceError {
+    super::VoiceError::BadAnswer(format!(
+        "more than {MAX_CALL_SECS} s of audio for one call; the rest was dropped"
+    ))
+}
+
+/// `text` cut to `max` characters (not bytes, so UTF-8 is never split), with `…` when cut.
+pub(crate) fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A provider's message made safe for our errors and logs: the key (whole or the masked
+/// `sk-…` form some providers echo back) removed, whitespace collapsed, length bounded.
+pub(crate) fn provider_message(raw: &str, key: Option<&SecretString>) -> String {
+    let mut text = raw.to_owned();
+    if let Some(key) = key {
+        let key = key.expose_secret();
+        if !key.is_empty() {
+            text = text.replace(key, "[redacted]");
+        }
+    }
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .map(|w| {
+            if w.starts_with("sk-") {
+                "[redacted]"
+            } else {
+                w
+            }
+        })
+        .collect();
+    truncate_chars(&words.join(" "), MAX_MESSAGE_CHARS)
+}
+
+/// The `error.message` of an OpenAI-style error body, else the body as text; made safe
+/// with [`provider_message`]. Empty when the body says nothing.
+pub(crate) fn openai_error_message(body: &[u8], key: Option<&SecretString>) -> String {
+    let raw = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    provider_message(&raw, key)
+}
+
+/// An error and its causes on one line: reqwest and tungstenite put the useful part
+/// ("connection refused") in the source chain, not in their own message.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    truncate_chars(&text, MAX_MESSAGE_CHARS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_split_across_odd_chunks_decode_whole() {
+        let samples: [i16; 4] = [1, -2, 300, i16::MIN];
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut d = S16leDecoder::default();
+        let mut out = d.push(&bytes[..3]);
+        assert!(d.has_partial());
+        out.extend(d.push(&[]));
+        out.extend(d.push(&bytes[3..4]));
+        out.extend(d.push(&bytes[4..]));
+        assert!(!d.has_partial());
+        assert_eq!(out, samples);
+    }
+
+    #[test]
+    fn budget_cuts_at_the_cap() {
+        let mut b = SampleBudget::new(1);
+        let mut first = vec![0; MAX_CALL_SECS - 1];
+        assert!(b.take(&mut first));
+        let mut second = vec![0; 5];
+        assert!(!b.take(&mut second));
+        assert_eq!(second.len(), 1);
+    }
+
+    #[test]
+    fn provider_messages_lose_keys_and_length() {
+        let key = SecretString::from("sk-secret-123");
+        let msg = provider_message(
+            "Incorrect API key provided: sk-secr*****123. Or sk-secret-123!",
+            Some(&key),
+        );
+        assert!(!msg.contains("secret"), "{msg}");
+        assert!(msg.starts_with("Incorrect API key provided:"), "{msg}");
+        let body = br#"{"error":{"message":"Invalid voice","type":"invalid_request_error"}}"#;
+        assert_eq!(openai_error_message(body, None), "Invalid voice");
+        assert_eq!(openai_error_message(b"Bad  gateway\n", None), "Bad gateway");
+        let long = provider_message(&"é".repeat(1000), None);
+        assert_eq!(long.chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+}
