@@ -3,7 +3,9 @@
 //! decoding of the operator's music files.
 //!
 //! - [`resample`]: any common input rate to [`RATE`], streaming.
+//! - [`loudness`]: EBU R128 measurement and the gain that brings speech to the station level.
 
+pub mod loudness;
 pub mod resample;
 
 /// Sample rate of everything the playout handles.
