@@ -4,7 +4,9 @@
 //!
 //! - [`resample`]: any common input rate to [`RATE`], streaming.
 //! - [`loudness`]: EBU R128 measurement and the gain that brings speech to the station level.
+//! - [`dsp`]: fades, mixing, silence and the station-ID chime.
 
+pub mod dsp;
 pub mod loudness;
 pub mod resample;
 
