@@ -5,9 +5,11 @@
 //! - [`resample`]: any common input rate to [`RATE`], streaming.
 //! - [`loudness`]: EBU R128 measurement and the gain that brings speech to the station level.
 //! - [`dsp`]: fades, mixing, silence and the station-ID chime.
+//! - [`music`]: the operator's music folder, scanned and decoded to [`RATE`] mono.
 
 pub mod dsp;
 pub mod loudness;
+pub mod music;
 pub mod resample;
 
 /// Sample rate of everything the playout handles.
