@@ -11,6 +11,10 @@
 //! and the cleanest. An odd rate such as 44 056 Hz would need an FFT thousands of samples
 //! long, so it goes through rubato's sinc resampler instead.
 //!
+//! Cost, measured on one shared AMD EPYC vCPU (optimised build, this file compiled into a
+//! small timing program feeding 600 s of audio in 20 ms pieces): 16 and 24 kHz about 0.03 %
+//! of a core, 22.05 kHz 0.034 %, 44.1 kHz 0.044 %; the sinc path (44 056 Hz) 0.8 %.
+//!
 //! No config keys.
 
 use std::fmt;
