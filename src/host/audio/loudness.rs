@@ -44,9 +44,14 @@ pub fn normalising_gain(samples: &[i16], target_lufs: f64) -> f64 {
     if !target_lufs.is_finite() {
         return 1.0;
     }
-    let Some(lufs) = measure_lufs(samples, RATE) else {
-        return 1.0;
-    };
+    match measure_lufs(samples, RATE) {
+        Some(lufs) => gain_for(samples, lufs, target_lufs),
+        None => 1.0,
+    }
+}
+
+/// [`normalising_gain`] for `samples` already measured at `lufs`.
+fn gain_for(samples: &[i16], lufs: f64, target_lufs: f64) -> f64 {
     let gain = db_to_gain((target_lufs - lufs).clamp(MIN_GAIN_DB, MAX_GAIN_DB));
     gain.min(peak_limit(samples))
 }
@@ -122,10 +127,13 @@ impl LoudnessTracker {
     /// returns the gain to apply to it (see [`normalising_gain`]). Silence and segments too
     /// short to measure teach nothing and get 1.0.
     pub fn learn(&mut self, voice: &str, samples: &[i16]) -> f64 {
-        if measure_lufs(samples, RATE).is_none() {
+        if !self.target_lufs.is_finite() {
             return 1.0;
         }
-        let gain = normalising_gain(samples, self.target_lufs);
+        let Some(lufs) = measure_lufs(samples, RATE) else {
+            return 1.0;
+        };
+        let gain = gain_for(samples, lufs, self.target_lufs);
         self.record(voice, gain);
         gain
     }

@@ -66,6 +66,12 @@ struct Engine {
     emitted: u64,
 }
 
+// The engine moves resamplers into `spawn_blocking` and across tasks.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Resampler>();
+};
+
 impl fmt::Debug for Resampler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resampler")
@@ -128,10 +134,8 @@ impl Resampler {
                 .extend(now.iter().map(|&s| f32::from(s) / 32768.0));
             engine.fed += now.len() as u64;
             rest = later;
+            // `take` is 0 only when `pending` is already full, so this always makes progress.
             if engine.pending.len() >= need {
-                engine.run(None, &mut out);
-            } else if take == 0 {
-                // Cannot happen (pending never exceeds `need`), but never spin.
                 engine.run(None, &mut out);
             }
         }
