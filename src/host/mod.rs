@@ -277,7 +277,12 @@ impl HostBus for Host {
             recent: &[],
             news: &[],
         };
-        let text = self.inner.writer.write(&brief).await.map_err(HostError::from)?;
+        let text = self
+            .inner
+            .writer
+            .write(&brief)
+            .await
+            .map_err(HostError::from)?;
         Ok(Script {
             channel: name,
             block,
