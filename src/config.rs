@@ -67,6 +67,11 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub livekit: LivekitSettings,
     pub openai: OpenAiSettings,
+    pub writer: WriterSettings,
+    pub voice: VoiceSettings,
+    pub audio: AudioSettings,
+    pub music: MusicSettings,
+    pub news: NewsSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +80,8 @@ pub struct StationSettings {
     pub name: String,
     pub default_channel: ChannelName,
     pub language: String,
+    /// IANA time zone of the station's clock (the schedule's hours), e.g. `Asia/Tokyo`.
+    pub timezone: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +153,16 @@ pub struct HostSettings {
     pub speak_queue: usize,
     pub event_buffer: usize,
     pub chars_per_second: f64,
+    /// Seconds of voiced programme the producer keeps ready ahead of the playout.
+    pub lookahead_secs: f64,
+    /// Usual length of a talk segment, in seconds.
+    pub segment_secs: f64,
+    /// Extra attempts at a failing writer or voice before falling back.
+    pub retries: u32,
+    /// First wait before a retry (doubles each time).
+    pub retry_backoff_ms: u64,
+    /// 1 = real time; more runs the programme clock faster (tests, demos).
+    pub clock_speed: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +189,49 @@ pub struct OpenAiSettings {
     pub chat_model: String,
     pub realtime_model: String,
     pub realtime_voice: String,
+    pub speech_model: String,
+    pub speech_voice: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterSettings {
+    /// `auto` (OpenAI when a key is set, else templates), `openai` or `template`.
+    pub backend: String,
+    pub timeout_secs: u64,
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceSettings {
+    /// `auto`, `openai-speech`, `openai-realtime`, `espeak-ng` or `none`.
+    pub backend: String,
+    pub timeout_secs: u64,
+    pub espeak_binary: String,
+    pub espeak_wpm: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSettings {
+    pub target_lufs: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MusicSettings {
+    pub dir: Option<PathBuf>,
+    pub max_track_secs: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewsSettings {
+    pub feeds: Vec<String>,
+    pub max_items: usize,
+    pub refresh_secs: u64,
+    pub timeout_secs: u64,
 }
 
 /// Where the store lives, decided from `database.*`.
@@ -276,6 +336,43 @@ impl Settings {
                 "host.chars_per_second",
                 "must be a positive number",
             ));
+        }
+        if self.station.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(invalid(
+                "station.timezone",
+                format!(
+                    "{:?} is not an IANA time zone (e.g. Asia/Tokyo)",
+                    self.station.timezone
+                ),
+            ));
+        }
+        if !matches!(self.writer.backend.as_str(), "auto" | "openai" | "template") {
+            return Err(invalid(
+                "writer.backend",
+                "must be auto, openai or template",
+            ));
+        }
+        if !matches!(
+            self.voice.backend.as_str(),
+            "auto" | "openai-speech" | "openai-realtime" | "espeak-ng" | "none"
+        ) {
+            return Err(invalid(
+                "voice.backend",
+                "must be auto, openai-speech, openai-realtime, espeak-ng or none",
+            ));
+        }
+        if !(self.host.clock_speed.is_finite() && self.host.clock_speed > 0.0) {
+            return Err(invalid("host.clock_speed", "must be a positive number"));
+        }
+        if !(self.host.lookahead_secs.is_finite() && self.host.lookahead_secs >= 0.0) {
+            return Err(invalid("host.lookahead_secs", "must be 0 or more"));
+        }
+        if !(self.host.segment_secs.is_finite() && self.host.segment_secs >= 5.0) {
+            return Err(invalid("host.segment_secs", "must be at least 5"));
+        }
+        if !(self.audio.target_lufs.is_finite() && (-40.0..=-5.0).contains(&self.audio.target_lufs))
+        {
+            return Err(invalid("audio.target_lufs", "must be between -40 and -5"));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));

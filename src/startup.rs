@@ -137,9 +137,9 @@ impl Parts {
     ) -> anyhow::Result<Self> {
         #[cfg(feature = "host")]
         let host: Option<Arc<dyn crate::bus::HostBus>> = match role {
-            Role::Host | Role::All => Some(Arc::new(crate::host::Host::new(
-                crate::host::HostConfig::from_settings(settings),
-            ))),
+            Role::Host | Role::All => Some(Arc::new(
+                crate::host::Host::start(crate::host::HostConfig::from_settings(settings)).await?,
+            )),
             Role::Api => None,
         };
         #[cfg(feature = "host")]

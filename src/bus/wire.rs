@@ -84,6 +84,9 @@ pub struct OnAir {
     pub channel: ChannelName,
     /// The block the schedule names for the current hour.
     pub block: Option<Block>,
+    /// The topic of what is airing, when it has one.
+    #[serde(default)]
+    pub topic: Option<String>,
     /// What is airing now, if anything.
     pub segment: Option<Segment>,
     /// What airs next, in order.
@@ -91,8 +94,11 @@ pub struct OnAir {
     /// The writer and voice backends in use.
     pub writer: String,
     pub voice: String,
-    /// Seconds of programme ready to air after the current segment.
+    /// Seconds of voiced programme ready to air (the rest of the current segment included).
     pub ready_ahead_secs: f64,
+    /// Seconds of dead air (nothing to play) since the host started.
+    #[serde(default)]
+    pub dead_air_secs: f64,
 }
 
 /// One hour of a channel's schedule.

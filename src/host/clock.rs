@@ -53,7 +53,11 @@ impl ScaledClock {
         Self {
             real_origin: Instant::now(),
             origin,
-            speed: if speed.is_finite() && speed > 0.0 { speed } else { 1.0 },
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
         }
     }
 }
@@ -65,7 +69,10 @@ impl Clock for ScaledClock {
     }
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'static, ()> {
-        let virtual_wait = (deadline - self.origin).to_std().unwrap_or_default().as_secs_f64();
+        let virtual_wait = (deadline - self.origin)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
         let real_deadline = self.real_origin + Duration::from_secs_f64(virtual_wait / self.speed);
         tokio::time::sleep_until(real_deadline).boxed()
     }
@@ -81,7 +88,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_scaled_clock_runs_faster_than_real_time() {
-        let origin = DateTime::parse_from_rfc3339("2026-01-01T09:59:00Z").unwrap().to_utc();
+        let origin = DateTime::parse_from_rfc3339("2026-01-01T09:59:00Z")
+            .unwrap()
+            .to_utc();
         let clock = ScaledClock::new(origin, 60.0);
         clock.sleep(Duration::from_secs(60)).await;
         let now = clock.now();

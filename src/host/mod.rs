@@ -1,39 +1,51 @@
-//! The host: the on-air engine. It keeps a [`desk::Desk`] per channel, writes scripts
-//! ([`writer`]), airs what it is asked to say, and publishes what happens as
+//! The host: the on-air engine. Per channel a [`station::ChannelStation`] keeps a
+//! [`playout::Playout`] fed — programme clock ([`programme`]), script writers ([`writer`]),
+//! voices ([`voice`]), 48 kHz audio tools ([`audio`]) — and publishes what airs as
 //! [`HostEvent`]s. It implements [`HostBus`], so in `--role all` the API calls it directly
 //! and in `--role host` the bus routes ([`crate::bus::http_server`]) expose it over HTTP.
 //! It needs no database: the API pushes the channels and schedules ([`Programme`]).
 //!
-//! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`.
+//! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`,
+//! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`.
 
 pub mod audio;
 pub mod clock;
-pub mod desk;
 pub mod playout;
 pub mod programme;
+pub mod sentences;
+pub mod station;
 pub mod voice;
 pub mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{Timelike, Utc};
 use futures::StreamExt;
+use secrecy::SecretString;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use uuid::Uuid;
 
 use crate::bus::{
     BusError, ChannelProgramme, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection,
-    ScheduleSlot, Script, ScriptRequest, Segment, SpeakAccepted, SpeakRequest,
+    ScheduleSlot, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
 };
-use crate::config::Settings;
+use crate::config::{Settings, is_set};
 use crate::domain::{Block, ChannelName, InvalidInput, SpokenText};
-use desk::Desk;
-use writer::{ScriptBrief, ScriptWriter, TemplateWriter, WriterError};
+use audio::music::MusicLibrary;
+use clock::{Clock, ScaledClock, SystemClock};
+use programme::StationTime;
+use station::{ChannelState, ChannelStation, EngineConfig, Services, Voices, Writers};
+use voice::espeak::{EspeakConfig, EspeakVoice};
+use voice::openai_speech::{OpenAiSpeech, SpeechConfig};
+use voice::realtime::{RealtimeConfig, RealtimeVoice};
+use voice::{Voice, VoiceError};
+use writer::news::{NewsConfig, NewsDesk};
+use writer::openai::{OpenAiWriter, OpenAiWriterConfig};
+use writer::{ScriptWriter, TemplateWriter, WriterError};
 
 /// Longest topic accepted in a script request, in characters.
 const MAX_TOPIC_CHARS: usize = 200;
@@ -51,6 +63,9 @@ pub enum HostError {
     QueueFull { channel: ChannelName, limit: usize },
     #[error("script writer failed: {0}")]
     Writer(#[from] WriterError),
+    /// The host cannot start with these settings (one line naming the key).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<HostError> for BusError {
@@ -67,7 +82,7 @@ impl From<HostError> for BusError {
             HostError::QueueFull { .. } => {
                 BusError::rejected(Rejection::Busy, "queue_full", message)
             }
-            HostError::Writer(_) => BusError::Internal(message),
+            HostError::Writer(_) | HostError::Config(_) => BusError::Internal(message),
         }
     }
 }
@@ -75,46 +90,196 @@ impl From<HostError> for BusError {
 /// The host's settings, taken from [`Settings`].
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    pub station_name: String,
-    pub language: String,
     pub default_channel: ChannelName,
     pub default_schedule: Vec<Block>,
-    pub topics: Vec<String>,
+    pub timezone: chrono_tz::Tz,
     pub max_text_chars: usize,
-    pub speak_queue: usize,
     pub event_buffer: usize,
-    pub chars_per_second: f64,
+    pub clock_speed: f64,
+    pub engine: EngineConfig,
+    pub openai_key: Option<SecretString>,
+    pub openai_base_url: String,
+    pub writer_backend: String,
+    pub chat_model: String,
+    pub writer_timeout: Duration,
+    pub max_tokens: u32,
+    pub voice_backend: String,
+    pub speech_model: String,
+    pub speech_voice: String,
+    pub realtime_model: String,
+    pub realtime_voice: String,
+    pub voice_timeout: Duration,
+    pub espeak_binary: String,
+    pub espeak_wpm: u32,
+    pub music_dir: Option<PathBuf>,
+    pub news: NewsConfig,
 }
 
 impl HostConfig {
     pub fn from_settings(s: &Settings) -> Self {
         Self {
-            station_name: s.station.name.clone(),
-            language: s.station.language.clone(),
             default_channel: s.station.default_channel.clone(),
             default_schedule: s.schedule.default.clone(),
-            topics: s.schedule.topics.clone(),
+            // Validated when the settings were loaded.
+            timezone: s.station.timezone.parse().unwrap_or(chrono_tz::Asia::Tokyo),
             max_text_chars: s.server.max_text_chars,
-            speak_queue: s.host.speak_queue,
             event_buffer: s.host.event_buffer,
-            chars_per_second: s.host.chars_per_second,
+            clock_speed: s.host.clock_speed,
+            engine: EngineConfig {
+                station_name: s.station.name.clone(),
+                language: s.station.language.clone(),
+                topics: s.schedule.topics.clone(),
+                lookahead_secs: s.host.lookahead_secs,
+                segment_secs: s.host.segment_secs,
+                retries: s.host.retries,
+                retry_backoff: Duration::from_millis(s.host.retry_backoff_ms),
+                target_lufs: s.audio.target_lufs,
+                chars_per_second: s.host.chars_per_second,
+                max_track_secs: s.music.max_track_secs,
+                speak_queue: s.host.speak_queue,
+            },
+            openai_key: s
+                .openai
+                .api_key
+                .clone()
+                .filter(|k| is_set(&Some(k.clone()))),
+            openai_base_url: s.openai.base_url.clone(),
+            writer_backend: s.writer.backend.clone(),
+            chat_model: s.openai.chat_model.clone(),
+            writer_timeout: Duration::from_secs(s.writer.timeout_secs),
+            max_tokens: s.writer.max_tokens,
+            voice_backend: s.voice.backend.clone(),
+            speech_model: s.openai.speech_model.clone(),
+            speech_voice: s.openai.speech_voice.clone(),
+            realtime_model: s.openai.realtime_model.clone(),
+            realtime_voice: s.openai.realtime_voice.clone(),
+            voice_timeout: Duration::from_secs(s.voice.timeout_secs),
+            espeak_binary: s.voice.espeak_binary.clone(),
+            espeak_wpm: s.voice.espeak_wpm,
+            music_dir: s.music.dir.clone(),
+            news: NewsConfig {
+                feeds: s.news.feeds.clone(),
+                max_items: s.news.max_items,
+                ttl: Duration::from_secs(s.news.refresh_secs),
+                timeout: Duration::from_secs(s.news.timeout_secs),
+            },
         }
+    }
+
+    fn require_key(&self, key: &str) -> Result<SecretString, HostError> {
+        self.openai_key.clone().ok_or_else(|| {
+            HostError::Config(format!(
+                "config key `openai.api_key`: required by {key}; set OPENAI_API_KEY"
+            ))
+        })
+    }
+
+    fn writer(&self) -> Result<Option<Arc<dyn ScriptWriter>>, HostError> {
+        let key = match (self.writer_backend.as_str(), &self.openai_key) {
+            ("template", _) | ("auto", None) => return Ok(None),
+            ("openai", _) => self.require_key("writer.backend = \"openai\"")?,
+            (_, Some(key)) => key.clone(),
+            (_, None) => return Ok(None),
+        };
+        let writer = OpenAiWriter::new(OpenAiWriterConfig {
+            base_url: self.openai_base_url.clone(),
+            api_key: key,
+            model: self.chat_model.clone(),
+            timeout: self.writer_timeout,
+            max_tokens: self.max_tokens,
+            ..OpenAiWriterConfig::default()
+        })
+        .map_err(|e| HostError::Config(format!("config key `openai.base_url`: {e}")))?;
+        Ok(Some(Arc::new(writer)))
+    }
+
+    async fn voices(&self) -> Result<Voices, HostError> {
+        let espeak = match EspeakVoice::probe(&self.espeak_binary).await {
+            Ok(version) => {
+                let mut config = EspeakConfig::for_language(&self.engine.language);
+                config.binary = PathBuf::from(&self.espeak_binary);
+                config.words_per_minute = self.espeak_wpm;
+                tracing::info!(%version, "espeak-ng available as the offline voice");
+                Some(Arc::new(EspeakVoice::new(config)) as Arc<dyn Voice>)
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "espeak-ng not available");
+                None
+            }
+        };
+        let speech = |key: SecretString| -> Result<Arc<dyn Voice>, HostError> {
+            let mut config = SpeechConfig::new(self.openai_base_url.clone(), key);
+            config.model = self.speech_model.clone();
+            config.voice = self.speech_voice.clone();
+            config.first_byte_timeout = self.voice_timeout;
+            config.idle_timeout = self.voice_timeout;
+            Ok(Arc::new(OpenAiSpeech::new(config).map_err(config_error)?))
+        };
+        let voices = match (self.voice_backend.as_str(), &self.openai_key) {
+            ("none", _) => Voices {
+                primary: None,
+                fallback: None,
+            },
+            ("espeak-ng", _) => match espeak {
+                Some(v) => Voices {
+                    primary: Some(v),
+                    fallback: None,
+                },
+                None => {
+                    return Err(HostError::Config(format!(
+                        "config key `voice.backend`: espeak-ng, but {:?} cannot run (install espeak-ng or set voice.espeak_binary)",
+                        self.espeak_binary
+                    )));
+                }
+            },
+            ("openai-realtime", _) => {
+                let mut config = RealtimeConfig::new(
+                    self.openai_base_url.clone(),
+                    self.require_key("voice.backend = \"openai-realtime\"")?,
+                );
+                config.model = self.realtime_model.clone();
+                config.voice = self.realtime_voice.clone();
+                config.first_audio_timeout = self.voice_timeout;
+                config.idle_timeout = self.voice_timeout;
+                let realtime = RealtimeVoice::new(config).map_err(config_error)?;
+                Voices {
+                    primary: Some(Arc::new(realtime)),
+                    fallback: espeak,
+                }
+            }
+            ("openai-speech", _) => Voices {
+                primary: Some(speech(
+                    self.require_key("voice.backend = \"openai-speech\"")?,
+                )?),
+                fallback: espeak,
+            },
+            (_, Some(key)) => Voices {
+                primary: Some(speech(key.clone())?),
+                fallback: espeak,
+            },
+            (_, None) => Voices {
+                primary: espeak,
+                fallback: None,
+            },
+        };
+        if voices.primary.is_none() {
+            tracing::warn!(
+                "no voice available: the station airs captions only (install espeak-ng or set OPENAI_API_KEY)"
+            );
+        }
+        Ok(voices)
     }
 }
 
-/// One channel as the host runs it.
-struct Channel {
-    live: bool,
-    schedule: Vec<ScheduleSlot>,
-    next_topic: Arc<AtomicUsize>,
-    desk: Arc<Desk>,
+fn config_error(e: VoiceError) -> HostError {
+    HostError::Config(format!("config key `openai.base_url`: {e}"))
 }
 
 struct Inner {
     config: HostConfig,
-    channels: RwLock<HashMap<ChannelName, Arc<Channel>>>,
+    services: Arc<Services>,
+    channels: RwLock<HashMap<ChannelName, Arc<ChannelStation>>>,
     events: broadcast::Sender<HostEvent>,
-    writer: Arc<dyn ScriptWriter>,
 }
 
 /// The on-air engine. Cheap to clone.
@@ -124,15 +289,62 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host with the default channel on the default schedule, until a programme arrives.
-    /// Must be called inside a tokio runtime (each channel's desk is a task).
-    pub fn new(config: HostConfig) -> Self {
+    /// Starts the engine on the real clock (or the scaled one `host.clock_speed` asks for)
+    /// with the default channel on the default schedule, until a programme arrives.
+    pub async fn start(config: HostConfig) -> Result<Self, HostError> {
+        let clock: Arc<dyn Clock> = if (config.clock_speed - 1.0).abs() < f64::EPSILON {
+            Arc::new(SystemClock)
+        } else {
+            Arc::new(ScaledClock::new(chrono::Utc::now(), config.clock_speed))
+        };
+        Self::start_with_clock(config, clock).await
+    }
+
+    /// Starts the engine on the given clock.
+    pub async fn start_with_clock(
+        config: HostConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, HostError> {
         let (events, _) = broadcast::channel(config.event_buffer);
+        let primary_writer = config.writer()?;
+        let voices = config.voices().await?;
+        let news = if config.news.feeds.is_empty() {
+            None
+        } else {
+            Some(
+                NewsDesk::new(config.news.clone())
+                    .map_err(|e| HostError::Config(format!("config key `news.feeds`: {e}")))?,
+            )
+        };
+        let music = config.music_dir.as_ref().map(MusicLibrary::new);
+        if let Some(library) = &music {
+            tracing::info!(tracks = library.scan().len(), "music library");
+        }
+        tracing::info!(
+            writer = primary_writer.as_ref().map_or("template", |w| w.name()),
+            voice = voices.name(),
+            timezone = %config.timezone,
+            "on-air engine starting"
+        );
+        let services = Arc::new(Services::new(
+            clock,
+            events.clone(),
+            Writers {
+                primary: primary_writer,
+                fallback: TemplateWriter::new(),
+            },
+            voices,
+            news,
+            music,
+            StationTime::new(config.timezone),
+            config.engine.clone(),
+        ));
+        services.prepare_station_id().await;
         let host = Self {
             inner: Arc::new(Inner {
+                services,
                 channels: RwLock::new(HashMap::new()),
                 events,
-                writer: Arc::new(TemplateWriter::new()),
                 config,
             }),
         };
@@ -155,13 +367,10 @@ impl Host {
         host.apply_programme(Programme {
             channels: vec![default],
         });
-        host
+        Ok(host)
     }
 
-    fn channel(
-        &self,
-        name: Option<&ChannelName>,
-    ) -> Result<(ChannelName, Arc<Channel>), HostError> {
+    fn channel(&self, name: Option<&ChannelName>) -> Result<Arc<ChannelStation>, HostError> {
         let name = name.unwrap_or(&self.inner.config.default_channel);
         let channels = self
             .inner
@@ -170,8 +379,13 @@ impl Host {
             .unwrap_or_else(|p| p.into_inner());
         channels
             .get(name)
-            .map(|c| (name.clone(), c.clone()))
+            .cloned()
             .ok_or_else(|| HostError::UnknownChannel(name.clone()))
+    }
+
+    /// The running station of a channel (tests and sinks attach to its playout).
+    pub fn station(&self, name: &ChannelName) -> Option<Arc<ChannelStation>> {
+        self.channel(Some(name)).ok()
     }
 
     fn apply_programme(&self, programme: Programme) {
@@ -182,51 +396,22 @@ impl Host {
             .unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::with_capacity(programme.channels.len());
         for ch in programme.channels {
-            // Keep the running desk (and what it has queued) of a channel that stays.
-            let (desk, next_topic) = match channels.remove(&ch.name) {
-                Some(old) => (old.desk.clone(), old.next_topic.clone()),
-                None => (
-                    Arc::new(Desk::spawn(
-                        ch.name.clone(),
-                        self.inner.events.clone(),
-                        self.inner.config.speak_queue,
-                        self.inner.config.chars_per_second,
-                    )),
-                    Arc::new(AtomicUsize::new(0)),
-                ),
+            let state = ChannelState {
+                live: ch.live,
+                schedule: ch.schedule,
             };
-            next.insert(
-                ch.name,
-                Arc::new(Channel {
-                    live: ch.live,
-                    schedule: ch.schedule,
-                    next_topic,
-                    desk,
-                }),
-            );
+            // A channel that stays keeps its station (and what it has ready): changes take
+            // effect at its next segment.
+            let station = match channels.remove(&ch.name) {
+                Some(station) => {
+                    station.set_state(state);
+                    station
+                }
+                None => ChannelStation::spawn(ch.name.clone(), state, self.inner.services.clone()),
+            };
+            next.insert(ch.name, station);
         }
         *channels = next;
-    }
-
-    /// The block and prompt the schedule names for the current hour.
-    fn current_slot(channel: &Channel) -> Option<&ScheduleSlot> {
-        // Station time zones arrive with the programme clock; until then hours are UTC.
-        let hour = Utc::now().hour() as u8;
-        channel.schedule.iter().find(|s| s.hour == hour)
-    }
-
-    fn on_air(&self, name: &ChannelName, channel: &Channel) -> OnAir {
-        let (segment, next) = channel.desk.snapshot();
-        let ready_ahead_secs = next.iter().map(|s| s.duration_ms as f64 / 1000.0).sum();
-        OnAir {
-            channel: name.clone(),
-            block: Self::current_slot(channel).map(|s| s.block),
-            segment,
-            next,
-            writer: self.inner.writer.name().to_owned(),
-            voice: "captions".to_owned(),
-            ready_ahead_secs,
-        }
     }
 
     fn hello(&self) -> HostEvent {
@@ -235,7 +420,7 @@ impl Host {
             .channels
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        let mut states: Vec<OnAir> = channels.iter().map(|(n, c)| self.on_air(n, c)).collect();
+        let mut states: Vec<OnAir> = channels.values().map(|c| c.on_air()).collect();
         states.sort_by(|a, b| a.channel.cmp(&b.channel));
         HostEvent::Hello {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -248,80 +433,57 @@ impl Host {
 impl HostBus for Host {
     #[tracing::instrument(skip_all, fields(channel))]
     async fn generate_script(&self, req: ScriptRequest) -> Result<Script, BusError> {
-        let (name, channel) = self.channel(req.channel.as_ref())?;
-        tracing::Span::current().record("channel", name.as_str());
-        let slot = Self::current_slot(&channel);
-        let block = req.block.or(slot.map(|s| s.block)).unwrap_or(Block::TopicA);
-        // The hour's prompt steers only the block it was written for.
-        let prompt = slot
-            .filter(|s| s.block == block)
-            .and_then(|s| s.prompt.clone());
+        let station = self.channel(req.channel.as_ref())?;
+        tracing::Span::current().record("channel", station.name.as_str());
         let topic = match req.topic {
-            Some(t) => SpokenText::parse(&t, MAX_TOPIC_CHARS)
-                .map_err(|e| InvalidInput::new("invalid_topic", format!("topic: {}", e.message)))?
-                .into_string(),
-            None => {
-                let topics = &self.inner.config.topics;
-                let turn = channel.next_topic.fetch_add(1, Ordering::Relaxed);
-                topics[turn % topics.len()].clone()
-            }
+            Some(t) => Some(
+                SpokenText::parse(&t, MAX_TOPIC_CHARS)
+                    .map_err(|e| {
+                        InvalidInput::new("invalid_topic", format!("topic: {}", e.message))
+                    })?
+                    .into_string(),
+            ),
+            None => None,
         };
-        let brief = ScriptBrief {
-            station: &self.inner.config.station_name,
-            block,
-            topic: &topic,
-            prompt: prompt.as_deref(),
-            language: &self.inner.config.language,
-            hour: Utc::now().hour() as u8,
-            target_secs: 30.0,
-            recent: &[],
-            news: &[],
-        };
-        let text = self
-            .inner
-            .writer
-            .write(&brief)
-            .await
-            .map_err(HostError::from)?;
+        let mut plan = station.plan(self.inner.services.clock.now(), topic);
+        if let Some(block) = req.block
+            && block != plan.block
+        {
+            // The hour's prompt steers only the block it was written for.
+            plan.block = block;
+            plan.prompt = None;
+        }
+        plan.target_secs = self.inner.config.engine.segment_secs;
+        let (text, writer) = station.write(&plan).await;
         Ok(Script {
-            channel: name,
-            block,
-            topic,
+            channel: station.name.clone(),
+            block: plan.block,
+            topic: plan.topic,
             text,
-            writer: self.inner.writer.name().to_owned(),
+            writer: writer.to_owned(),
         })
     }
 
     #[tracing::instrument(skip_all, fields(channel, mode = ?req.mode))]
     async fn speak(&self, req: SpeakRequest) -> Result<SpeakAccepted, BusError> {
         let text = SpokenText::parse(&req.text, self.inner.config.max_text_chars)?;
-        let (name, channel) = self.channel(req.channel.as_ref())?;
-        tracing::Span::current().record("channel", name.as_str());
-        if !channel.live {
-            return Err(HostError::OffAir(name).into());
+        let station = self.channel(req.channel.as_ref())?;
+        tracing::Span::current().record("channel", station.name.as_str());
+        if !station.state().live {
+            return Err(HostError::OffAir(station.name.clone()).into());
         }
-        let segment = Segment {
-            id: Uuid::now_v7(),
-            block: Self::current_slot(&channel).map(|s| s.block),
-            topic: None,
-            duration_ms: channel.desk.estimate(text.as_str()).as_millis() as u64,
-            text: text.into_string(),
-            started_at: None,
-        };
-        let segment_id = segment.id;
-        let queued_ahead = channel.desk.enqueue(segment, req.mode)?;
+        let (segment_id, queued_ahead) = station.speak(text.into_string(), req.mode)?;
         tracing::info!(segment = %segment_id, queued_ahead, "speak request queued");
         Ok(SpeakAccepted {
             segment_id,
-            channel: name,
+            channel: station.name.clone(),
             mode: req.mode,
             queued_ahead,
         })
     }
 
     async fn now_playing(&self, channel: &ChannelName) -> Result<OnAir, BusError> {
-        let (name, ch) = self.channel(Some(channel))?;
-        Ok(self.on_air(&name, &ch))
+        Ok(self.channel(Some(channel))?.on_air())
     }
 
     async fn set_programme(&self, programme: Programme) -> Result<(), BusError> {

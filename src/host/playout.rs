@@ -65,24 +65,54 @@ pub struct QueuedSegment {
     pub kind: SegmentKind,
     /// Which writer and voice made it.
     pub writer: String,
-    pub voice: Mutex<String>,
+    voice: Mutex<String>,
+    started_at: Mutex<Option<DateTime<Utc>>>,
+    duration_ms: AtomicU64,
     audio: Mutex<AudioQueue>,
 }
 
 impl QueuedSegment {
-    pub fn new(meta: Segment, kind: SegmentKind, writer: impl Into<String>, voice: impl Into<String>) -> Arc<Self> {
+    pub fn new(
+        meta: Segment,
+        kind: SegmentKind,
+        writer: impl Into<String>,
+        voice: impl Into<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            duration_ms: AtomicU64::new(meta.duration_ms),
             meta,
             kind,
             writer: writer.into(),
             voice: Mutex::new(voice.into()),
+            started_at: Mutex::new(None),
             audio: Mutex::new(AudioQueue::default()),
         })
     }
 
+    /// The segment as the wire shows it: with its start time and length once known.
+    pub fn describe(&self) -> Segment {
+        let mut meta = self.meta.clone();
+        meta.started_at = *lock(&self.started_at);
+        meta.duration_ms = self.duration_ms.load(Ordering::Relaxed);
+        meta
+    }
+
+    /// The voice that spoke it (the last one, if several did).
+    pub fn voice(&self) -> String {
+        lock(&self.voice).clone()
+    }
+
+    /// Sets the length from the audio produced (call once finished).
+    pub fn set_duration_from_audio(&self) {
+        let ms = self.produced() as u64 * 1000 / u64::from(RATE);
+        self.duration_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// Marks where a sentence starts: its caption airs with the next audio pushed.
     pub fn push_sentence(&self, text: impl Into<String>) {
-        lock(&self.audio).pieces.push_back(Piece::Sentence(text.into()));
+        lock(&self.audio)
+            .pieces
+            .push_back(Piece::Sentence(text.into()));
     }
 
     /// Appends 48 kHz mono audio.
@@ -127,7 +157,7 @@ impl QueuedSegment {
 
     /// Copies up to `out.len()` samples; returns how many, the sentences that start within
     /// them (with their sample offset), and whether the segment has ended.
-    fn pull(&self, out: &mut [i16], captions: &mut Vec<(usize, String)>) -> (usize, bool) {
+    pub fn pull(&self, out: &mut [i16], captions: &mut Vec<(usize, String)>) -> (usize, bool) {
         let mut guard = lock(&self.audio);
         let q = &mut *guard;
         let mut filled = 0;
@@ -178,9 +208,17 @@ impl Rundown {
         lock(&self.inner).queue.push_back(segment);
     }
 
-    /// Adds a segment to air right after the current one.
-    pub fn push_front(&self, segment: Arc<QueuedSegment>) {
-        lock(&self.inner).queue.push_front(segment);
+    /// Adds a studio segment to air after the current one and the studio segments already
+    /// waiting, before the programme's own; returns how many segments air before it.
+    pub fn push_after_speak(&self, segment: Arc<QueuedSegment>) -> usize {
+        let mut inner = lock(&self.inner);
+        let at = inner
+            .queue
+            .iter()
+            .position(|s| s.kind != SegmentKind::Speak)
+            .unwrap_or(inner.queue.len());
+        inner.queue.insert(at, segment);
+        at + usize::from(inner.on_air.is_some()) + usize::from(inner.cut_in.is_some())
     }
 
     /// Cuts the current segment short as soon as `segment` has audio.
@@ -381,8 +419,8 @@ impl Engine {
     }
 
     fn start(&mut self, segment: Arc<QueuedSegment>, at: DateTime<Utc>) {
-        let mut meta = segment.meta.clone();
-        meta.started_at = Some(at);
+        *lock(&segment.started_at) = Some(at);
+        let meta = segment.describe();
         if segment.kind == SegmentKind::Filler {
             self.stats.fillers.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -402,7 +440,11 @@ impl Engine {
     fn end(&mut self, interrupted: bool) {
         if let Some(on_air) = self.current.take() {
             let mut inner = lock(&self.rundown.inner);
-            if inner.on_air.as_ref().is_some_and(|s| Arc::ptr_eq(s, &on_air.segment)) {
+            if inner
+                .on_air
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &on_air.segment))
+            {
                 inner.on_air = None;
             }
             drop(inner);
@@ -468,7 +510,9 @@ impl Engine {
             let (n, ended) = segment.pull(&mut out[filled..], &mut captions);
             for (offset, text) in captions.drain(..) {
                 let at = frame_start
-                    + chrono::Duration::microseconds(((filled + offset) as i64 * 1_000_000) / i64::from(RATE));
+                    + chrono::Duration::microseconds(
+                        ((filled + offset) as i64 * 1_000_000) / i64::from(RATE),
+                    );
                 if let Some(on_air) = self.current.as_mut() {
                     let index = on_air.caption_index;
                     on_air.caption_index += 1;
@@ -539,8 +583,14 @@ mod tests {
 
     use uuid::Uuid;
 
-    fn start() -> (Playout, broadcast::Receiver<HostEvent>, broadcast::Receiver<Arc<[i16]>>) {
-        let origin = DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z").unwrap().to_utc();
+    fn start() -> (
+        Playout,
+        broadcast::Receiver<HostEvent>,
+        broadcast::Receiver<Arc<[i16]>>,
+    ) {
+        let origin = DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let clock = Arc::new(ScaledClock::new(origin, 1.0));
         let (events, rx) = broadcast::channel(1024);
         let playout = Playout::spawn(
@@ -554,7 +604,10 @@ mod tests {
     }
 
     async fn next_event(rx: &mut broadcast::Receiver<HostEvent>) -> HostEvent {
-        tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.unwrap().unwrap()
+        tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     #[tokio::test(start_paused = true)]
@@ -589,10 +642,20 @@ mod tests {
                 HostEvent::SegmentStarted { segment, .. } if segment.id == id => {
                     started = segment.started_at;
                 }
-                HostEvent::Caption { segment_id, text, at, index, .. } if segment_id == id => {
+                HostEvent::Caption {
+                    segment_id,
+                    text,
+                    at,
+                    index,
+                    ..
+                } if segment_id == id => {
                     captions.push((index, text, at));
                 }
-                HostEvent::SegmentEnded { segment_id, interrupted, .. } if segment_id == id => {
+                HostEvent::SegmentEnded {
+                    segment_id,
+                    interrupted,
+                    ..
+                } if segment_id == id => {
                     assert!(!interrupted);
                     break;
                 }
@@ -661,7 +724,13 @@ mod tests {
         playout.rundown.cut_in(urgent.clone());
         // Not yet: it has no audio, so the long segment goes on.
         tokio::time::sleep(FRAME_DURATION * 5).await;
-        assert!(playout.rundown.snapshot().0.is_some_and(|s| s.meta.id == long_id));
+        assert!(
+            playout
+                .rundown
+                .snapshot()
+                .0
+                .is_some_and(|s| s.meta.id == long_id)
+        );
         urgent.push_sentence("now");
         urgent.push_audio(vec![20_000; RATE as usize]);
         urgent.finish();
@@ -669,7 +738,11 @@ mod tests {
         let mut ended = false;
         loop {
             match next_event(&mut events).await {
-                HostEvent::SegmentEnded { segment_id, interrupted, .. } if segment_id == long_id => {
+                HostEvent::SegmentEnded {
+                    segment_id,
+                    interrupted,
+                    ..
+                } if segment_id == long_id => {
                     assert!(interrupted);
                     ended = true;
                 }

@@ -60,13 +60,17 @@ impl StationTime {
     /// Seconds from `at` to the next top of the hour on the station's clock.
     pub fn secs_to_next_hour(&self, at: DateTime<Utc>) -> f64 {
         let local = self.tz.from_utc_datetime(&at.naive_utc());
-        let into_hour = f64::from(local.minute() * 60 + local.second())
-            + f64::from(local.nanosecond()) / 1e9;
+        let into_hour =
+            f64::from(local.minute() * 60 + local.second()) + f64::from(local.nanosecond()) / 1e9;
         3600.0 - into_hour
     }
 
     /// The schedule slot that applies at `at`, if the schedule names that hour.
-    pub fn slot<'a>(&self, schedule: &'a [ScheduleSlot], at: DateTime<Utc>) -> Option<&'a ScheduleSlot> {
+    pub fn slot<'a>(
+        &self,
+        schedule: &'a [ScheduleSlot],
+        at: DateTime<Utc>,
+    ) -> Option<&'a ScheduleSlot> {
         let hour = self.hour(at);
         schedule.iter().find(|s| s.hour == hour)
     }
@@ -123,7 +127,11 @@ mod tests {
         (0..24)
             .map(|hour| ScheduleSlot {
                 hour,
-                block: if hour == 10 { Block::News } else { Block::TopicA },
+                block: if hour == 10 {
+                    Block::News
+                } else {
+                    Block::TopicA
+                },
                 prompt: (hour == 10).then(|| "朝のニュース".to_owned()),
             })
             .collect()

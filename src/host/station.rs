@@ -1,0 +1,652 @@
+//! One channel on air. Its producer keeps the playout's rundown `host.lookahead_secs` ahead:
+//! it plans the next segment on the programme clock, has it written (LLM, retried with
+//! backoff, then the offline template writer) and voiced sentence by sentence (the chosen
+//! voice, retried, then espeak-ng, then captions only), resampled to 48 kHz and normalised
+//! to `audio.target_lufs`. Studio requests (`speak`) are voiced as they stream and go to
+//! the front of the rundown, or cut in at once (`now`). Nothing here stops on a provider's
+//! error: it is logged with its cause and the station keeps airing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::HostError;
+use super::audio::dsp;
+use super::audio::loudness::{LoudnessTracker, apply_gain, normalising_gain};
+use super::audio::music;
+use super::audio::music::{MusicLibrary, Track};
+use super::audio::resample::Resampler;
+use super::audio::{FRAME, RATE};
+use super::clock::Clock;
+use super::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
+use super::programme::{Plan, PlanKind, StationTime};
+use super::sentences::split_sentences;
+use super::voice::{Voice, VoiceError};
+use super::writer::news::NewsDesk;
+use super::writer::{ScriptBrief, ScriptWriter, TemplateWriter};
+use crate::bus::{HostEvent, OnAir, ScheduleSlot, Segment, SpeakMode};
+use crate::domain::{Block, ChannelName};
+
+/// Scripts remembered per channel so the writer does not repeat itself.
+const RECENT_SCRIPTS: usize = 6;
+/// How often an idle producer looks again (clock time).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub station_name: String,
+    pub language: String,
+    pub topics: Vec<String>,
+    pub lookahead_secs: f64,
+    pub segment_secs: f64,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    pub target_lufs: f64,
+    /// Speaking rate used to time captions when there is no voice.
+    pub chars_per_second: f64,
+    pub max_track_secs: f64,
+    pub speak_queue: usize,
+}
+
+/// Writes with the configured writer, retrying with backoff, then falls back to templates.
+pub struct Writers {
+    pub primary: Option<Arc<dyn ScriptWriter>>,
+    pub fallback: TemplateWriter,
+}
+
+/// Voices sentences with the configured voice, retrying, then the fallback voice, then
+/// (with no voice left) silence of the sentence's spoken length, so captions still flow.
+pub struct Voices {
+    pub primary: Option<Arc<dyn Voice>>,
+    pub fallback: Option<Arc<dyn Voice>>,
+}
+
+impl Voices {
+    /// The name of the voice in use, as `/now` shows it.
+    pub fn name(&self) -> &'static str {
+        self.primary
+            .as_ref()
+            .or(self.fallback.as_ref())
+            .map_or("captions", |v| v.name())
+    }
+}
+
+/// What every channel shares.
+pub struct Services {
+    pub clock: Arc<dyn Clock>,
+    pub events: broadcast::Sender<HostEvent>,
+    pub writers: Writers,
+    pub voices: Voices,
+    pub news: Option<NewsDesk>,
+    pub music: Option<MusicLibrary>,
+    pub time: StationTime,
+    pub config: EngineConfig,
+    loudness: Mutex<LoudnessTracker>,
+    station_id: Mutex<Option<StationId>>,
+}
+
+/// The station ID: its words and its audio (chime + voice), rendered once.
+#[derive(Clone)]
+struct StationId {
+    text: String,
+    audio: Arc<Vec<i16>>,
+}
+
+impl Services {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        events: broadcast::Sender<HostEvent>,
+        writers: Writers,
+        voices: Voices,
+        news: Option<NewsDesk>,
+        music: Option<MusicLibrary>,
+        time: StationTime,
+        config: EngineConfig,
+    ) -> Self {
+        Self {
+            loudness: Mutex::new(LoudnessTracker::new(config.target_lufs)),
+            clock,
+            events,
+            writers,
+            voices,
+            news,
+            music,
+            time,
+            config,
+            station_id: Mutex::new(None),
+        }
+    }
+
+    /// Renders and caches the station ID (called at start-up, before anything airs).
+    pub async fn prepare_station_id(self: &Arc<Self>) {
+        let brief = ScriptBrief {
+            station: &self.config.station_name,
+            block: Block::Jingle,
+            topic: "",
+            prompt: None,
+            language: &self.config.language,
+            hour: self.time.hour(self.clock.now()),
+            target_secs: super::programme::STATION_ID_SECS,
+            recent: &[],
+            news: &[],
+        };
+        let text = match self.writers.fallback.write(&brief).await {
+            Ok(text) => text,
+            Err(_) => self.config.station_name.clone(),
+        };
+        let segment = QueuedSegment::new(
+            meta(&text, None, None, 0),
+            SegmentKind::StationId,
+            "template",
+            "",
+        );
+        self.voice_text(&segment, &text, false).await;
+        segment.finish();
+        let mut audio = dsp::chime(0.8);
+        let mut pulled = vec![0i16; segment.buffered()];
+        let (n, _) = drain(&segment, &mut pulled);
+        pulled.truncate(n);
+        audio.extend(pulled);
+        tracing::info!(
+            seconds = audio.len() as f64 / f64::from(RATE),
+            "station ID ready"
+        );
+        *lock(&self.station_id) = Some(StationId {
+            text,
+            audio: Arc::new(audio),
+        });
+    }
+
+    /// Writes a script for `plan`: primary writer with retries, else templates.
+    pub async fn write(&self, plan: &Plan, recent: &[String]) -> (String, &'static str) {
+        let news = match (&self.news, plan.block) {
+            (Some(desk), Block::News) => desk.headlines().await,
+            _ => Vec::new(),
+        };
+        let brief = ScriptBrief {
+            station: &self.config.station_name,
+            block: plan.block,
+            topic: &plan.topic,
+            prompt: plan.prompt.as_deref(),
+            language: &self.config.language,
+            hour: plan.hour,
+            target_secs: plan.target_secs,
+            recent,
+            news: &news,
+        };
+        if let Some(primary) = &self.writers.primary {
+            for attempt in 0..=self.config.retries {
+                match primary.write(&brief).await {
+                    Ok(text) if !text.trim().is_empty() => return (text, primary.name()),
+                    Ok(_) => {
+                        tracing::warn!(writer = primary.name(), attempt, "writer returned nothing")
+                    }
+                    Err(e) => {
+                        tracing::warn!(writer = primary.name(), attempt, error = %e, "writer failed")
+                    }
+                }
+                if attempt < self.config.retries {
+                    self.clock
+                        .sleep(self.config.retry_backoff * 2u32.pow(attempt))
+                        .await;
+                }
+            }
+            tracing::warn!(
+                writer = primary.name(),
+                "falling back to the template writer"
+            );
+        }
+        let text = match self.writers.fallback.write(&brief).await {
+            Ok(text) => text,
+            Err(_) => self.config.station_name.clone(),
+        };
+        (text, self.writers.fallback.name())
+    }
+
+    /// Voices `text` sentence by sentence into `segment` (caption marker, then its audio).
+    /// `stream` sends audio on as it arrives (studio requests); otherwise each sentence is
+    /// measured and normalised whole before it is queued.
+    pub async fn voice_text(&self, segment: &QueuedSegment, text: &str, stream: bool) {
+        for sentence in split_sentences(text) {
+            let used = self.voice_sentence(segment, &sentence, stream).await;
+            segment.set_voice(used);
+        }
+    }
+
+    async fn voice_sentence(
+        &self,
+        segment: &QueuedSegment,
+        sentence: &str,
+        stream: bool,
+    ) -> &'static str {
+        let mut candidates: Vec<(&Arc<dyn Voice>, u32)> = Vec::new();
+        if let Some(v) = &self.voices.primary {
+            candidates.push((v, self.config.retries));
+        }
+        if let Some(v) = &self.voices.fallback {
+            candidates.push((v, 0));
+        }
+        for (voice, retries) in candidates {
+            for attempt in 0..=retries {
+                match self.pump(voice.as_ref(), segment, sentence, stream).await {
+                    Ok(()) => return voice.name(),
+                    Err(Pumped::Partial(e)) => {
+                        // Some of the sentence already aired; better to move on than repeat it.
+                        tracing::warn!(voice = voice.name(), error = %e, "voice broke off mid-sentence");
+                        return voice.name();
+                    }
+                    Err(Pumped::Nothing(e)) => {
+                        tracing::warn!(voice = voice.name(), attempt, error = %e, "voice failed");
+                    }
+                }
+                if attempt < retries {
+                    self.clock
+                        .sleep(self.config.retry_backoff * 2u32.pow(attempt))
+                        .await;
+                }
+            }
+        }
+        // No voice: silence for as long as the sentence would take, so captions keep time.
+        segment.push_sentence(sentence);
+        let secs = sentence.chars().filter(|c| !c.is_whitespace()).count() as f64
+            / self.config.chars_per_second;
+        segment.push_audio(vec![0; ((secs.max(0.4)) * f64::from(RATE)) as usize]);
+        "captions"
+    }
+
+    async fn pump(
+        &self,
+        voice: &dyn Voice,
+        segment: &QueuedSegment,
+        sentence: &str,
+        stream: bool,
+    ) -> Result<(), Pumped> {
+        let audio = voice.synthesize(sentence).await.map_err(Pumped::Nothing)?;
+        let mut resampler = Resampler::new(audio.rate)
+            .map_err(|e| Pumped::Nothing(VoiceError::BadAnswer(e.to_string())))?;
+        let mut chunks = audio.chunks;
+        let gain = lock(&self.loudness).guess(voice.name());
+        let mut whole = Vec::new();
+        let mut aired = false;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) if aired => return Err(Pumped::Partial(e)),
+                Err(e) => return Err(Pumped::Nothing(e)),
+            };
+            let mut out = resampler.process(&chunk);
+            if stream {
+                if !aired {
+                    segment.push_sentence(sentence);
+                    aired = true;
+                }
+                apply_gain(&mut out, gain);
+                segment.push_audio(out);
+            } else {
+                whole.extend_from_slice(&out);
+            }
+        }
+        let mut tail = resampler.flush();
+        if stream {
+            if !aired {
+                segment.push_sentence(sentence);
+            }
+            apply_gain(&mut tail, gain);
+            segment.push_audio(tail);
+            return Ok(());
+        }
+        whole.extend_from_slice(&tail);
+        if whole.is_empty() {
+            return Err(Pumped::Nothing(VoiceError::BadAnswer("no audio".into())));
+        }
+        let gain = lock(&self.loudness).learn(voice.name(), &whole);
+        apply_gain(&mut whole, gain);
+        segment.push_sentence(sentence);
+        segment.push_audio(whole);
+        Ok(())
+    }
+}
+
+enum Pumped {
+    /// Nothing aired: the sentence can be tried again.
+    Nothing(VoiceError),
+    /// Part of the sentence aired before the voice failed.
+    Partial(VoiceError),
+}
+
+fn meta(text: &str, block: Option<Block>, topic: Option<String>, duration_ms: u64) -> Segment {
+    Segment {
+        id: Uuid::now_v7(),
+        block,
+        topic,
+        text: text.to_owned(),
+        duration_ms,
+        started_at: None,
+    }
+}
+
+/// Drains a finished segment's audio (used to cache the station ID).
+fn drain(segment: &QueuedSegment, out: &mut [i16]) -> (usize, bool) {
+    let mut ignored = Vec::new();
+    segment.pull(out, &mut ignored)
+}
+
+struct Filler(Weak<Services>);
+
+impl FillerSource for Filler {
+    fn filler(&self) -> Arc<QueuedSegment> {
+        let station_id = self.0.upgrade().and_then(|s| lock(&s.station_id).clone());
+        let (text, audio) = match station_id {
+            Some(id) => (id.text, id.audio),
+            None => (String::new(), Arc::new(dsp::chime(0.8))),
+        };
+        let segment = QueuedSegment::new(
+            meta(&text, Some(Block::Jingle), None, 0),
+            SegmentKind::Filler,
+            "template",
+            "",
+        );
+        if !text.is_empty() {
+            segment.push_sentence(text);
+        }
+        segment.push_audio(audio.as_ref().clone());
+        segment.finish();
+        segment
+    }
+}
+
+/// A channel's on/off state and schedule, replaced by programme updates.
+#[derive(Debug, Clone)]
+pub struct ChannelState {
+    pub live: bool,
+    pub schedule: Vec<ScheduleSlot>,
+}
+
+/// One channel: its playout and the producer feeding it.
+pub struct ChannelStation {
+    pub name: ChannelName,
+    state: RwLock<ChannelState>,
+    pub playout: Playout,
+    topic_turn: AtomicUsize,
+    track_turn: AtomicUsize,
+    recent: Mutex<VecDeque<String>>,
+    producer: Mutex<Option<JoinHandle<()>>>,
+    services: Arc<Services>,
+}
+
+impl Drop for ChannelStation {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.producer).take() {
+            task.abort();
+        }
+    }
+}
+
+impl ChannelStation {
+    pub fn spawn(name: ChannelName, state: ChannelState, services: Arc<Services>) -> Arc<Self> {
+        let playout = Playout::spawn(
+            name.clone(),
+            services.clock.clone(),
+            services.events.clone(),
+            Arc::new(Filler(Arc::downgrade(&services))),
+        );
+        let station = Arc::new(Self {
+            name,
+            state: RwLock::new(state),
+            playout,
+            topic_turn: AtomicUsize::new(0),
+            track_turn: AtomicUsize::new(0),
+            recent: Mutex::new(VecDeque::new()),
+            producer: Mutex::new(None),
+            services,
+        });
+        let task = tokio::spawn(produce(Arc::downgrade(&station)));
+        *lock(&station.producer) = Some(task);
+        station
+    }
+
+    pub fn set_state(&self, state: ChannelState) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    pub fn state(&self) -> ChannelState {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn next_topic(&self) -> String {
+        let topics = &self.services.config.topics;
+        let turn = self.topic_turn.fetch_add(1, Ordering::Relaxed);
+        topics
+            .get(turn % topics.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn recent(&self) -> Vec<String> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+
+    fn remember(&self, text: &str) {
+        let mut recent = lock(&self.recent);
+        if recent.len() == RECENT_SCRIPTS {
+            recent.pop_front();
+        }
+        recent.push_back(text.to_owned());
+    }
+
+    /// Plans what airs at the clock's `at`, with the next topic (or `topic`).
+    pub fn plan(&self, at: chrono::DateTime<chrono::Utc>, topic: Option<String>) -> Plan {
+        let state = self.state();
+        let has_music = self
+            .services
+            .music
+            .as_ref()
+            .is_some_and(|m| !m.scan().is_empty());
+        let topic = topic.unwrap_or_else(|| self.next_topic());
+        self.services.time.plan(
+            &state.schedule,
+            at,
+            &topic,
+            self.services.config.segment_secs,
+            has_music,
+        )
+    }
+
+    /// A script for `plan`, without airing it.
+    pub async fn write(&self, plan: &Plan) -> (String, &'static str) {
+        self.services.write(plan, &self.recent()).await
+    }
+
+    /// Queues a studio segment; returns its id and how many segments air before it.
+    pub fn speak(
+        self: &Arc<Self>,
+        text: String,
+        mode: SpeakMode,
+    ) -> Result<(Uuid, usize), HostError> {
+        let rundown = &self.playout.rundown;
+        let (_, queued) = rundown.snapshot();
+        let waiting = queued
+            .iter()
+            .filter(|s| s.kind == SegmentKind::Speak)
+            .count();
+        if waiting >= self.services.config.speak_queue {
+            return Err(HostError::QueueFull {
+                channel: self.name.clone(),
+                limit: self.services.config.speak_queue,
+            });
+        }
+        let now = self.services.clock.now();
+        let block = self
+            .services
+            .time
+            .slot(&self.state().schedule, now)
+            .map(|s| s.block);
+        let estimate = split_sentences(&text)
+            .iter()
+            .map(|s| s.chars().count() as f64 / self.services.config.chars_per_second)
+            .sum::<f64>();
+        let segment = QueuedSegment::new(
+            meta(&text, block, None, (estimate * 1000.0) as u64),
+            SegmentKind::Speak,
+            "studio",
+            self.services.voices.name(),
+        );
+        let id = segment.meta.id;
+        let ahead = match mode {
+            SpeakMode::Now => {
+                rundown.cut_in(segment.clone());
+                0
+            }
+            SpeakMode::Next => rundown.push_after_speak(segment.clone()),
+        };
+        let services = self.services.clone();
+        tokio::spawn(async move {
+            services.voice_text(&segment, &text, true).await;
+            segment.finish();
+        });
+        Ok((id, ahead))
+    }
+
+    /// What is on air now and next.
+    pub fn on_air(&self) -> OnAir {
+        let (current, next) = self.playout.rundown.snapshot();
+        let block = self
+            .services
+            .time
+            .slot(&self.state().schedule, self.services.clock.now())
+            .map(|s| s.block);
+        OnAir {
+            channel: self.name.clone(),
+            block,
+            topic: current.as_ref().and_then(|s| s.meta.topic.clone()),
+            segment: current.as_ref().map(|s| s.describe()),
+            next: next.iter().map(|s| s.describe()).collect(),
+            writer: current
+                .as_ref()
+                .map(|s| s.writer.clone())
+                .unwrap_or_else(|| {
+                    self.services
+                        .writers
+                        .primary
+                        .as_ref()
+                        .map_or("template", |w| w.name())
+                        .to_owned()
+                }),
+            voice: current
+                .as_ref()
+                .map(|s| s.voice())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| self.services.voices.name().to_owned()),
+            ready_ahead_secs: self.playout.rundown.ready_ahead_secs(),
+            dead_air_secs: self.playout.stats.dead_air_secs(),
+        }
+    }
+
+    /// Produces one segment for `plan` and queues it.
+    async fn produce_one(&self, plan: Plan) {
+        let services = &self.services;
+        let segment = match plan.kind {
+            PlanKind::StationId => {
+                let id = lock(&services.station_id).clone();
+                let segment = QueuedSegment::new(
+                    meta(
+                        id.as_ref().map_or("", |i| i.text.as_str()),
+                        Some(plan.block),
+                        None,
+                        0,
+                    ),
+                    SegmentKind::StationId,
+                    "template",
+                    services.voices.name(),
+                );
+                if let Some(id) = id {
+                    segment.push_sentence(id.text.clone());
+                    segment.push_audio(id.audio.as_ref().clone());
+                }
+                segment
+            }
+            PlanKind::Talk | PlanKind::Music => {
+                let recent = self.recent();
+                let (text, writer) = services.write(&plan, &recent).await;
+                self.remember(&text);
+                let segment = QueuedSegment::new(
+                    meta(&text, Some(plan.block), Some(plan.topic.clone()), 0),
+                    if plan.kind == PlanKind::Music {
+                        SegmentKind::Music
+                    } else {
+                        SegmentKind::Talk
+                    },
+                    writer,
+                    services.voices.name(),
+                );
+                services.voice_text(&segment, &text, false).await;
+                if plan.kind == PlanKind::Music {
+                    self.add_track(&segment, plan.target_secs).await;
+                }
+                segment
+            }
+        };
+        segment.finish();
+        segment.set_duration_from_audio();
+        tracing::debug!(channel = %self.name, kind = ?plan.kind, block = %plan.block, secs = segment.produced() as f64 / f64::from(RATE), "segment ready");
+        self.playout.rundown.push_back(segment);
+    }
+
+    async fn add_track(&self, segment: &QueuedSegment, max_secs: f64) {
+        let Some(library) = &self.services.music else {
+            return;
+        };
+        let tracks: Vec<Track> = library.scan();
+        if tracks.is_empty() {
+            return;
+        }
+        let track = tracks[self.track_turn.fetch_add(1, Ordering::Relaxed) % tracks.len()].clone();
+        let limit = max_secs.min(self.services.config.max_track_secs).max(1.0);
+        let path = track.path.clone();
+        match tokio::task::spawn_blocking(move || music::decode(&path, limit)).await {
+            Ok(Ok(mut samples)) => {
+                let gain = normalising_gain(&samples, self.services.config.target_lufs);
+                apply_gain(&mut samples, gain);
+                // Fade the end in case the track was cut at the limit.
+                let fade = samples.len().min(FRAME * 50);
+                dsp::fade_out(&mut samples, fade);
+                segment.push_sentence(format!("♪ {}", track.title));
+                segment.push_audio(samples);
+            }
+            Ok(Err(e)) => tracing::warn!(track = %track.title, error = %e, "cannot play a track"),
+            Err(e) => tracing::warn!(error = %e, "track decoding task failed"),
+        }
+    }
+}
+
+/// The producer loop: keeps the rundown filled ahead of the playout.
+async fn produce(station: Weak<ChannelStation>) {
+    loop {
+        let Some(st) = station.upgrade() else { return };
+        let clock = st.services.clock.clone();
+        let live = st.state().live;
+        let ahead = st.playout.rundown.ready_ahead_secs();
+        let enough = ahead >= st.services.config.lookahead_secs && !st.playout.rundown.is_empty();
+        if !live || enough {
+            drop(st);
+            clock.sleep(IDLE_POLL).await;
+            continue;
+        }
+        // The next segment starts airing when what is ready has aired.
+        let at = clock.now() + chrono::Duration::milliseconds((ahead * 1000.0) as i64);
+        let plan = st.plan(at, None);
+        st.produce_one(plan).await;
+    }
+}
