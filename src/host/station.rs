@@ -35,6 +35,8 @@ use crate::domain::{Block, ChannelName};
 
 /// Scripts remembered per channel so the writer does not repeat itself.
 const RECENT_SCRIPTS: usize = 6;
+/// Sentences of one segment voiced at the same time.
+const VOICE_CONCURRENCY: usize = 4;
 /// How often an idle producer looks again (clock time).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -216,31 +218,84 @@ impl Services {
     }
 
     /// Voices `text` sentence by sentence into `segment` (caption marker, then its audio).
-    /// `stream` sends audio on as it arrives (studio requests); otherwise each sentence is
-    /// measured and normalised whole before it is queued.
+    /// `stream` sends audio on as it arrives (studio requests); otherwise up to
+    /// [`VOICE_CONCURRENCY`] sentences are voiced at once, each measured and normalised whole,
+    /// and queued in order — so a provider's per-request latency is paid in parallel.
     pub async fn voice_text(&self, segment: &QueuedSegment, text: &str, stream: bool) {
-        for sentence in split_sentences(text) {
-            let used = self.voice_sentence(segment, &sentence, stream).await;
-            segment.set_voice(used);
+        let sentences = split_sentences(text);
+        if stream {
+            for sentence in sentences {
+                let used = self.stream_sentence(segment, &sentence).await;
+                segment.set_voice(used);
+            }
+            return;
+        }
+        let mut rendered = futures::stream::iter(sentences)
+            .map(|sentence| async move {
+                let (audio, voice) = self.render_sentence(&sentence).await;
+                (sentence, audio, voice)
+            })
+            .buffered(VOICE_CONCURRENCY);
+        while let Some((sentence, audio, voice)) = rendered.next().await {
+            segment.push_sentence(sentence);
+            segment.push_audio(audio);
+            segment.set_voice(voice);
         }
     }
 
-    async fn voice_sentence(
-        &self,
-        segment: &QueuedSegment,
-        sentence: &str,
-        stream: bool,
-    ) -> &'static str {
-        let mut candidates: Vec<(&Arc<dyn Voice>, u32)> = Vec::new();
+    /// The voices to try, in order, each with its number of retries.
+    fn candidates(&self) -> Vec<(&Arc<dyn Voice>, u32)> {
+        let mut candidates = Vec::new();
         if let Some(v) = &self.voices.primary {
             candidates.push((v, self.config.retries));
         }
         if let Some(v) = &self.voices.fallback {
             candidates.push((v, 0));
         }
-        for (voice, retries) in candidates {
+        candidates
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        self.clock
+            .sleep(self.config.retry_backoff * 2u32.pow(attempt))
+            .await;
+    }
+
+    /// Silence as long as `sentence` would take to say: with no voice left, captions still
+    /// keep time.
+    fn silence_for(&self, sentence: &str) -> Vec<i16> {
+        let secs = sentence.chars().filter(|c| !c.is_whitespace()).count() as f64
+            / self.config.chars_per_second;
+        vec![0; (secs.max(0.4) * f64::from(RATE)) as usize]
+    }
+
+    /// One sentence, whole and normalised, from the first voice that manages it.
+    async fn render_sentence(&self, sentence: &str) -> (Vec<i16>, &'static str) {
+        for (voice, retries) in self.candidates() {
             for attempt in 0..=retries {
-                match self.pump(voice.as_ref(), segment, sentence, stream).await {
+                match collect(voice.as_ref(), sentence).await {
+                    Ok(mut audio) => {
+                        let gain = lock(&self.loudness).learn(voice.name(), &audio);
+                        apply_gain(&mut audio, gain);
+                        return (audio, voice.name());
+                    }
+                    Err(e) => {
+                        tracing::warn!(voice = voice.name(), attempt, error = %e, "voice failed")
+                    }
+                }
+                if attempt < retries {
+                    self.backoff(attempt).await;
+                }
+            }
+        }
+        (self.silence_for(sentence), "captions")
+    }
+
+    /// One sentence, sent on as it arrives (with the voice's learnt gain).
+    async fn stream_sentence(&self, segment: &QueuedSegment, sentence: &str) -> &'static str {
+        for (voice, retries) in self.candidates() {
+            for attempt in 0..=retries {
+                match self.pump(voice.as_ref(), segment, sentence).await {
                     Ok(()) => return voice.name(),
                     Err(Pumped::Partial(e)) => {
                         // Some of the sentence already aired; better to move on than repeat it.
@@ -252,17 +307,12 @@ impl Services {
                     }
                 }
                 if attempt < retries {
-                    self.clock
-                        .sleep(self.config.retry_backoff * 2u32.pow(attempt))
-                        .await;
+                    self.backoff(attempt).await;
                 }
             }
         }
-        // No voice: silence for as long as the sentence would take, so captions keep time.
         segment.push_sentence(sentence);
-        let secs = sentence.chars().filter(|c| !c.is_whitespace()).count() as f64
-            / self.config.chars_per_second;
-        segment.push_audio(vec![0; ((secs.max(0.4)) * f64::from(RATE)) as usize]);
+        segment.push_audio(self.silence_for(sentence));
         "captions"
     }
 
@@ -271,14 +321,12 @@ impl Services {
         voice: &dyn Voice,
         segment: &QueuedSegment,
         sentence: &str,
-        stream: bool,
     ) -> Result<(), Pumped> {
         let audio = voice.synthesize(sentence).await.map_err(Pumped::Nothing)?;
         let mut resampler = Resampler::new(audio.rate)
             .map_err(|e| Pumped::Nothing(VoiceError::BadAnswer(e.to_string())))?;
         let mut chunks = audio.chunks;
         let gain = lock(&self.loudness).guess(voice.name());
-        let mut whole = Vec::new();
         let mut aired = false;
         while let Some(chunk) = chunks.next().await {
             let chunk = match chunk {
@@ -287,36 +335,41 @@ impl Services {
                 Err(e) => return Err(Pumped::Nothing(e)),
             };
             let mut out = resampler.process(&chunk);
-            if stream {
-                if !aired {
-                    segment.push_sentence(sentence);
-                    aired = true;
-                }
-                apply_gain(&mut out, gain);
-                segment.push_audio(out);
-            } else {
-                whole.extend_from_slice(&out);
+            if out.is_empty() {
+                continue;
             }
-        }
-        let mut tail = resampler.flush();
-        if stream {
             if !aired {
                 segment.push_sentence(sentence);
+                aired = true;
             }
-            apply_gain(&mut tail, gain);
-            segment.push_audio(tail);
-            return Ok(());
+            apply_gain(&mut out, gain);
+            segment.push_audio(out);
         }
-        whole.extend_from_slice(&tail);
-        if whole.is_empty() {
-            return Err(Pumped::Nothing(VoiceError::BadAnswer("no audio".into())));
+        if !aired {
+            segment.push_sentence(sentence);
         }
-        let gain = lock(&self.loudness).learn(voice.name(), &whole);
-        apply_gain(&mut whole, gain);
-        segment.push_sentence(sentence);
-        segment.push_audio(whole);
+        let mut tail = resampler.flush();
+        apply_gain(&mut tail, gain);
+        segment.push_audio(tail);
         Ok(())
     }
+}
+
+/// All of a voice's audio for `text`, at 48 kHz.
+async fn collect(voice: &dyn Voice, text: &str) -> Result<Vec<i16>, VoiceError> {
+    let audio = voice.synthesize(text).await?;
+    let mut resampler =
+        Resampler::new(audio.rate).map_err(|e| VoiceError::BadAnswer(e.to_string()))?;
+    let mut chunks = audio.chunks;
+    let mut whole = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        whole.extend(resampler.process(&chunk?));
+    }
+    whole.extend(resampler.flush());
+    if whole.is_empty() {
+        return Err(VoiceError::BadAnswer("no audio".into()));
+    }
+    Ok(whole)
 }
 
 enum Pumped {

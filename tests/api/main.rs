@@ -6,6 +6,8 @@
 
 mod broadcast;
 mod bus_contract;
+mod engine;
+mod fake_openai;
 mod health;
 mod helpers;
 mod postgres;
