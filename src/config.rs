@@ -284,6 +284,11 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                // Lists from the environment are comma-separated.
+                .list_separator(",")
+                .with_list_parse_key("news.feeds")
+                .with_list_parse_key("schedule.topics")
+                .with_list_parse_key("schedule.default")
                 .source(Some(prefixed)),
         );
         for (var, key) in FLAT_ENV {

@@ -308,3 +308,102 @@ async fn an_hour_with_slow_and_flaky_providers_airs_without_gaps() {
             > 0
     );
 }
+
+/// A 16-bit PCM WAV file of a tone.
+fn write_wav(path: &std::path::Path, secs: f64, rate: u32, channels: u16) {
+    let frames = (secs * f64::from(rate)) as u32;
+    let data_len = frames * u32::from(channels) * 2;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&channels.to_le_bytes());
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    bytes.extend_from_slice(&(channels * 2).to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..frames {
+        let s = (f64::sin(f64::from(i) * 2.0 * std::f64::consts::PI * 440.0 / f64::from(rate))
+            * 8_000.0) as i16;
+        for _ in 0..channels {
+            bytes.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn music_hours_play_the_library_with_a_spoken_intro() {
+    let dir = tempfile::tempdir().unwrap();
+    write_wav(&dir.path().join("Morning Song.wav"), 3.0, 44_100, 2);
+    let music = dir.path().to_str().unwrap().to_owned();
+    // 02:10 in Tokyo is a MUSIC hour in the default schedule.
+    let (host, _clock) = host_at(
+        "2026-11-28T02:10:00+09:00",
+        20.0,
+        &[("RADIO24__MUSIC__DIR", &music)],
+    )
+    .await;
+    let mut events = host.subscribe().await.unwrap();
+    let mut intro = None;
+    let track = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.next().await.unwrap() {
+                HostEvent::Caption {
+                    text, segment_id, ..
+                } if text.starts_with('♪') => {
+                    return (text, segment_id);
+                }
+                HostEvent::Caption { segment_id, .. } => intro = Some(segment_id),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(track.0, "♪ Morning Song");
+    assert_eq!(
+        intro,
+        Some(track.1),
+        "the track follows its spoken intro in one segment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn news_reads_the_configured_feeds_and_invents_nothing() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let feeds = MockServer::start().await;
+    let rss = r#"<?xml version="1.0"?><rss version="2.0"><channel><title>Test Wire</title>
+        <item><title>Comet seen over Tokyo</title><pubDate>Sat, 28 Nov 2026 06:00:00 GMT</pubDate></item>
+        </channel></rss>"#;
+    Mock::given(method("GET"))
+        .and(path("/feed.xml"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(rss, "application/rss+xml"))
+        .mount(&feeds)
+        .await;
+    let feed = format!("{}/feed.xml", feeds.uri());
+    // 07:10 in Tokyo is NEWS in the default schedule.
+    let (host, _clock) = host_at(
+        "2026-11-28T07:10:00+09:00",
+        20.0,
+        &[("RADIO24__NEWS__FEEDS", &feed)],
+    )
+    .await;
+    let mut events = host.subscribe().await.unwrap();
+    let seen = segments_until(&mut events, PATIENCE, |seen| {
+        talk(seen).iter().any(|s| s.block == Some(Block::News))
+    })
+    .await;
+    let news = talk(&seen)
+        .into_iter()
+        .find(|s| s.block == Some(Block::News))
+        .unwrap()
+        .clone();
+    assert!(news.text.contains("Comet seen over Tokyo"), "{}", news.text);
+    assert!(news.text.contains("Test Wire"), "{}", news.text);
+}

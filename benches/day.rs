@@ -1,0 +1,274 @@
+//! Benchmark: a simulated day of programme, and what the playout costs.
+//!
+//! `cargo bench --bench day` (optionally `-- --hours 24 --speed 360`). Providers are the
+//! fake OpenAI of the tests (wiremock on loopback) with 1–3 s latency and 5 % failures, so
+//! the production clients, producer and playout all run. Reported:
+//! - gaps between segments (count, p99, max) and dead-air seconds over the day;
+//! - filler share (station IDs aired because nothing else was ready);
+//! - CPU: the whole host per second of programme, and the playout alone per second of
+//!   programme (as a share of one core at real time);
+//! - `speak now` latency: from the voice's first audio bytes to the first frame that airs them.
+
+#[path = "../tests/api/fake_openai.rs"]
+#[allow(dead_code)]
+mod fake_openai;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use radio24::bus::{HostBus, HostEvent, SpeakMode, SpeakRequest};
+use radio24::config::Settings;
+use radio24::domain::ChannelName;
+use radio24::host::clock::{Clock, ScaledClock, SystemClock};
+use radio24::host::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
+use radio24::host::{Host, HostConfig};
+
+use fake_openai::{Behaviour, FakeOpenAi};
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+fn settings(overrides: &[(&str, &str)]) -> Settings {
+    radio24::install_crypto_provider();
+    let mut env: HashMap<String, String> = HashMap::new();
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    match Settings::load(&dir, &env) {
+        Ok(s) => s,
+        Err(e) => panic!("settings: {e}"),
+    }
+}
+
+fn arg(name: &str, default: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn radio24() -> ChannelName {
+    match ChannelName::parse("radio24") {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn day(hours: f64, speed: f64) {
+    let flaky = Behaviour {
+        latency: (
+            Duration::from_secs_f64(1.0 / speed),
+            Duration::from_secs_f64(3.0 / speed),
+        ),
+        failure_rate: 0.05,
+        hang: None,
+    };
+    let script = "ラジオの時間です。今日も一緒に過ごしましょう。ゆっくり聴いてください。".repeat(4);
+    let fake = FakeOpenAi::start(flaky, flaky, &script).await;
+    let base = fake.base_url();
+    let origin: DateTime<Utc> = Utc::now();
+    let clock = Arc::new(ScaledClock::new(origin, speed));
+    let config = HostConfig::from_settings(&settings(&[
+        ("OPENAI_API_KEY", "sk-bench"),
+        ("OPENAI_BASE_URL", &base),
+        ("RADIO24__VOICE__BACKEND", "openai-speech"),
+    ]));
+    let cpu0 = cpu_seconds();
+    let wall0 = Instant::now();
+    let host = match Host::start_with_clock(config, clock.clone()).await {
+        Ok(h) => h,
+        Err(e) => panic!("host: {e}"),
+    };
+    let Some(station) = host.station(&radio24()) else {
+        panic!("no station")
+    };
+    let end = origin + chrono::Duration::milliseconds((hours * 3_600_000.0) as i64);
+    while clock.now() < end {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cpu = cpu_seconds() - cpu0;
+    let programme_secs = hours * 3600.0;
+    let stats = &station.playout.stats;
+    let gaps = stats.gaps();
+    let segments = stats.segments.load(Ordering::Relaxed);
+    let fillers = stats.fillers.load(Ordering::Relaxed);
+    println!(
+        "## Simulated day: {hours} h of programme at {speed}x ({:.0} s wall)",
+        wall0.elapsed().as_secs_f64()
+    );
+    println!(
+        "- segments aired: {segments}; fillers (station IDs when nothing else was ready): {fillers}"
+    );
+    println!(
+        "- gaps: count {}, p99 {} ms, max {} ms; dead air {:.2} s",
+        gaps.count, gaps.p99_ms, gaps.max_ms, gaps.dead_air_secs
+    );
+    println!(
+        "- provider calls: chat {} ({} failed), speech {} ({} failed)",
+        fake.chat.requests.load(Ordering::Relaxed),
+        fake.chat.failures.load(Ordering::Relaxed),
+        fake.speech.requests.load(Ordering::Relaxed),
+        fake.speech.failures.load(Ordering::Relaxed),
+    );
+    println!(
+        "- host CPU (producer, voices' clients, resampling, loudness, playout; plus the fake server): {:.3} % of one core at real time ({cpu:.1} CPU s for {programme_secs:.0} s of programme)",
+        cpu / programme_secs * 100.0
+    );
+}
+
+struct Silence;
+
+impl FillerSource for Silence {
+    fn filler(&self) -> Arc<QueuedSegment> {
+        let seg = QueuedSegment::new(
+            radio24::bus::Segment {
+                id: uuid::Uuid::now_v7(),
+                block: None,
+                topic: None,
+                text: String::new(),
+                duration_ms: 0,
+                started_at: None,
+            },
+            SegmentKind::Filler,
+            "bench",
+            "bench",
+        );
+        // Ten minutes of a quiet tone per filler, so the playout never waits.
+        seg.push_sentence("tone");
+        seg.push_audio(
+            (0..48_000 * 600)
+                .map(|i| ((i % 96) as i16 - 48) * 50)
+                .collect(),
+        );
+        seg.finish();
+        seg
+    }
+}
+
+async fn playout_alone(hours: f64, speed: f64) {
+    let clock = Arc::new(ScaledClock::new(Utc::now(), speed));
+    let (events, mut rx) = tokio::sync::broadcast::channel(1024);
+    tokio::spawn(async move { while rx.recv().await.is_ok() {} });
+    let playout = Playout::spawn(radio24(), clock.clone(), events, Arc::new(Silence));
+    let mut sink = playout.subscribe();
+    tokio::spawn(async move {
+        while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) =
+            sink.recv().await
+        {}
+    });
+    let cpu0 = cpu_seconds();
+    let start = clock.now();
+    let end = start + chrono::Duration::milliseconds((hours * 3_600_000.0) as i64);
+    while clock.now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cpu = cpu_seconds() - cpu0;
+    let frames = playout.stats.frames.load(Ordering::Relaxed);
+    let programme_secs = frames as f64 * 0.02;
+    println!("## Playout alone: {programme_secs:.0} s of programme at {speed}x, one sink attached");
+    println!(
+        "- {:.4} % of one core at real time ({cpu:.2} CPU s, {frames} frames, {:.2} µs a frame)",
+        cpu / programme_secs * 100.0,
+        cpu / frames as f64 * 1e6
+    );
+}
+
+async fn speak_now_latency(rounds: usize) {
+    // Real time; the fake speech answers after 300 ms. Latency = when the segment's first
+    // frame airs − (request + 300 ms).
+    let answer = Duration::from_millis(300);
+    let speech = Behaviour {
+        latency: (answer, answer),
+        failure_rate: 0.0,
+        hang: None,
+    };
+    let fake = FakeOpenAi::start(Behaviour::healthy(), speech, "今日の話題です。").await;
+    let base = fake.base_url();
+    let config = HostConfig::from_settings(&settings(&[
+        ("OPENAI_API_KEY", "sk-bench"),
+        ("OPENAI_BASE_URL", &base),
+        ("RADIO24__VOICE__BACKEND", "openai-speech"),
+    ]));
+    let clock = Arc::new(SystemClock);
+    let host = match Host::start_with_clock(config, clock.clone()).await {
+        Ok(h) => h,
+        Err(e) => panic!("host: {e}"),
+    };
+    let Ok(mut events) = host.subscribe().await else {
+        panic!("subscribe")
+    };
+    let mut latencies = Vec::new();
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let asked = clock.now();
+        let Ok(accepted) = host
+            .speak(SpeakRequest {
+                text: "速報です。".into(),
+                channel: None,
+                mode: SpeakMode::Now,
+            })
+            .await
+        else {
+            panic!("speak")
+        };
+        loop {
+            match events.next().await {
+                Some(HostEvent::SegmentStarted { segment, .. })
+                    if segment.id == accepted.segment_id =>
+                {
+                    let Some(at) = segment.started_at else { break };
+                    let ms = (at - asked).num_microseconds().unwrap_or(0) as f64 / 1000.0
+                        - answer.as_secs_f64() * 1000.0;
+                    latencies.push(ms);
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("event stream ended"),
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    println!("## speak now: first audio bytes → first frame on air ({rounds} requests, real time)");
+    println!(
+        "- p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (includes HTTP transfer of the first bytes and resampling)",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
+fn main() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    let hours = arg("--hours", 24.0);
+    let speed = arg("--speed", 360.0);
+    runtime.block_on(async {
+        playout_alone(hours.min(6.0), 600.0).await;
+        speak_now_latency(20).await;
+        day(hours, speed).await;
+    });
+}
