@@ -112,6 +112,7 @@ impl Room {
         let mut st = self.lock();
         match event {
             HostEvent::Hello { .. } => {}
+            HostEvent::OnAir { state } => st.on_air = Some(state.clone()),
             HostEvent::SegmentStarted { segment, .. } => {
                 if let Some(on_air) = st.on_air.as_mut() {
                     on_air.next.retain(|s| s.id != segment.id);

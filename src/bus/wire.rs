@@ -152,6 +152,8 @@ pub enum HostEvent {
         /// True when a `now` request cut it short.
         interrupted: bool,
     },
+    /// What is on air and next changed (a segment was queued): the whole state again.
+    OnAir { state: OnAir },
 }
 
 impl HostEvent {
@@ -162,6 +164,7 @@ impl HostEvent {
             HostEvent::SegmentStarted { channel, .. }
             | HostEvent::Caption { channel, .. }
             | HostEvent::SegmentEnded { channel, .. } => Some(channel),
+            HostEvent::OnAir { state } => Some(&state.channel),
         }
     }
 }

@@ -564,12 +564,19 @@ impl ChannelStation {
             }
             SpeakMode::Next => rundown.push_after_speak(segment.clone()),
         };
+        self.announce();
         let services = self.services.clone();
         tokio::spawn(async move {
             services.voice_text(&segment, &text, true).await;
             segment.finish();
         });
         Ok((id, ahead))
+    }
+
+    /// Tells subscribers what is on air and next (after the rundown changed).
+    fn announce(&self) {
+        // Nobody listening is normal.
+        let _ = self.services.events.send(HostEvent::OnAir { state: self.on_air() });
     }
 
     /// What is on air now and next.
@@ -655,6 +662,7 @@ impl ChannelStation {
         segment.set_duration_from_audio();
         tracing::debug!(channel = %self.name, kind = ?plan.kind, block = %plan.block, secs = segment.produced() as f64 / f64::from(RATE), "segment ready");
         self.playout.rundown.push_back(segment);
+        self.announce();
     }
 
     async fn add_track(&self, segment: &QueuedSegment, max_secs: f64) {
