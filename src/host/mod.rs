@@ -317,9 +317,6 @@ impl Host {
             )
         };
         let music = config.music_dir.as_ref().map(MusicLibrary::new);
-        if let Some(library) = &music {
-            tracing::info!(tracks = library.scan().len(), "music library");
-        }
         tracing::info!(
             writer = primary_writer.as_ref().map_or("template", |w| w.name()),
             voice = voices.name(),
@@ -339,7 +336,24 @@ impl Host {
             StationTime::new(config.timezone),
             config.engine.clone(),
         ));
-        services.prepare_station_id().await;
+        if services.music.is_some() {
+            // First scan before anything is planned, so the first MUSIC hour finds the tracks.
+            let tracks = tokio::task::spawn_blocking({
+                let library = services.music.clone();
+                move || library.map(|l| l.scan()).unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default();
+            tracing::info!(tracks = tracks.len(), "music library");
+            services.set_tracks(tracks);
+            tokio::spawn(Services::watch_music(Arc::downgrade(&services)));
+        }
+        // Rendered in the background: a slow or failing voice must not delay start-up (the
+        // filler is a chime until the station ID is ready).
+        tokio::spawn({
+            let services = services.clone();
+            async move { services.prepare_station_id().await }
+        });
         let host = Self {
             inner: Arc::new(Inner {
                 services,

@@ -100,7 +100,13 @@ impl StationTime {
         } else if block == Block::Music && has_music {
             (PlanKind::Music, left - STATION_ID_SECS)
         } else if block == Block::Jingle {
-            (PlanKind::StationId, STATION_ID_SECS)
+            // A JINGLE hour is short pieces in the jingle style, not an hour of station IDs.
+            (
+                PlanKind::Talk,
+                (segment_secs / 3.0)
+                    .max(SHORTEST_TALK_SECS)
+                    .min(left - STATION_ID_SECS),
+            )
         } else {
             (PlanKind::Talk, segment_secs.min(left - STATION_ID_SECS))
         };

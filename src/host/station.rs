@@ -35,6 +35,8 @@ use crate::domain::{Block, ChannelName};
 
 /// Scripts remembered per channel so the writer does not repeat itself.
 const RECENT_SCRIPTS: usize = 6;
+/// How often the music folder is scanned again for new or removed tracks.
+const MUSIC_RESCAN: Duration = Duration::from_secs(300);
 /// Sentences of one segment voiced at the same time.
 const VOICE_CONCURRENCY: usize = 4;
 /// How often an idle producer looks again (clock time).
@@ -92,6 +94,8 @@ pub struct Services {
     pub voices: Voices,
     pub news: Option<NewsDesk>,
     pub music: Option<MusicLibrary>,
+    /// The library's tracks as last scanned (scanning opens every file: not per segment).
+    tracks: RwLock<Arc<Vec<Track>>>,
     pub time: StationTime,
     pub config: EngineConfig,
     loudness: Mutex<LoudnessTracker>,
@@ -119,6 +123,7 @@ impl Services {
     ) -> Self {
         Self {
             loudness: Mutex::new(LoudnessTracker::new(config.target_lufs)),
+            tracks: RwLock::new(Arc::new(Vec::new())),
             clock,
             events,
             writers,
@@ -128,6 +133,42 @@ impl Services {
             time,
             config,
             station_id: Mutex::new(None),
+        }
+    }
+
+    pub fn set_tracks(&self, tracks: Vec<Track>) {
+        *self.tracks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tracks);
+    }
+
+    /// The tracks of the music library, as last scanned.
+    pub fn tracks(&self) -> Arc<Vec<Track>> {
+        self.tracks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rescans the music library every [`MUSIC_RESCAN`], off the async threads, for as long
+    /// as the engine lives.
+    pub async fn watch_music(this: Weak<Self>) {
+        loop {
+            tokio::time::sleep(MUSIC_RESCAN).await;
+            let Some(services) = this.upgrade() else {
+                return;
+            };
+            let Some(library) = services.music.clone() else {
+                return;
+            };
+            let dir = library.dir().display().to_string();
+            match tokio::task::spawn_blocking(move || library.scan()).await {
+                Ok(tracks) => {
+                    if tracks.len() != services.tracks().len() {
+                        tracing::info!(tracks = tracks.len(), %dir, "music library changed");
+                    }
+                    services.set_tracks(tracks);
+                }
+                Err(e) => tracing::warn!(error = %e, "music scan failed"),
+            }
         }
     }
 
@@ -502,11 +543,7 @@ impl ChannelStation {
     /// Plans what airs at the clock's `at`, with the next topic (or `topic`).
     pub fn plan(&self, at: chrono::DateTime<chrono::Utc>, topic: Option<String>) -> Plan {
         let state = self.state();
-        let has_music = self
-            .services
-            .music
-            .as_ref()
-            .is_some_and(|m| !m.scan().is_empty());
+        let has_music = !self.services.tracks().is_empty();
         let topic = topic.unwrap_or_else(|| self.next_topic());
         self.services.time.plan(
             &state.schedule,
@@ -576,7 +613,9 @@ impl ChannelStation {
     /// Tells subscribers what is on air and next (after the rundown changed).
     fn announce(&self) {
         // Nobody listening is normal.
-        let _ = self.services.events.send(HostEvent::OnAir { state: self.on_air() });
+        let _ = self.services.events.send(HostEvent::OnAir {
+            state: self.on_air(),
+        });
     }
 
     /// What is on air now and next.
@@ -666,10 +705,7 @@ impl ChannelStation {
     }
 
     async fn add_track(&self, segment: &QueuedSegment, max_secs: f64) {
-        let Some(library) = &self.services.music else {
-            return;
-        };
-        let tracks: Vec<Track> = library.scan();
+        let tracks = self.services.tracks();
         if tracks.is_empty() {
             return;
         }
