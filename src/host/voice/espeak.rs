@@ -20,6 +20,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use super::shared;
 use super::shared::{
     MAX_MESSAGE_CHARS, S16leDecoder, SampleBudget, over_budget, provider_message, truncate_chars,
 };
@@ -374,17 +375,9 @@ impl Voice for EspeakVoice {
 
     #[tracing::instrument(skip_all, fields(voice = "espeak-ng", chars = text.chars().count()))]
     async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(VoiceAudio {
-                rate: RATE,
-                chunks: futures::stream::empty().boxed(),
-            });
-        }
-        if text.chars().count() > MAX_TEXT_CHARS {
-            tracing::warn!(max = MAX_TEXT_CHARS, "text too long for espeak-ng; cut");
-        }
-        let input: String = text.chars().take(MAX_TEXT_CHARS).collect();
+        let Some(input) = shared::input_text(text, MAX_TEXT_CHARS, self.name()) else {
+            return Ok(shared::silence(RATE));
+        };
         let wpm = self
             .config
             .words_per_minute

@@ -16,6 +16,7 @@ use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use super::shared;
 use super::shared::{
     MAX_MESSAGE_CHARS, S16leDecoder, SampleBudget, error_chain, openai_error_message, over_budget,
     provider_message, truncate_chars,
@@ -214,17 +215,9 @@ impl Voice for OpenAiSpeech {
 
     #[tracing::instrument(skip_all, fields(voice = "openai-speech", chars = text.chars().count()))]
     async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(VoiceAudio {
-                rate: RATE,
-                chunks: futures::stream::empty().boxed(),
-            });
-        }
-        if text.chars().count() > MAX_INPUT_CHARS {
-            tracing::warn!(max = MAX_INPUT_CHARS, "text too long for speech; cut");
-        }
-        let input: String = text.chars().take(MAX_INPUT_CHARS).collect();
+        let Some(input) = shared::input_text(text, MAX_INPUT_CHARS, self.name()) else {
+            return Ok(shared::silence(RATE));
+        };
         let deadline = Instant::now() + self.config.first_byte_timeout;
         let send = self
             .client

@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::shared;
 use super::shared::{
     S16leDecoder, SampleBudget, error_chain, openai_error_message, over_budget, provider_message,
 };
@@ -321,17 +322,9 @@ impl Voice for RealtimeVoice {
 
     #[tracing::instrument(skip_all, fields(voice = "openai-realtime", chars = text.chars().count()))]
     async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(VoiceAudio {
-                rate: RATE,
-                chunks: futures::stream::empty().boxed(),
-            });
-        }
-        if text.chars().count() > MAX_INPUT_CHARS {
-            tracing::warn!(max = MAX_INPUT_CHARS, "text too long for realtime; cut");
-        }
-        let input: String = text.chars().take(MAX_INPUT_CHARS).collect();
+        let Some(input) = shared::input_text(text, MAX_INPUT_CHARS, self.name()) else {
+            return Ok(shared::silence(RATE));
+        };
 
         let mut request = self
             .url

@@ -76,6 +76,28 @@ impl SampleBudget {
 }
 
 /// The error a backend reports when the cap is hit.
+/// The text a backend should voice: trimmed and cut to `max` characters (with a warning
+/// naming `who`); `None` for blank text, which voices as silence without a request.
+pub(crate) fn input_text(text: &str, max: usize, who: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if text.chars().count() > max {
+        tracing::warn!(max, voice = who, "text too long for the voice; cut");
+    }
+    Some(text.chars().take(max).collect())
+}
+
+/// No audio at all, at `rate`.
+pub(crate) fn silence(rate: u32) -> super::VoiceAudio {
+    use futures::StreamExt;
+    super::VoiceAudio {
+        rate,
+        chunks: futures::stream::empty().boxed(),
+    }
+}
+
 pub(crate) fn over_budget() -> super::VoiceError {
     super::VoiceError::BadAnswer(format!(
         "more than {MAX_CALL_SECS} s of audio for one call; the rest was dropped"
