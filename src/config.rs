@@ -176,9 +176,35 @@ pub struct ScheduleSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LivekitSettings {
+    /// `LIVEKIT_API_KEY`: the token issuer.
     pub api_key: Option<String>,
+    /// `LIVEKIT_API_SECRET`: signs join tokens (HS256). Never logged.
     pub api_secret: Option<SecretString>,
+    /// `LIVEKIT_WS_URL`: the LiveKit server listeners connect to, handed out with each token.
     pub ws_url: Option<String>,
+    /// Lifetime of a listener join token, in seconds (60 to 86400).
+    pub token_ttl_secs: u64,
+    /// Join tokens one client (IP address) may ask for per minute.
+    pub join_per_minute: u32,
+}
+
+impl LivekitSettings {
+    /// The environment variables still to set before join tokens can be minted: those of
+    /// `api_key`, `api_secret` and `ws_url` that are unset or blank. Empty = configured.
+    pub fn missing_env(&self) -> Vec<&'static str> {
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(|v| v.trim().is_empty());
+        let mut missing = Vec::new();
+        if blank(&self.api_key) {
+            missing.push("LIVEKIT_API_KEY");
+        }
+        if !is_set(&self.api_secret) {
+            missing.push("LIVEKIT_API_SECRET");
+        }
+        if blank(&self.ws_url) {
+            missing.push("LIVEKIT_WS_URL");
+        }
+        missing
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,6 +405,32 @@ impl Settings {
         {
             return Err(invalid("audio.target_lufs", "must be between -40 and -5"));
         }
+        if !(60..=86_400).contains(&self.livekit.token_ttl_secs) {
+            return Err(invalid(
+                "livekit.token_ttl_secs",
+                "must be between 60 and 86400 seconds",
+            ));
+        }
+        if self.livekit.join_per_minute == 0 {
+            return Err(invalid("livekit.join_per_minute", "must be at least 1"));
+        }
+        if let Some(url) = self
+            .livekit
+            .ws_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            // Checked here so a typo stops the start instead of every listener's connection.
+            match reqwest::Url::parse(url.trim()) {
+                Ok(u) if matches!(u.scheme(), "ws" | "wss" | "http" | "https") => {}
+                _ => {
+                    return Err(invalid(
+                        "livekit.ws_url",
+                        format!("{url:?} is not a ws(s):// or http(s):// URL"),
+                    ));
+                }
+            }
+        }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
@@ -547,5 +599,69 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
         let err = Settings::load(&shipped(), &env(&[("RADIO24_ENV", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("RADIO24_ENV"), "{err}");
+    }
+
+    #[test]
+    fn livekit_join_settings_are_checked_and_report_what_is_missing() {
+        let s = Settings::load(&shipped(), &env(&[])).unwrap();
+        assert_eq!(s.livekit.token_ttl_secs, 3600);
+        assert_eq!(s.livekit.join_per_minute, 20);
+        assert_eq!(
+            s.livekit.missing_env(),
+            ["LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_WS_URL"]
+        );
+        let s = Settings::load(
+            &shipped(),
+            &env(&[
+                ("LIVEKIT_API_KEY", "key"),
+                ("LIVEKIT_API_SECRET", "secret"),
+                ("LIVEKIT_WS_URL", "wss://lk.example"),
+                ("RADIO24__LIVEKIT__TOKEN_TTL_SECS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.livekit.missing_env().is_empty());
+        assert_eq!(s.livekit.token_ttl_secs, 60);
+        // A blank secret (e.g. an empty env var in a compose file) counts as missing.
+        let s = Settings::load(
+            &shipped(),
+            &env(&[
+                ("RADIO24__LIVEKIT__API_KEY", "key"),
+                ("RADIO24__LIVEKIT__API_SECRET", "  "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.livekit.missing_env(),
+            ["LIVEKIT_API_SECRET", "LIVEKIT_WS_URL"]
+        );
+        for (var, value, key) in [
+            (
+                "RADIO24__LIVEKIT__TOKEN_TTL_SECS",
+                "59",
+                "livekit.token_ttl_secs",
+            ),
+            (
+                "RADIO24__LIVEKIT__TOKEN_TTL_SECS",
+                "86401",
+                "livekit.token_ttl_secs",
+            ),
+            (
+                "RADIO24__LIVEKIT__JOIN_PER_MINUTE",
+                "0",
+                "livekit.join_per_minute",
+            ),
+            ("LIVEKIT_WS_URL", "livekit:7880", "livekit.ws_url"),
+        ] {
+            let err = Settings::load(&shipped(), &env(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{var}={value}: {err}");
+        }
+        assert!(
+            Settings::load(
+                &shipped(),
+                &env(&[("RADIO24__LIVEKIT__TOKEN_TTL_SECS", "86400")])
+            )
+            .is_ok()
+        );
     }
 }

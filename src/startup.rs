@@ -6,7 +6,7 @@
 //! - `api`:  store + [`crate::bus::HttpHostBus`] to `bus.host_url`.
 //! - `host`: the host and its bus routes; no database.
 //!
-//! Config keys read here: `server.*`, `bus.token`, `auth.*`, `broadcast.*`.
+//! Config keys read here: `server.*`, `bus.token`, `auth.*`, `broadcast.*`, `livekit.*`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -209,7 +209,8 @@ async fn api_state(
     role: Role,
     bus: Arc<dyn crate::bus::HostBus>,
 ) -> anyhow::Result<crate::api::ApiState> {
-    use crate::api::{ApiState, WsLimits, hub::Hub, programme::ProgrammeSync};
+    use crate::api::rate_limit::RateLimiter;
+    use crate::api::{ApiState, LivekitJoin, WsLimits, hub::Hub, programme::ProgrammeSync};
     use crate::bus::link::HostLink;
 
     let store = crate::db::connect(settings)
@@ -243,6 +244,13 @@ async fn api_state(
         }),
         std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
     );
+    let livekit = LivekitJoin::from_settings(&settings.livekit);
+    if let Err(missing) = &livekit.credentials {
+        tracing::warn!(
+            missing = %missing.join(", "),
+            "LiveKit is not configured: POST /v1/room/join answers 503 until these are set"
+        );
+    }
     Ok(ApiState {
         store,
         bus,
@@ -259,6 +267,8 @@ async fn api_state(
             max_clients: settings.broadcast.max_clients,
         },
         ws_clients: Default::default(),
+        livekit,
+        join_limiter: RateLimiter::per_minute(settings.livekit.join_per_minute),
     })
 }
 

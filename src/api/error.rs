@@ -24,6 +24,15 @@ pub enum ApiError {
     Host(#[from] BusError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// LiveKit credentials are incomplete; holds the environment variables still to set.
+    #[error("LiveKit is not configured: set {}", .0.join(", "))]
+    LivekitNotConfigured(Vec<&'static str>),
+    /// Minting a LiveKit token failed (its cause never names the secret).
+    #[error("minting a LiveKit token failed")]
+    LivekitToken(#[source] livekit_api::access_token::AccessTokenError),
+    /// Too many requests from one client; it may try again after this many seconds.
+    #[error("too many requests from this client; try again in {0} s")]
+    RateLimited(u64),
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -53,6 +62,9 @@ impl ResponseError for ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             },
+            ApiError::LivekitNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::LivekitToken(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -79,10 +91,22 @@ impl ResponseError for ApiError {
             ApiError::Store(StoreError::Conflict(_)) => ("conflict", self.to_string()),
             ApiError::Store(StoreError::NotFound(_)) => ("not_found", self.to_string()),
             ApiError::Store(_) => ("internal", "internal error; see the logs".to_owned()),
+            // Names only the variables to set, never their values: safe to tell the client,
+            // and it is what the operator needs to read.
+            ApiError::LivekitNotConfigured(_) => ("livekit_not_configured", self.to_string()),
+            ApiError::LivekitToken(_) => ("internal", "internal error; see the logs".to_owned()),
+            ApiError::RateLimited(_) => ("rate_limited", self.to_string()),
         };
         if status.is_server_error() {
             tracing::error!(error = %self, cause = ?self, "request failed");
         }
-        error_response(status, code, &message)
+        let mut response = error_response(status, code, &message);
+        if let ApiError::RateLimited(secs) = self {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(*secs),
+            );
+        }
+        response
     }
 }

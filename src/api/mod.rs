@@ -3,11 +3,12 @@
 //! through the bus (`Arc<dyn HostBus>`); it never imports `host`.
 //!
 //! Config keys read here: `auth.*`, `broadcast.*`, `server.allowed_origin`,
-//! `server.max_text_chars`, `station.default_channel`, `schedule.default`.
+//! `server.max_text_chars`, `station.default_channel`, `schedule.default`, `livekit.*`.
 
 pub mod error;
 pub mod hub;
 pub mod programme;
+pub mod rate_limit;
 pub mod routes;
 
 use std::path::Path;
@@ -20,10 +21,12 @@ use secrecy::SecretString;
 
 use crate::bus::HostBus;
 use crate::bus::link::HostLink;
+use crate::config::LivekitSettings;
 use crate::db::Store;
 use crate::domain::ChannelName;
 pub use error::{ApiError, Result};
 use hub::Hub;
+use rate_limit::RateLimiter;
 
 /// Everything the API's routes share.
 pub struct ApiState {
@@ -40,6 +43,49 @@ pub struct ApiState {
     pub max_text_chars: usize,
     pub ws: WsLimits,
     pub ws_clients: AtomicUsize,
+    /// What `POST /v1/room/join` signs listener tokens with.
+    pub livekit: LivekitJoin,
+    /// Per-client limit of `POST /v1/room/join` (`livekit.join_per_minute`).
+    pub join_limiter: RateLimiter,
+}
+
+/// The LiveKit settings listener join tokens need, checked once at start-up.
+pub struct LivekitJoin {
+    /// `Err` lists the environment variables still to set (`LIVEKIT_API_KEY`, ...).
+    pub credentials: std::result::Result<LivekitCredentials, Vec<&'static str>>,
+    /// Lifetime of a join token (`livekit.token_ttl_secs`).
+    pub token_ttl: Duration,
+}
+
+/// A complete set of LiveKit credentials. No `Debug`: it holds the API secret.
+pub struct LivekitCredentials {
+    pub api_key: String,
+    pub api_secret: SecretString,
+    /// Where listeners connect (`livekit.ws_url`), handed out with each token.
+    pub ws_url: String,
+}
+
+impl LivekitJoin {
+    /// From `livekit.*`: credentials when the key, the secret and the URL are all set (and
+    /// not blank), else the list of what is missing.
+    pub fn from_settings(settings: &LivekitSettings) -> Self {
+        let missing = settings.missing_env();
+        let credentials = match (&settings.api_key, &settings.api_secret, &settings.ws_url) {
+            (Some(api_key), Some(api_secret), Some(ws_url)) if missing.is_empty() => {
+                // Key and secret verbatim: the LiveKit server compares them byte for byte.
+                Ok(LivekitCredentials {
+                    api_key: api_key.clone(),
+                    api_secret: api_secret.clone(),
+                    ws_url: ws_url.trim().to_owned(),
+                })
+            }
+            _ => Err(missing),
+        };
+        Self {
+            credentials,
+            token_ttl: Duration::from_secs(settings.token_ttl_secs),
+        }
+    }
 }
 
 /// Limits of `/ws/broadcast`.

@@ -11,6 +11,7 @@ mod fake_openai;
 mod health;
 mod helpers;
 mod postgres;
+mod room;
 mod split;
 mod store_conformance;
 mod studio;
