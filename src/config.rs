@@ -96,6 +96,9 @@ pub struct ServerSettings {
     pub allowed_origin: String,
     pub max_text_chars: usize,
     pub shutdown_timeout_secs: u64,
+    /// Proxies in front that append the client's address to `X-Forwarded-For` (0 = trust
+    /// none: the peer address identifies the client).
+    pub trusted_proxy_hops: usize,
 }
 
 #[derive(Debug, Deserialize)]

@@ -269,6 +269,7 @@ async fn api_state(
         ws_clients: Default::default(),
         livekit,
         join_limiter: RateLimiter::per_minute(settings.livekit.join_per_minute),
+        trusted_proxy_hops: settings.server.trusted_proxy_hops,
     })
 }
 

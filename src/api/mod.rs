@@ -47,6 +47,8 @@ pub struct ApiState {
     pub livekit: LivekitJoin,
     /// Per-client limit of `POST /v1/room/join` (`livekit.join_per_minute`).
     pub join_limiter: RateLimiter,
+    /// Proxies in front of this server that append to `X-Forwarded-For`.
+    pub trusted_proxy_hops: usize,
 }
 
 /// The LiveKit settings listener join tokens need, checked once at start-up.

@@ -152,6 +152,31 @@ pub fn retry_after_secs(retry_after: Duration) -> u64 {
 /// gives it (an IP, maybe with a port or in brackets, or an obfuscated `Forwarded` token).
 /// IPv4 addresses count one by one; IPv6 ones by their /64, because one host usually holds a
 /// whole /64 and could otherwise take a fresh address for every request.
+/// The client's address as far as it can be trusted. With `trusted_hops` = 0 (the default)
+/// it is the peer address: a client sending `X-Forwarded-For` cannot pick its own key. Behind
+/// N proxies that append to `X-Forwarded-For` (Cloud Run, Fly: 1), it is the entry the
+/// outermost trusted proxy appended — the N-th from the end — since anything before it is
+/// whatever the client sent (`server.trusted_proxy_hops`).
+pub fn client_address(req: &actix_web::HttpRequest, trusted_hops: usize) -> Option<String> {
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+    forwarded
+        .len()
+        .checked_sub(trusted_hops)
+        .and_then(|i| forwarded.get(i).cloned())
+        .or(peer)
+}
+
 pub fn client_key(addr: Option<&str>) -> String {
     let Some(raw) = addr.map(str::trim).filter(|a| !a.is_empty()) else {
         return "unknown".to_owned();

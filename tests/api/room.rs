@@ -197,9 +197,13 @@ async fn join_without_livekit_settings_is_503_naming_what_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_is_rate_limited_per_client() {
+    // Behind one proxy (as on Cloud Run or Fly), which appends the client's address.
     let app = TestApp::spawn(
         Role::All,
-        &livekit(&[("RADIO24__LIVEKIT__JOIN_PER_MINUTE", "3")]),
+        &livekit(&[
+            ("RADIO24__LIVEKIT__JOIN_PER_MINUTE", "3"),
+            ("RADIO24__SERVER__TRUSTED_PROXY_HOPS", "1"),
+        ]),
     )
     .await;
     for i in 0..3 {
@@ -220,8 +224,8 @@ async fn join_is_rate_limited_per_client() {
     let (status, code, _) = error_code(resp).await;
     assert_eq!((status, code.as_str()), (429, "rate_limited"));
 
-    // The same client through a proxy chain is still the same client (first entry counts).
-    let resp = join_as(&app, "203.0.113.7, 10.0.0.1", &json!({})).await;
+    // What the client itself puts in front of the proxy's entry does not buy a new budget.
+    let resp = join_as(&app, "10.9.9.9, 203.0.113.7", &json!({})).await;
     assert_eq!(resp.status(), 429);
 
     // Another client has its own budget.
@@ -233,4 +237,19 @@ async fn join_is_rate_limited_per_client() {
             .verify(answer["token"].as_str().unwrap())
             .is_ok()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trusted_proxies_forwarded_headers_are_ignored() {
+    let app = TestApp::spawn(
+        Role::All,
+        &livekit(&[("RADIO24__LIVEKIT__JOIN_PER_MINUTE", "2")]),
+    )
+    .await;
+    for forwarded in ["198.51.100.1", "198.51.100.2"] {
+        assert_eq!(join_as(&app, forwarded, &json!({})).await.status(), 200);
+    }
+    // Same peer (loopback), whatever it claims: out of budget.
+    let resp = join_as(&app, "198.51.100.3", &json!({})).await;
+    assert_eq!(resp.status(), 429);
 }

@@ -13,7 +13,7 @@ use livekit_api::access_token::{AccessToken, Claims, VideoGrants};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::api::rate_limit::{Decision, client_key, retry_after_secs};
+use crate::api::rate_limit::{Decision, client_address, client_key, retry_after_secs};
 use crate::api::{ApiError, ApiState, Result};
 use crate::domain::ChannelName;
 
@@ -72,10 +72,7 @@ pub async fn join(
     state: web::Data<ApiState>,
     body: web::Json<JoinRequest>,
 ) -> Result<HttpResponse> {
-    // The first `Forwarded: for=` / `X-Forwarded-For` entry, else the peer address. Behind
-    // Cloud Run or Fly the platform's proxy sets X-Forwarded-For, so the peer address would be
-    // the proxy's; directly exposed, a client can send any X-Forwarded-For and pick its own key.
-    let client = client_key(req.connection_info().realip_remote_addr());
+    let client = client_key(client_address(&req, state.trusted_proxy_hops).as_deref());
     tracing::Span::current().record("client", client.as_str());
     if let Decision::Limited { retry_after } = state.join_limiter.check(&client) {
         return Err(ApiError::RateLimited(retry_after_secs(retry_after)));
