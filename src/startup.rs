@@ -127,6 +127,9 @@ struct Parts {
     api: Option<web::Data<crate::api::ApiState>>,
     #[cfg(feature = "host")]
     bus_server: Option<crate::bus::http_server::BusServer>,
+    /// The host itself, for the host role's `/health`.
+    #[cfg(feature = "host")]
+    engine: Option<crate::host::Host>,
 }
 
 impl Parts {
@@ -136,12 +139,16 @@ impl Parts {
         bus_token: SecretString,
     ) -> anyhow::Result<Self> {
         #[cfg(feature = "host")]
-        let host: Option<Arc<dyn crate::bus::HostBus>> = match role {
-            Role::Host | Role::All => Some(Arc::new(
+        let engine = match role {
+            Role::Host | Role::All => Some(
                 crate::host::Host::start(crate::host::HostConfig::from_settings(settings)).await?,
-            )),
+            ),
             Role::Api => None,
         };
+        #[cfg(feature = "host")]
+        let host: Option<Arc<dyn crate::bus::HostBus>> = engine
+            .clone()
+            .map(|h| Arc::new(h) as Arc<dyn crate::bus::HostBus>);
         #[cfg(feature = "host")]
         let bus_server = host.clone().map(|bus| crate::bus::http_server::BusServer {
             bus,
@@ -172,6 +179,8 @@ impl Parts {
             api,
             #[cfg(feature = "host")]
             bus_server,
+            #[cfg(feature = "host")]
+            engine,
         })
     }
 
@@ -187,19 +196,21 @@ impl Parts {
             let serves_api = self.api.is_some();
             #[cfg(not(feature = "api"))]
             let serves_api = false;
-            if !serves_api {
-                cfg.route("/health", web::get().to(host_health));
+            if !serves_api && let Some(engine) = &self.engine {
+                cfg.app_data(web::Data::new(engine.clone()))
+                    .route("/health", web::get().to(host_health));
             }
         }
     }
 }
 
 #[cfg(feature = "host")]
-async fn host_health() -> actix_web::HttpResponse {
+async fn host_health(host: web::Data<crate::host::Host>) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().json(crate::bus::HostHealth {
         status: "ok".into(),
         role: "host".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        stream_listeners: host.stream_listeners(),
     })
 }
 
@@ -243,6 +254,14 @@ async fn api_state(
         }),
         std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
     );
+    let streams = crate::api::stream::StreamRelay::new(
+        bus.clone(),
+        crate::api::stream::RelayConfig {
+            listener_buffer_pages: settings.stream.listener_buffer_pages,
+            open_timeout: std::time::Duration::from_millis(settings.bus.request_timeout_ms),
+            reconnect_max: std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
+        },
+    );
     Ok(ApiState {
         store,
         bus,
@@ -259,6 +278,7 @@ async fn api_state(
             max_clients: settings.broadcast.max_clients,
         },
         ws_clients: Default::default(),
+        streams,
     })
 }
 

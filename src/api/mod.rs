@@ -1,14 +1,15 @@
 //! The API: what listeners and operators talk to. Routes by resource in [`routes`], the
-//! broadcast hub in [`hub`], errors in [`error`]. It owns the store and reaches the host only
+//! broadcast hub in [`hub`], the live audio relay in [`stream`], errors in [`error`]. It owns the store and reaches the host only
 //! through the bus (`Arc<dyn HostBus>`); it never imports `host`.
 //!
 //! Config keys read here: `auth.*`, `broadcast.*`, `server.allowed_origin`,
-//! `server.max_text_chars`, `station.default_channel`, `schedule.default`.
+//! `server.max_text_chars`, `station.default_channel`, `schedule.default`, `stream.*`.
 
 pub mod error;
 pub mod hub;
 pub mod programme;
 pub mod routes;
+pub mod stream;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub max_text_chars: usize,
     pub ws: WsLimits,
     pub ws_clients: AtomicUsize,
+    /// The live audio relay (one upstream per channel).
+    pub streams: Arc<stream::StreamRelay>,
 }
 
 /// Limits of `/ws/broadcast`.

@@ -2,6 +2,7 @@
 
 mod broadcast;
 mod health;
+mod stream;
 mod studio;
 
 use actix_web::web;
@@ -11,6 +12,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .route("/ws/broadcast", web::get().to(broadcast::broadcast_ws))
+        .route(
+            "/v1/channels/{name}/stream",
+            web::get().to(stream::stream_channel),
+        )
+        .route(
+            "/v1/channels/{name}/stream",
+            web::head().to(stream::head_stream),
+        )
         .service(
             web::scope("/v1/studio")
                 .route("/speak", web::post().to(studio::speak))
