@@ -97,6 +97,9 @@ pub struct ServerSettings {
     pub allowed_origin: String,
     pub max_text_chars: usize,
     pub shutdown_timeout_secs: u64,
+    /// Send buffer of every accepted connection, bytes; 0 leaves it to the kernel.
+    #[serde(default)]
+    pub send_buffer_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]

@@ -58,6 +58,7 @@ impl Application {
             n => n,
         };
         let allowed_origin = settings.server.allowed_origin.clone();
+        let send_buffer = settings.server.send_buffer_bytes;
         let server = HttpServer::new(move || {
             let parts = parts.clone();
             let app = App::new()
@@ -72,6 +73,7 @@ impl Application {
             app.wrap(TracingLogger::default())
         })
         .workers(workers)
+        .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?
         .run();
@@ -96,6 +98,20 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Caps a new connection's send buffer (`server.send_buffer_bytes`): a live-stream listener
+/// that stops reading then fills it within seconds, its queue fills next, and it is dropped
+/// (see `bus::audio::listener_stream`), instead of the kernel quietly buffering megabytes.
+fn limit_send_buffer(conn: &dyn std::any::Any, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes)
+    {
+        tracing::warn!(error = %e, "could not cap a connection's send buffer");
     }
 }
 

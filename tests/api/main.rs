@@ -13,4 +13,5 @@ mod helpers;
 mod postgres;
 mod split;
 mod store_conformance;
+mod stream;
 mod studio;
