@@ -321,6 +321,22 @@ async fn in_split_mode_listeners_share_one_upstream_to_the_host() {
     drop(second);
     wait_for_listeners(&api, "radio24", 0).await;
     wait_for_listeners(&host, "radio24", 0).await;
+
+    // With the host gone, the API says so instead of hanging.
+    host.stop().await;
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let resp = api
+            .client
+            .request(method.clone(), api.url("/v1/channels/radio24/stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503, "{method}");
+        if method == reqwest::Method::GET {
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], "host_unavailable");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
