@@ -384,3 +384,34 @@ async fn head_range_and_unknown_channels() {
         assert_eq!(head.status(), 404, "HEAD {path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_host_restart_listeners_restart_on_the_new_stream() {
+    let host = TestApp::spawn(Role::Host, &[]).await;
+    let url = host.address.clone();
+    let api = TestApp::spawn(Role::Api, &[("RADIO24__BUS__HOST_URL", &url)]).await;
+    api.wait_for_status("/ready", 200).await;
+    let mut before = Listener::open(&api, "radio24").await;
+    before.read_programme(1).await;
+
+    let host_port = host.port;
+    host.stop().await;
+    let settings = crate::helpers::settings(&[("RADIO24__SERVER__PORT", &host_port.to_string())]);
+    let app = radio24::startup::Application::build(settings, Role::Host)
+        .await
+        .expect("host restarts on its port");
+    let _host = TestApp::run(app, None);
+
+    // The relay reconnects, finds a new Ogg stream (new serial) and ends the old listener,
+    // whose player would reconnect: a new listener hears the new stream.
+    while before.next_page().await.is_some() {}
+    let mut after = Listener::open(&api, "radio24").await;
+    after.read_programme(1).await;
+    assert_ne!(before.pages[0], after.pages[0], "a new stream, new headers");
+    let decoded = decode(after.bytes());
+    assert_eq!(
+        decoded.samples.len() as u64,
+        after.audio_pages().len() as u64 * PAGE_SAMPLES
+    );
+    assert_contiguous(before.audio_pages());
+}
