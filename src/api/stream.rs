@@ -7,7 +7,9 @@
 //! live pages go through [`listener_stream`], which drops a listener that falls
 //! `stream.listener_buffer_pages` behind rather than wait for it.
 //!
-//! After a reconnect the host normally sends the same header pages (its encoder lives as
+//! An upstream that cannot be reopened within `bus.request_timeout_ms` ends the listeners
+//! (their players reconnect and get 503 until the host is back) rather than leave them on
+//! silence. After a reconnect the host normally sends the same header pages (its encoder lives as
 //! long as the channel) and listeners carry on. Different headers mean a new Ogg stream
 //! (the host restarted): a player cannot splice that into the old one, so the relay ends
 //! the current listeners (their players reconnect) and serves the new stream to new ones.
@@ -199,10 +201,19 @@ async fn pump(owner: Weak<StreamRelay>, relay: Arc<Relay>, mut upstream: AudioSt
         }
         drop(upstream);
         tracing::warn!(%channel, "stream relay: upstream ended; reconnecting");
+        let lost_at = tokio::time::Instant::now();
         let mut delay = RECONNECT_MIN;
         upstream = loop {
             let Some(owner) = owner.upgrade() else { return };
             if owner.stop_if_unheard(&relay) {
+                return;
+            }
+            if lost_at.elapsed() > owner.config.open_timeout {
+                // Listeners should not hang on silence: end them; their players reconnect
+                // and are told 503 until the host is back.
+                tracing::warn!(%channel, "stream relay: the host stays unreachable; listeners end");
+                let mut relays = lock(&owner.relays);
+                owner.remove(&mut relays, &relay);
                 return;
             }
             match owner.open(&channel).await {

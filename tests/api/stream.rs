@@ -295,7 +295,14 @@ async fn read_to_end(mut stream: tokio::net::TcpStream) -> Vec<u8> {
 async fn in_split_mode_listeners_share_one_upstream_to_the_host() {
     let host = TestApp::spawn(Role::Host, &[]).await;
     let url = host.address.clone();
-    let api = TestApp::spawn(Role::Api, &[("RADIO24__BUS__HOST_URL", &url)]).await;
+    let api = TestApp::spawn(
+        Role::Api,
+        &[
+            ("RADIO24__BUS__HOST_URL", &url),
+            ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
     api.wait_for_status("/ready", 200).await;
 
     let mut first = Listener::open(&api, "radio24").await;
@@ -322,8 +329,13 @@ async fn in_split_mode_listeners_share_one_upstream_to_the_host() {
     wait_for_listeners(&api, "radio24", 0).await;
     wait_for_listeners(&host, "radio24", 0).await;
 
-    // With the host gone, the API says so instead of hanging.
+    // With the host gone, a listener's stream ends (after bus.request_timeout_ms), and
+    // new requests are told so instead of hanging.
+    let mut orphan = Listener::open(&api, "radio24").await;
+    orphan.read_programme(1).await;
     host.stop().await;
+    while orphan.next_page().await.is_some() {}
+    wait_for_listeners(&api, "radio24", 0).await;
     for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
         let resp = api
             .client
