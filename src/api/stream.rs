@@ -70,6 +70,7 @@ struct Relay {
 }
 
 impl StreamRelay {
+    /// A relay with no upstream yet: each channel's opens with its first listener.
     pub fn new(bus: Arc<dyn HostBus>, config: RelayConfig) -> Arc<Self> {
         Arc::new(Self {
             bus,

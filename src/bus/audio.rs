@@ -22,8 +22,6 @@ pub type AudioStream = BoxStream<'static, Bytes>;
 
 /// Fixed part of an Ogg page header.
 const HEADER_LEN: usize = 27;
-/// Largest possible Ogg page: header, 255 lacing values, 255 × 255 bytes of data.
-pub const MAX_PAGE_LEN: usize = HEADER_LEN + 255 + 255 * 255;
 
 /// The stream is not Ogg (or is corrupt): the capture pattern is missing where a page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +35,8 @@ pub struct PageSplitter {
 }
 
 impl PageSplitter {
+    /// An empty splitter. It never holds more than one page plus one chunk: a page's header
+    /// bounds its length (at most 65 307 bytes).
     pub fn new() -> Self {
         Self::default()
     }
