@@ -72,6 +72,7 @@ pub struct Settings {
     pub audio: AudioSettings,
     pub music: MusicSettings,
     pub news: NewsSettings,
+    pub stream: StreamSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +100,9 @@ pub struct ServerSettings {
     /// Proxies in front that append the client's address to `X-Forwarded-For` (0 = trust
     /// none: the peer address identifies the client).
     pub trusted_proxy_hops: usize,
+    /// Send buffer of every accepted connection, bytes; 0 leaves it to the kernel.
+    #[serde(default)]
+    pub send_buffer_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +265,18 @@ pub struct NewsSettings {
     pub max_items: usize,
     pub refresh_secs: u64,
     pub timeout_secs: u64,
+}
+
+/// The HTTP live stream (`GET /v1/channels/{name}/stream`, Ogg/Opus).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Opus bitrate in bits per second (host).
+    pub bitrate: u32,
+    /// Opus packets (20 ms each) per Ogg page: how often the stream is flushed (host).
+    pub page_packets: usize,
+    /// Pages a listener may fall behind by before it is dropped (host and API).
+    pub listener_buffer_pages: usize,
 }
 
 /// Where the store lives, decided from `database.*`.
@@ -433,6 +449,21 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if !(6_000..=510_000).contains(&self.stream.bitrate) {
+            return Err(invalid(
+                "stream.bitrate",
+                "must be between 6000 and 510000 bits per second (Opus)",
+            ));
+        }
+        if !(1..=50).contains(&self.stream.page_packets) {
+            return Err(invalid("stream.page_packets", "must be between 1 and 50"));
+        }
+        if self.stream.listener_buffer_pages < 4 {
+            return Err(invalid(
+                "stream.listener_buffer_pages",
+                "must be at least 4",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));

@@ -58,6 +58,7 @@ impl Application {
             n => n,
         };
         let allowed_origin = settings.server.allowed_origin.clone();
+        let send_buffer = settings.server.send_buffer_bytes;
         let server = HttpServer::new(move || {
             let parts = parts.clone();
             let app = App::new()
@@ -72,6 +73,7 @@ impl Application {
             app.wrap(TracingLogger::default())
         })
         .workers(workers)
+        .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?
         .run();
@@ -96,6 +98,20 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Caps a new connection's send buffer (`server.send_buffer_bytes`): a live-stream listener
+/// that stops reading then fills it within seconds, its queue fills next, and it is dropped
+/// (see `bus::audio::listener_stream`), instead of the kernel quietly buffering megabytes.
+fn limit_send_buffer(conn: &dyn std::any::Any, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes)
+    {
+        tracing::warn!(error = %e, "could not cap a connection's send buffer");
     }
 }
 
@@ -127,6 +143,9 @@ struct Parts {
     api: Option<web::Data<crate::api::ApiState>>,
     #[cfg(feature = "host")]
     bus_server: Option<crate::bus::http_server::BusServer>,
+    /// The host itself, for the host role's `/health`.
+    #[cfg(feature = "host")]
+    engine: Option<crate::host::Host>,
 }
 
 impl Parts {
@@ -136,12 +155,16 @@ impl Parts {
         bus_token: SecretString,
     ) -> anyhow::Result<Self> {
         #[cfg(feature = "host")]
-        let host: Option<Arc<dyn crate::bus::HostBus>> = match role {
-            Role::Host | Role::All => Some(Arc::new(
+        let engine = match role {
+            Role::Host | Role::All => Some(
                 crate::host::Host::start(crate::host::HostConfig::from_settings(settings)).await?,
-            )),
+            ),
             Role::Api => None,
         };
+        #[cfg(feature = "host")]
+        let host: Option<Arc<dyn crate::bus::HostBus>> = engine
+            .clone()
+            .map(|h| Arc::new(h) as Arc<dyn crate::bus::HostBus>);
         #[cfg(feature = "host")]
         let bus_server = host.clone().map(|bus| crate::bus::http_server::BusServer {
             bus,
@@ -172,6 +195,8 @@ impl Parts {
             api,
             #[cfg(feature = "host")]
             bus_server,
+            #[cfg(feature = "host")]
+            engine,
         })
     }
 
@@ -187,19 +212,21 @@ impl Parts {
             let serves_api = self.api.is_some();
             #[cfg(not(feature = "api"))]
             let serves_api = false;
-            if !serves_api {
-                cfg.route("/health", web::get().to(host_health));
+            if !serves_api && let Some(engine) = &self.engine {
+                cfg.app_data(web::Data::new(engine.clone()))
+                    .route("/health", web::get().to(host_health));
             }
         }
     }
 }
 
 #[cfg(feature = "host")]
-async fn host_health() -> actix_web::HttpResponse {
+async fn host_health(host: web::Data<crate::host::Host>) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().json(crate::bus::HostHealth {
         status: "ok".into(),
         role: "host".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        stream_listeners: host.stream_listeners(),
     })
 }
 
@@ -251,6 +278,14 @@ async fn api_state(
             "LiveKit is not configured: POST /v1/room/join answers 503 until these are set"
         );
     }
+    let streams = crate::api::stream::StreamRelay::new(
+        bus.clone(),
+        crate::api::stream::RelayConfig {
+            listener_buffer_pages: settings.stream.listener_buffer_pages,
+            open_timeout: std::time::Duration::from_millis(settings.bus.request_timeout_ms),
+            reconnect_max: std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
+        },
+    );
     Ok(ApiState {
         store,
         bus,
@@ -270,6 +305,7 @@ async fn api_state(
         livekit,
         join_limiter: RateLimiter::per_minute(settings.livekit.join_per_minute),
         trusted_proxy_hops: settings.server.trusted_proxy_hops,
+        streams,
     })
 }
 

@@ -1,15 +1,17 @@
 //! The API: what listeners and operators talk to. Routes by resource in [`routes`], the
-//! broadcast hub in [`hub`], errors in [`error`]. It owns the store and reaches the host only
+//! broadcast hub in [`hub`], the live audio relay in [`stream`], errors in [`error`]. It owns the store and reaches the host only
 //! through the bus (`Arc<dyn HostBus>`); it never imports `host`.
 //!
 //! Config keys read here: `auth.*`, `broadcast.*`, `server.allowed_origin`,
-//! `server.max_text_chars`, `station.default_channel`, `schedule.default`, `livekit.*`.
+//! `server.max_text_chars`, `station.default_channel`, `schedule.default`, `livekit.*`,
+//! `stream.*`.
 
 pub mod error;
 pub mod hub;
 pub mod programme;
 pub mod rate_limit;
 pub mod routes;
+pub mod stream;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct ApiState {
     pub join_limiter: RateLimiter,
     /// Proxies in front of this server that append to `X-Forwarded-For`.
     pub trusted_proxy_hops: usize,
+    /// The live audio relay (one upstream per channel).
+    pub streams: Arc<stream::StreamRelay>,
 }
 
 /// The LiveKit settings listener join tokens need, checked once at start-up.

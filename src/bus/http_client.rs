@@ -12,15 +12,19 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::audio::PageSplitter;
 use super::{
-    BusError, ErrorBody, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection, Script,
-    ScriptRequest, SpeakAccepted, SpeakRequest,
+    AudioStream, BusError, ErrorBody, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection,
+    Script, ScriptRequest, SpeakAccepted, SpeakRequest,
 };
 use crate::domain::ChannelName;
 
 /// The event stream is declared dead after this long without a byte (the host sends a
 /// keep-alive line every few seconds).
 const EVENT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The live stream is declared dead after this long without a byte (pages come every
+/// 100 ms or so).
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest event line accepted; a longer one means the peer is not a Radio24 host.
 const MAX_EVENT_LINE: usize = 4 * 1024 * 1024;
 
@@ -187,6 +191,56 @@ impl HostBus for HttpHostBus {
         }
         Ok(ndjson_events(resp.bytes_stream()).boxed())
     }
+
+    async fn audio_stream(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
+        let resp = tokio::time::timeout(
+            self.request_timeout,
+            self.request(Method::GET, &format!("stream?channel={channel}"))?
+                .send(),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(self.request_timeout))?
+        .map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(error_from_status(status, &body));
+        }
+        Ok(ogg_pages(resp.bytes_stream()).boxed())
+    }
+}
+
+/// Turns the bytes of the host's `/stream` into whole Ogg pages. Ends at the first transport
+/// error, after [`STREAM_IDLE_TIMEOUT`] of silence, or on bytes that are not Ogg.
+fn ogg_pages<S>(bytes: S) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static
+where
+    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+{
+    let state = (Box::pin(bytes), PageSplitter::new());
+    futures::stream::unfold(state, |(mut bytes, mut splitter)| async move {
+        loop {
+            match splitter.next_page() {
+                Ok(Some(page)) => return Some((page, (bytes, splitter))),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "host stream broke");
+                    return None;
+                }
+            }
+            match tokio::time::timeout(STREAM_IDLE_TIMEOUT, bytes.next()).await {
+                Ok(Some(Ok(chunk))) => splitter.push(&chunk),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %without_url(&e), "host stream broke");
+                    return None;
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    tracing::warn!("host stream silent for {STREAM_IDLE_TIMEOUT:?}");
+                    return None;
+                }
+            }
+        }
+    })
 }
 
 /// Turns a byte stream of newline-delimited JSON into events. Ends at the first transport

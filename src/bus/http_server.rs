@@ -1,7 +1,9 @@
 //! The host side of the HTTP bus: exposes any `dyn HostBus` (in practice the host) as the
-//! routes `POST /script/generate`, `POST /speak`, `GET /now`, `PUT /programme` and
+//! routes `POST /script/generate`, `POST /speak`, `GET /now`, `PUT /programme`,
 //! `GET /events` (newline-delimited JSON, one [`HostEvent`] a line, a blank keep-alive line
-//! every [`KEEPALIVE`]). All of them require `Authorization: Bearer <bus.token>`.
+//! every [`KEEPALIVE`]) and `GET /stream?channel=NAME` (the channel's live Ogg/Opus stream,
+//! header pages then live pages; the API relays one per channel). All of them require
+//! `Authorization: Bearer <bus.token>`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +74,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
         .route("/speak", web::post().to(speak))
         .route("/now", web::get().to(now))
         .route("/programme", web::put().to(set_programme))
-        .route("/events", web::get().to(events));
+        .route("/events", web::get().to(events))
+        .route("/stream", web::get().to(stream));
 }
 
 fn authorize(req: &HttpRequest, server: &BusServer) -> Result<(), BusError> {
@@ -161,4 +164,22 @@ async fn events(req: HttpRequest, server: web::Data<BusServer>) -> Result<HttpRe
         .content_type("application/x-ndjson")
         .insert_header(("Cache-Control", "no-store"))
         .streaming(body))
+}
+
+async fn stream(
+    req: HttpRequest,
+    server: web::Data<BusServer>,
+    query: web::Query<ChannelQuery>,
+) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    let channel = query
+        .into_inner()
+        .channel
+        .unwrap_or_else(|| server.default_channel.clone());
+    let pages = server.bus.audio_stream(&channel).await?;
+    tracing::info!(%channel, "an API instance opened the live stream");
+    Ok(HttpResponse::Ok()
+        .content_type("audio/ogg")
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(pages.map(Ok::<_, actix_web::Error>)))
 }

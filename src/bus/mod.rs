@@ -1,7 +1,8 @@
 //! The bus: the one place the API and the host meet. The API holds an `Arc<dyn HostBus>`;
 //! in `--role all` that is the host itself (in-process), in `--role api` it is
 //! [`HttpHostBus`], a client of the host's HTTP routes ([`http_server`]). Events flow back
-//! through [`HostBus::subscribe`], kept alive by [`link::HostLink`]. This module imports
+//! through [`HostBus::subscribe`], kept alive by [`link::HostLink`]; a channel's live
+//! Ogg/Opus audio through [`HostBus::audio_stream`] ([`audio`]). This module imports
 //! neither `api` nor `host`.
 //!
 //! Config keys read here: `bus.host_url`, `bus.token`, `bus.request_timeout_ms`,
@@ -14,6 +15,7 @@ use futures::stream::BoxStream;
 
 use crate::domain::{ChannelName, InvalidInput};
 
+pub mod audio;
 #[cfg(feature = "api")]
 pub mod http_client;
 #[cfg(feature = "host")]
@@ -21,6 +23,7 @@ pub mod http_server;
 pub mod link;
 pub mod wire;
 
+pub use audio::AudioStream;
 #[cfg(feature = "api")]
 pub use http_client::HttpHostBus;
 pub use wire::*;
@@ -101,4 +104,9 @@ pub trait HostBus: Send + Sync + 'static {
     async fn set_programme(&self, programme: Programme) -> Result<(), BusError>;
     /// The host's events from now on, starting with a [`HostEvent::Hello`] snapshot.
     async fn subscribe(&self) -> Result<EventStream, BusError>;
+    /// The channel's live Ogg/Opus stream from now on: its two header pages, then live
+    /// pages as they air (see [`AudioStream`]). Unknown channel: `Rejected(NotFound)`.
+    /// Every call is one listener of the host (the API relays one per channel, see
+    /// `api::stream`).
+    async fn audio_stream(&self, channel: &ChannelName) -> Result<AudioStream, BusError>;
 }

@@ -175,6 +175,9 @@ pub struct HostHealth {
     pub status: String,
     pub role: String,
     pub version: String,
+    /// Listeners of each channel's live stream (each API relay is one).
+    #[serde(default)]
+    pub stream_listeners: std::collections::BTreeMap<ChannelName, usize>,
 }
 
 /// The JSON body of every error answer: `{"error": "snake_code", "message": "..."}`.

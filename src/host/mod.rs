@@ -6,10 +6,11 @@
 //! It needs no database: the API pushes the channels and schedules ([`Programme`]).
 //!
 //! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`,
-//! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`.
+//! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`, `stream.*`.
 
 pub mod audio;
 pub mod clock;
+pub mod outputs;
 pub mod playout;
 pub mod programme;
 pub mod sentences;
@@ -17,9 +18,9 @@ pub mod station;
 pub mod voice;
 pub mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,13 +31,14 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::bus::{
-    BusError, ChannelProgramme, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection,
-    ScheduleSlot, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
+    AudioStream, BusError, ChannelProgramme, EventStream, HostBus, HostEvent, OnAir, Programme,
+    Rejection, ScheduleSlot, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
 };
 use crate::config::{Settings, is_set};
 use crate::domain::{Block, ChannelName, InvalidInput, SpokenText};
 use audio::music::MusicLibrary;
 use clock::{Clock, ScaledClock, SystemClock};
+use outputs::ogg_stream::{OggStream, OggStreamConfig};
 use programme::StationTime;
 use station::{ChannelState, ChannelStation, EngineConfig, Services, Voices, Writers};
 use voice::espeak::{EspeakConfig, EspeakVoice};
@@ -113,6 +115,7 @@ pub struct HostConfig {
     pub espeak_wpm: u32,
     pub music_dir: Option<PathBuf>,
     pub news: NewsConfig,
+    pub stream: OggStreamConfig,
 }
 
 impl HostConfig {
@@ -162,6 +165,11 @@ impl HostConfig {
                 max_items: s.news.max_items,
                 ttl: Duration::from_secs(s.news.refresh_secs),
                 timeout: Duration::from_secs(s.news.timeout_secs),
+            },
+            stream: OggStreamConfig {
+                bitrate: s.stream.bitrate,
+                page_packets: s.stream.page_packets,
+                listener_buffer_pages: s.stream.listener_buffer_pages,
             },
         }
     }
@@ -280,6 +288,8 @@ struct Inner {
     services: Arc<Services>,
     channels: RwLock<HashMap<ChannelName, Arc<ChannelStation>>>,
     events: broadcast::Sender<HostEvent>,
+    /// Each channel's live Ogg/Opus encoder, started by its first listener.
+    streams: Mutex<HashMap<ChannelName, OggStream>>,
 }
 
 /// The on-air engine. Cheap to clone.
@@ -359,6 +369,7 @@ impl Host {
                 services,
                 channels: RwLock::new(HashMap::new()),
                 events,
+                streams: Mutex::new(HashMap::new()),
                 config,
             }),
         };
@@ -400,6 +411,38 @@ impl Host {
     /// The running station of a channel (tests and sinks attach to its playout).
     pub fn station(&self, name: &ChannelName) -> Option<Arc<ChannelStation>> {
         self.channel(Some(name)).ok()
+    }
+
+    /// Listeners of each channel's live stream (in split mode, each API relay is one).
+    pub fn stream_listeners(&self) -> BTreeMap<ChannelName, usize> {
+        let streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams
+            .iter()
+            .filter(|(_, s)| s.is_running())
+            .map(|(name, s)| (name.clone(), s.listeners()))
+            .collect()
+    }
+
+    /// A new listener of the channel's stream, starting its encoder on first use.
+    fn listen(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
+        let station = self.channel(Some(channel))?;
+        let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        // Encoders of channels that were removed have stopped with their playout.
+        streams.retain(|_, s| s.is_running());
+        if let Some(listener) = streams.get(channel).and_then(OggStream::listen) {
+            return Ok(listener);
+        }
+        let stream = OggStream::spawn(
+            channel,
+            station.playout.subscribe(),
+            &self.inner.config.stream,
+        )
+        .map_err(|e| BusError::Internal(e.to_string()))?;
+        let listener = stream
+            .listen()
+            .ok_or_else(|| BusError::Internal("the stream encoder stopped at once".into()))?;
+        streams.insert(channel.clone(), stream);
+        Ok(listener)
     }
 
     fn apply_programme(&self, programme: Programme) {
@@ -533,5 +576,9 @@ impl HostBus for Host {
         Ok(futures::stream::once(async move { hello })
             .chain(events)
             .boxed())
+    }
+
+    async fn audio_stream(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
+        self.listen(channel)
     }
 }

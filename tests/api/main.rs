@@ -14,4 +14,5 @@ mod postgres;
 mod room;
 mod split;
 mod store_conformance;
+mod stream;
 mod studio;

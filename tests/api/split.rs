@@ -74,11 +74,12 @@ async fn the_api_reaches_a_separate_host_and_survives_its_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_routes_need_the_bus_token() {
     let (host, _api) = spawn_pair().await;
-    let routes: [(&str, &str, Value); 4] = [
+    let routes: [(&str, &str, Value); 5] = [
         ("POST", "/speak", json!({"text": "hi"})),
         ("POST", "/script/generate", json!({})),
         ("PUT", "/programme", json!({"channels": []})),
         ("GET", "/events", Value::Null),
+        ("GET", "/stream?channel=radio24", Value::Null),
     ];
     for (method, path, body) in &routes {
         for token in [None, Some("wrong"), Some(ADMIN_TOKEN)] {

@@ -1,4 +1,5 @@
-//! `GET /health` (liveness: always 200, with the state of the store and the host link) and
+//! `GET /health` (liveness: always 200, with the state of the store and the host link, and
+//! the live stream's listeners per channel on this instance) and
 //! `GET /ready` (503 while the store or, in split mode, the host cannot be reached).
 
 use actix_web::http::StatusCode;
@@ -56,6 +57,7 @@ pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
         "store": store,
         "host_link": host_link(&state),
         "broadcast_clients": state.hub.clients(),
+        "stream_listeners": state.streams.listeners(),
     }))
 }
 

@@ -3,6 +3,7 @@
 mod broadcast;
 mod health;
 pub mod room;
+mod stream;
 mod studio;
 
 use actix_web::web;
@@ -13,6 +14,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(health::ready))
         .route("/ws/broadcast", web::get().to(broadcast::broadcast_ws))
         .route("/v1/room/join", web::post().to(room::join))
+        .route(
+            "/v1/channels/{name}/stream",
+            web::get().to(stream::stream_channel),
+        )
+        .route(
+            "/v1/channels/{name}/stream",
+            web::head().to(stream::head_stream),
+        )
         .service(
             web::scope("/v1/studio")
                 .route("/speak", web::post().to(studio::speak))

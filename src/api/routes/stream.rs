@@ -1,0 +1,63 @@
+//! `GET /v1/channels/{name}/stream`: the channel's live audio as Ogg/Opus (48 kHz mono),
+//! for any player that reads Ogg/Opus over HTTP (browsers' `<audio>`, ffplay, VLC, mpv).
+//! The body is chunked and never ends while the channel airs: the two header pages, then
+//! live pages (every 100 ms by default) through this instance's relay ([`crate::api::stream`]).
+//! `HEAD` answers the same headers with no body. Unknown channel: 404; host unreachable: 503.
+//!
+//! A live stream has no fixed length and cannot be seeked, so `Range` is ignored (RFC 9110
+//! §14.2 lets a server do that): every request gets 200 and the stream from now, with
+//! `Accept-Ranges: none` saying so. Browsers send `Range: bytes=0-` for media and accept 200.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, HttpResponseBuilder, web};
+use futures::StreamExt;
+
+use crate::api::{ApiError, ApiState, Result};
+use crate::domain::ChannelName;
+
+/// The channel named in the path, checked against the store (a name that does not parse
+/// cannot be a channel: 404 as well).
+async fn known_channel(state: &ApiState, name: &str) -> Result<ChannelName> {
+    let unknown = || ApiError::UnknownChannel(name.to_owned());
+    let channel = ChannelName::parse(name).map_err(|_| unknown())?;
+    match state.store.channel_by_name(&channel).await? {
+        Some(_) => Ok(channel),
+        None => Err(unknown()),
+    }
+}
+
+fn ogg_headers() -> HttpResponseBuilder {
+    let mut builder = HttpResponse::Ok();
+    builder
+        .content_type("audio/ogg")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::ACCEPT_RANGES, "none"))
+        // A proxy must not buffer a live stream (nginx honours this).
+        .insert_header(("X-Accel-Buffering", "no"));
+    builder
+}
+
+#[tracing::instrument(skip_all, fields(channel = %name))]
+pub async fn stream_channel(
+    state: web::Data<ApiState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse> {
+    let channel = known_channel(&state, &name).await?;
+    let pages = state.streams.listen(&channel).await?;
+    tracing::info!("stream listener joined");
+    Ok(ogg_headers().streaming(pages.map(Ok::<_, actix_web::Error>)))
+}
+
+/// `HEAD`: the same answer as `GET` without opening the stream; asks the host about the
+/// channel so that an unreachable host is a 503 here too.
+#[tracing::instrument(skip_all, fields(channel = %name))]
+pub async fn head_stream(
+    state: web::Data<ApiState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse> {
+    let channel = known_channel(&state, &name).await?;
+    state.bus.now_playing(&channel).await?;
+    Ok(ogg_headers().streaming(futures::stream::empty::<
+        Result<bytes::Bytes, actix_web::Error>,
+    >()))
+}
