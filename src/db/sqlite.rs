@@ -34,6 +34,16 @@ const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                        PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 type Conn = SyncConnectionWrapper<SqliteConnection>;
+
+/// How often, and how long apart, opening retries a file another process holds locked.
+const LOCKED_RETRIES: u32 = 100;
+const LOCKED_WAIT: Duration = Duration::from_millis(50);
+
+/// SQLite's "database is locked" / "busy", which it can return without waiting.
+fn is_locked(e: &diesel::result::Error) -> bool {
+    let text = e.to_string();
+    text.contains("locked") || text.contains("busy")
+}
 type ChannelRow = (String, String, Option<bool>, Option<DateTime<Utc>>);
 type ScheduleRow = (String, Option<String>, Option<i32>, String, Option<String>);
 
@@ -97,7 +107,17 @@ pub async fn migrate_file(path: &Path) -> Result<Vec<String>> {
     tokio::task::spawn_blocking(move || {
         let mut conn = SqliteConnection::establish(&url)
             .map_err(|e| StoreError::Unavailable(format!("opening {url}: {e}")))?;
-        conn.batch_execute(PRAGMAS)?;
+        // Switching to WAL needs the file to itself for a moment, and SQLite reports "locked"
+        // at once (without its busy handler) while another process is switching or
+        // migrating: wait and try again rather than fail the start.
+        let mut attempt = 0;
+        while let Err(e) = conn.batch_execute(PRAGMAS) {
+            attempt += 1;
+            if !is_locked(&e) || attempt >= LOCKED_RETRIES {
+                return Err(e.into());
+            }
+            std::thread::sleep(LOCKED_WAIT);
+        }
         let applied = conn
             .immediate_transaction(|conn| {
                 conn.run_pending_migrations(MIGRATIONS)
@@ -133,9 +153,14 @@ impl SqliteStore {
             let url = url.to_owned();
             async move {
                 let mut conn = Conn::establish(&url).await?;
-                conn.batch_execute(PRAGMAS)
-                    .await
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                let mut attempt = 0;
+                while let Err(e) = conn.batch_execute(PRAGMAS).await {
+                    attempt += 1;
+                    if !is_locked(&e) || attempt >= LOCKED_RETRIES {
+                        return Err(diesel::ConnectionError::CouldntSetupConfiguration(e));
+                    }
+                    tokio::time::sleep(LOCKED_WAIT).await;
+                }
                 Ok(conn)
             }
             .boxed()
