@@ -1,0 +1,206 @@
+//! Benchmark: what the HTTP live stream costs.
+//!
+//! `cargo bench --bench stream` (optionally `-- --listeners 1000 --seconds 20`). Needs about
+//! 2 × listeners open files (`ulimit -n`).
+//! - Opus encode cost per second of audio (the host's `OggEncoder`, one channel).
+//! - CPU of a real `radio24 serve` process (release build, espeak-ng voice when installed,
+//!   else captions-only silence) with 1 listener and with N listeners reading the stream
+//!   over loopback, measured from /proc for the server process only; the listeners run in
+//!   this process.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use radio24::domain::ChannelName;
+use radio24::host::outputs::ogg_stream::{OggEncoder, OggStreamConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn arg(name: &str, default: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) of a process, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 100.0
+}
+
+fn encode_cost() {
+    let channel = match ChannelName::parse("radio24") {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let Ok((mut encoder, _headers)) = OggEncoder::new(&channel, &OggStreamConfig::default()) else {
+        panic!("encoder")
+    };
+    // Speech-like: a tone whose pitch wanders, with a little noise.
+    let secs = 120;
+    let frame: Vec<Vec<i16>> = (0..secs * 50)
+        .map(|f| {
+            (0..960)
+                .map(|i| {
+                    let t = (f * 960 + i) as f64 / 48_000.0;
+                    let pitch = 180.0 + 60.0 * (t * 0.7).sin();
+                    let noise = ((f * 7919 + i * 104_729) % 2000) as f64 - 1000.0;
+                    ((t * pitch * std::f64::consts::TAU).sin() * 8_000.0 + noise) as i16
+                })
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for f in &frame {
+        match encoder.encode(f) {
+            Ok(pages) => bytes += pages.iter().map(|p| p.len()).sum::<usize>(),
+            Err(e) => panic!("encode: {e}"),
+        }
+    }
+    let spent = started.elapsed().as_secs_f64();
+    println!("## Opus encode (64 kbit/s, 48 kHz mono, 20 ms frames)");
+    println!(
+        "- {secs} s of audio in {:.1} ms: {:.3} % of one core per channel at real time; {:.1} kbit/s on the wire with Ogg framing",
+        spent * 1000.0,
+        spent / secs as f64 * 100.0,
+        bytes as f64 * 8.0 / secs as f64 / 1000.0
+    );
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server() -> Server {
+    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => panic!("port: {e}"),
+    };
+    let data = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let voice = if Command::new("espeak-ng").arg("--version").output().is_ok() {
+        "espeak-ng"
+    } else {
+        "none"
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_radio24"))
+        .args(["serve", "--config-dir"])
+        .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .env("RADIO24__VOICE__BACKEND", voice)
+        .env("RADIO24__AUTH__ADMIN_TOKEN", "bench")
+        .env("RADIO24__DATABASE__SQLITE_PATH", data.path().join("r.db"))
+        .env("RADIO24__SERVER__WORKERS", "2")
+        .stdout(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => panic!("spawn radio24: {e}"),
+    };
+    let server = Server {
+        child,
+        port,
+        _data: data,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "radio24 did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("(server: release radio24, voice {voice}, 2 workers)");
+    server
+}
+
+/// Opens a listener that reads and discards the stream; returns when its headers arrived.
+async fn listen(port: u16) -> Option<tokio::task::JoinHandle<u64>> {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    socket
+        .write_all(b"GET /v1/channels/radio24/stream HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .await
+        .ok()?;
+    Some(tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0u64;
+        while let Ok(n) = socket.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        total
+    }))
+}
+
+async fn measure(server: &Server, listeners: usize, secs: f64) -> (f64, usize) {
+    let mut handles = Vec::new();
+    for _ in 0..listeners {
+        if let Some(h) = listen(server.port).await {
+            handles.push(h);
+        }
+    }
+    // Let every listener get past its headers before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = server.child.id().to_string();
+    let cpu0 = cpu_seconds(&pid);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let cpu = cpu_seconds(&pid) - cpu0;
+    let connected = handles.iter().filter(|h| !h.is_finished()).count();
+    for h in handles {
+        h.abort();
+    }
+    (cpu / secs, connected)
+}
+
+fn main() {
+    let listeners = arg("--listeners", 1000.0) as usize;
+    let secs = arg("--seconds", 20.0);
+    encode_cost();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    runtime.block_on(async {
+        let server = start_server().await;
+        let (idle, _) = measure(&server, 0, secs).await;
+        let (one, _) = measure(&server, 1, secs).await;
+        let (many, connected) = measure(&server, listeners, secs).await;
+        println!("## HTTP stream listeners ({secs} s each, real time)");
+        println!("- no listener: {:.2} % of one core (the station itself)", idle * 100.0);
+        println!("- 1 listener: {:.2} % of one core", one * 100.0);
+        println!(
+            "- {connected} listeners connected to the end of {listeners}: {:.2} % of one core = {:.2} % of the 2 cores; {:.4} % of a core per listener above one",
+            many * 100.0,
+            many * 50.0,
+            (many - one).max(0.0) / (listeners.max(2) - 1) as f64 * 100.0
+        );
+    });
+}
