@@ -78,6 +78,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
         .route("/stream", web::get().to(stream));
 }
 
+impl BusServer {
+    /// The channel a query names, or the default one.
+    fn channel_or_default(&self, query: ChannelQuery) -> ChannelName {
+        query
+            .channel
+            .unwrap_or_else(|| self.default_channel.clone())
+    }
+}
+
 fn authorize(req: &HttpRequest, server: &BusServer) -> Result<(), BusError> {
     if bearer_matches(req, &server.token) {
         Ok(())
@@ -120,10 +129,7 @@ async fn now(
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, BusError> {
     authorize(&req, &server)?;
-    let channel = query
-        .into_inner()
-        .channel
-        .unwrap_or_else(|| server.default_channel.clone());
+    let channel = server.channel_or_default(query.into_inner());
     Ok(HttpResponse::Ok().json(server.bus.now_playing(&channel).await?))
 }
 
@@ -172,10 +178,7 @@ async fn stream(
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, BusError> {
     authorize(&req, &server)?;
-    let channel = query
-        .into_inner()
-        .channel
-        .unwrap_or_else(|| server.default_channel.clone());
+    let channel = server.channel_or_default(query.into_inner());
     let pages = server.bus.audio_stream(&channel).await?;
     tracing::info!(%channel, "an API instance opened the live stream");
     Ok(HttpResponse::Ok()
