@@ -23,6 +23,7 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("LIVEKIT_API_KEY", "livekit.api_key"),
     ("LIVEKIT_API_SECRET", "livekit.api_secret"),
     ("LIVEKIT_WS_URL", "livekit.ws_url"),
+    ("LIVEKIT_PUBLISH_URL", "livekit.publish_url"),
     ("OPENAI_API_KEY", "openai.api_key"),
     ("OPENAI_BASE_URL", "openai.base_url"),
     ("OPENAI_REALTIME_MODEL", "openai.realtime_model"),
@@ -193,6 +194,15 @@ pub struct LivekitSettings {
     pub token_ttl_secs: u64,
     /// Join tokens one client (IP address) may ask for per minute.
     pub join_per_minute: u32,
+    /// Whether the host publishes each channel into its LiveKit room (when configured).
+    pub publish: bool,
+    /// Where the host connects to publish, when it differs from `ws_url` (e.g. an internal
+    /// address). Defaults to `ws_url`.
+    pub publish_url: Option<String>,
+    /// Opus bitrate of the published track, bits per second.
+    pub publish_bitrate: u32,
+    /// Longest wait between two attempts to rejoin the room after a drop, in milliseconds.
+    pub reconnect_max_ms: u64,
 }
 
 impl LivekitSettings {
@@ -211,6 +221,20 @@ impl LivekitSettings {
             missing.push("LIVEKIT_WS_URL");
         }
         missing
+    }
+
+    /// Where the host publishes: `publish_url`, else `ws_url`; `None` when publishing is
+    /// off or LiveKit is not configured.
+    pub fn publisher_url(&self) -> Option<String> {
+        if !self.publish || !self.missing_env().is_empty() {
+            return None;
+        }
+        self.publish_url
+            .as_deref()
+            .or(self.ws_url.as_deref())
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
     }
 }
 
@@ -433,22 +457,35 @@ impl Settings {
         if self.livekit.join_per_minute == 0 {
             return Err(invalid("livekit.join_per_minute", "must be at least 1"));
         }
-        if let Some(url) = self
-            .livekit
-            .ws_url
-            .as_deref()
-            .filter(|u| !u.trim().is_empty())
-        {
-            // Checked here so a typo stops the start instead of every listener's connection.
+        for (key, url) in [
+            ("livekit.ws_url", &self.livekit.ws_url),
+            ("livekit.publish_url", &self.livekit.publish_url),
+        ] {
+            let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) else {
+                continue;
+            };
+            // Checked here so a typo stops the start instead of every connection.
             match reqwest::Url::parse(url.trim()) {
                 Ok(u) if matches!(u.scheme(), "ws" | "wss" | "http" | "https") => {}
                 _ => {
                     return Err(invalid(
-                        "livekit.ws_url",
+                        key,
                         format!("{url:?} is not a ws(s):// or http(s):// URL"),
                     ));
                 }
             }
+        }
+        if !(6_000..=510_000).contains(&self.livekit.publish_bitrate) {
+            return Err(invalid(
+                "livekit.publish_bitrate",
+                "must be between 6000 and 510000 bits per second (Opus)",
+            ));
+        }
+        if !(100..=600_000).contains(&self.livekit.reconnect_max_ms) {
+            return Err(invalid(
+                "livekit.reconnect_max_ms",
+                "must be between 100 and 600000 milliseconds",
+            ));
         }
         if !(6_000..=510_000).contains(&self.stream.bitrate) {
             return Err(invalid(

@@ -26,6 +26,9 @@ pub struct Application {
     port: u16,
     role: Role,
     server: Server,
+    /// The on-air engine in roles host and all: it leaves its LiveKit rooms at shutdown.
+    #[cfg(feature = "host")]
+    engine: Option<crate::host::Host>,
 }
 
 impl Application {
@@ -52,6 +55,8 @@ impl Application {
             ),
         };
         let parts = Parts::build(&settings, role, bus_token).await?;
+        #[cfg(feature = "host")]
+        let engine = parts.engine.clone();
 
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -78,7 +83,13 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(role = role.as_str(), %bind, port, workers, "radio24 listening");
-        Ok(Self { port, role, server })
+        Ok(Self {
+            port,
+            role,
+            server,
+            #[cfg(feature = "host")]
+            engine,
+        })
     }
 
     /// The port actually bound (useful when the settings asked for port 0).
@@ -95,9 +106,21 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]).
+    /// The on-air engine, in roles host and all (tests attach to its playout).
+    #[cfg(feature = "host")]
+    pub fn engine(&self) -> Option<crate::host::Host> {
+        self.engine.clone()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]), then lets the host
+    /// leave its LiveKit rooms.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        #[cfg(feature = "host")]
+        if let Some(engine) = self.engine {
+            engine.shutdown().await;
+        }
+        served
     }
 }
 
@@ -227,6 +250,7 @@ async fn host_health(host: web::Data<crate::host::Host>) -> actix_web::HttpRespo
         role: "host".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         stream_listeners: host.stream_listeners(),
+        livekit: host.livekit_status(),
     })
 }
 

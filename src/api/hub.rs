@@ -4,7 +4,7 @@
 //! ring of `broadcast.client_queue` frames, so a slow client never slows the others: one
 //! that falls behind by more than that is resynced with a fresh snapshot.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytestring::ByteString;
@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::bus::{HostEvent, OnAir};
+use crate::bus::{HostEvent, OnAir, PublisherStatus};
 use crate::domain::ChannelName;
 
 /// A caption kept for the snapshot.
@@ -211,6 +211,20 @@ impl Hub {
     pub fn clients(&self) -> usize {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
         rooms.values().map(|r| r.clients()).sum()
+    }
+
+    /// Each channel's LiveKit publisher state, as the host last reported it.
+    pub fn livekit_status(&self) -> BTreeMap<ChannelName, PublisherStatus> {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .iter()
+            .filter_map(|(name, room)| {
+                Some((
+                    name.clone(),
+                    room.lock().on_air.as_ref()?.livekit.as_deref()?.clone(),
+                ))
+            })
+            .collect()
     }
 
     /// Applies a host event to the rooms and forwards it to their clients.

@@ -99,6 +99,41 @@ pub struct OnAir {
     /// Seconds of dead air (nothing to play) since the host started.
     #[serde(default)]
     pub dead_air_secs: f64,
+    /// The host's connection to the channel's LiveKit room; absent when it does not publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub livekit: Option<Box<PublisherStatus>>,
+}
+
+/// Where the host's LiveKit publisher of a channel stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublisherState {
+    /// Joining the room (signalling, track, offer/answer, ICE).
+    Connecting,
+    /// In the room, the programme's audio flowing.
+    Connected,
+    /// The last attempt failed or the session dropped; the next attempt is waiting.
+    Retrying,
+    /// Left the room (the host is shutting down or the channel was removed).
+    Stopped,
+}
+
+/// The host's LiveKit publisher of a channel, as `GET /now`, the snapshot and `/health` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublisherStatus {
+    pub state: PublisherState,
+    /// The room (the channel's name) and the host's identity in it (`host-<channel>`).
+    pub room: String,
+    pub identity: String,
+    /// When the publisher entered this state.
+    pub since: DateTime<Utc>,
+    /// Sessions that reached `connected` since the host started (rejoins = sessions - 1).
+    pub sessions: u32,
+    /// Failed attempts in a row (0 while connected).
+    pub failures: u32,
+    /// Why the last attempt or session ended, if one did.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// One hour of a channel's schedule.
@@ -178,6 +213,9 @@ pub struct HostHealth {
     /// Listeners of each channel's live stream (each API relay is one).
     #[serde(default)]
     pub stream_listeners: std::collections::BTreeMap<ChannelName, usize>,
+    /// Each channel's LiveKit publisher; empty when the host does not publish.
+    #[serde(default)]
+    pub livekit: std::collections::BTreeMap<ChannelName, PublisherStatus>,
 }
 
 /// The JSON body of every error answer: `{"error": "snake_code", "message": "..."}`.

@@ -6,7 +6,7 @@
 //! It needs no database: the API pushes the channels and schedules ([`Programme`]).
 //!
 //! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`,
-//! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`, `stream.*`.
+//! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`, `stream.*`, `livekit.*`.
 
 pub mod audio;
 pub mod clock;
@@ -38,6 +38,7 @@ use crate::config::{Settings, is_set};
 use crate::domain::{Block, ChannelName, InvalidInput, SpokenText};
 use audio::music::MusicLibrary;
 use clock::{Clock, ScaledClock, SystemClock};
+use outputs::livekit::{LivekitConfig, Publisher};
 use outputs::ogg_stream::{OggStream, OggStreamConfig};
 use programme::StationTime;
 use station::{ChannelState, ChannelStation, EngineConfig, Services, Voices, Writers};
@@ -116,6 +117,8 @@ pub struct HostConfig {
     pub music_dir: Option<PathBuf>,
     pub news: NewsConfig,
     pub stream: OggStreamConfig,
+    /// Where to publish each channel into LiveKit; `None` = not configured or `publish` off.
+    pub livekit: Option<LivekitConfig>,
 }
 
 impl HostConfig {
@@ -171,6 +174,15 @@ impl HostConfig {
                 page_packets: s.stream.page_packets,
                 listener_buffer_pages: s.stream.listener_buffer_pages,
             },
+            livekit: s.livekit.publisher_url().and_then(|url| {
+                Some(LivekitConfig {
+                    url,
+                    api_key: s.livekit.api_key.clone()?.trim().to_owned(),
+                    api_secret: s.livekit.api_secret.clone()?,
+                    bitrate: s.livekit.publish_bitrate,
+                    reconnect_max: Duration::from_millis(s.livekit.reconnect_max_ms),
+                })
+            }),
         }
     }
 
@@ -290,6 +302,8 @@ struct Inner {
     events: broadcast::Sender<HostEvent>,
     /// Each channel's live Ogg/Opus encoder, started by its first listener.
     streams: Mutex<HashMap<ChannelName, OggStream>>,
+    /// Each channel's LiveKit publisher (when LiveKit is configured).
+    publishers: Mutex<HashMap<ChannelName, Publisher>>,
 }
 
 /// The on-air engine. Cheap to clone.
@@ -331,6 +345,7 @@ impl Host {
             writer = primary_writer.as_ref().map_or("template", |w| w.name()),
             voice = voices.name(),
             timezone = %config.timezone,
+            livekit = config.livekit.as_ref().map_or("off", |l| l.url.as_str()),
             "on-air engine starting"
         );
         let services = Arc::new(Services::new(
@@ -370,6 +385,7 @@ impl Host {
                 channels: RwLock::new(HashMap::new()),
                 events,
                 streams: Mutex::new(HashMap::new()),
+                publishers: Mutex::new(HashMap::new()),
                 config,
             }),
         };
@@ -423,6 +439,19 @@ impl Host {
             .collect()
     }
 
+    /// Each channel's LiveKit publisher state (empty when the host does not publish).
+    pub fn livekit_status(&self) -> BTreeMap<ChannelName, crate::bus::PublisherStatus> {
+        let channels = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        channels
+            .iter()
+            .filter_map(|(name, station)| Some((name.clone(), *station.on_air().livekit?)))
+            .collect()
+    }
+
     /// A new listener of the channel's stream, starting its encoder on first use.
     fn listen(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
         let station = self.channel(Some(channel))?;
@@ -469,6 +498,33 @@ impl Host {
             next.insert(ch.name, station);
         }
         *channels = next;
+        if let Some(livekit) = &self.inner.config.livekit {
+            let mut publishers = self
+                .inner
+                .publishers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // A removed channel's publisher leaves its room as it is dropped.
+            publishers.retain(|name, _| channels.contains_key(name));
+            for (name, station) in channels.iter() {
+                if !publishers.contains_key(name) {
+                    publishers.insert(name.clone(), Publisher::spawn(station, livekit.clone()));
+                }
+            }
+        }
+    }
+
+    /// Leaves every LiveKit room and waits until the connections are closed (at shutdown).
+    pub async fn shutdown(&self) {
+        let publishers: Vec<Publisher> = self
+            .inner
+            .publishers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        futures::future::join_all(publishers.into_iter().map(Publisher::shutdown)).await;
     }
 
     fn hello(&self) -> HostEvent {

@@ -30,7 +30,7 @@ use super::sentences::split_sentences;
 use super::voice::{Voice, VoiceError};
 use super::writer::news::NewsDesk;
 use super::writer::{ScriptBrief, ScriptWriter, TemplateWriter};
-use crate::bus::{HostEvent, OnAir, ScheduleSlot, Segment, SpeakMode};
+use crate::bus::{HostEvent, OnAir, PublisherStatus, ScheduleSlot, Segment, SpeakMode};
 use crate::domain::{Block, ChannelName};
 
 /// Scripts remembered per channel so the writer does not repeat itself.
@@ -477,6 +477,8 @@ pub struct ChannelStation {
     track_turn: AtomicUsize,
     recent: Mutex<VecDeque<String>>,
     producer: Mutex<Option<JoinHandle<()>>>,
+    /// The LiveKit publisher's state, when the host publishes this channel.
+    livekit: Mutex<Option<PublisherStatus>>,
     services: Arc<Services>,
 }
 
@@ -504,11 +506,18 @@ impl ChannelStation {
             track_turn: AtomicUsize::new(0),
             recent: Mutex::new(VecDeque::new()),
             producer: Mutex::new(None),
+            livekit: Mutex::new(None),
             services,
         });
         let task = tokio::spawn(produce(Arc::downgrade(&station)));
         *lock(&station.producer) = Some(task);
         station
+    }
+
+    /// Records the LiveKit publisher's new state and tells subscribers (it is in `on_air`).
+    pub fn set_livekit_status(&self, status: PublisherStatus) {
+        *lock(&self.livekit) = Some(status);
+        self.announce();
     }
 
     pub fn set_state(&self, state: ChannelState) {
@@ -650,6 +659,7 @@ impl ChannelStation {
                 .unwrap_or_else(|| self.services.voices.name().to_owned()),
             ready_ahead_secs: self.playout.rundown.ready_ahead_secs(),
             dead_air_secs: self.playout.stats.dead_air_secs(),
+            livekit: lock(&self.livekit).clone().map(Box::new),
         }
     }
 

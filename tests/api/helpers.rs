@@ -58,6 +58,12 @@ pub struct TestApp {
 impl TestApp {
     /// Starts `role` with a fresh SQLite file (unless `overrides` names a database).
     pub async fn spawn(role: Role, overrides: &[(&str, &str)]) -> Self {
+        let (app, data) = Self::build(role, overrides).await;
+        Self::run(app, Some(data))
+    }
+
+    /// Builds `role` as [`TestApp::spawn`] does, without running it yet (to take its engine).
+    pub async fn build(role: Role, overrides: &[(&str, &str)]) -> (Application, tempfile::TempDir) {
         let data = tempfile::tempdir().expect("tempdir");
         let db = data.path().join("radio24.db");
         let token_file = data.path().join("admin-token");
@@ -72,7 +78,7 @@ impl TestApp {
         let app = Application::build(settings(&all), role)
             .await
             .expect("application builds");
-        Self::run(app, Some(data))
+        (app, data)
     }
 
     pub fn run(app: Application, data: Option<tempfile::TempDir>) -> Self {

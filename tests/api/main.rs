@@ -7,9 +7,11 @@
 mod broadcast;
 mod bus_contract;
 mod engine;
+mod fake_livekit;
 mod fake_openai;
 mod health;
 mod helpers;
+mod livekit;
 mod postgres;
 mod room;
 mod split;

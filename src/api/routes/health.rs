@@ -1,5 +1,6 @@
-//! `GET /health` (liveness: always 200, with the state of the store and the host link, and
-//! the live stream's listeners per channel on this instance) and
+//! `GET /health` (liveness: always 200, with the state of the store and the host link, the
+//! live stream's listeners per channel on this instance, and the host's LiveKit publisher
+//! per channel as the host last reported it) and
 //! `GET /ready` (503 while the store or, in split mode, the host cannot be reached).
 
 use actix_web::http::StatusCode;
@@ -58,6 +59,7 @@ pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
         "host_link": host_link(&state),
         "broadcast_clients": state.hub.clients(),
         "stream_listeners": state.streams.listeners(),
+        "livekit": state.hub.livekit_status(),
     }))
 }
 
