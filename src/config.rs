@@ -32,6 +32,9 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("PORT", "server.port"),
 ];
 
+/// Longest `archive.retention_days` accepted (a century; 0 keeps recordings forever).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// Why the settings could not be loaded. Display is one line that names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +77,7 @@ pub struct Settings {
     pub music: MusicSettings,
     pub news: NewsSettings,
     pub stream: StreamSettings,
+    pub archive: ArchiveSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,6 +307,23 @@ pub struct StreamSettings {
     pub listener_buffer_pages: usize,
 }
 
+/// The programme archive: hourly Ogg/Opus recordings with caption sidecars (host).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSettings {
+    /// Folder of the recordings, one sub-folder per channel; empty = no archive.
+    pub dir: PathBuf,
+    /// Days a recording is kept; 0 = forever.
+    pub retention_days: u32,
+}
+
+impl ArchiveSettings {
+    /// The archive folder, when the archive is on.
+    pub fn enabled_dir(&self) -> Option<&Path> {
+        (!self.dir.as_os_str().is_empty()).then_some(self.dir.as_path())
+    }
+}
+
 /// Where the store lives, decided from `database.*`.
 #[derive(Debug, Clone)]
 pub enum DatabaseTarget {
@@ -502,6 +523,21 @@ impl Settings {
                 "must be at least 4",
             ));
         }
+        if self.archive.retention_days > MAX_RETENTION_DAYS {
+            return Err(invalid(
+                "archive.retention_days",
+                format!("must be 0 (keep forever) to {MAX_RETENTION_DAYS}"),
+            ));
+        }
+        if let Some(dir) = self.archive.enabled_dir()
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "archive.dir",
+                format!("{} exists and is not a folder", dir.display()),
+            ));
+        }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
@@ -670,6 +706,45 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
         let err = Settings::load(&shipped(), &env(&[("RADIO24_ENV", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("RADIO24_ENV"), "{err}");
+    }
+
+    #[test]
+    fn the_archive_is_off_by_default_and_its_keys_are_checked() {
+        let s = Settings::load(&shipped(), &env(&[])).unwrap();
+        assert_eq!(s.archive.enabled_dir(), None);
+        assert_eq!(s.archive.retention_days, 14);
+        let s = Settings::load(
+            &shipped(),
+            &env(&[
+                ("RADIO24__ARCHIVE__DIR", "/srv/radio24-archive"),
+                ("RADIO24__ARCHIVE__RETENTION_DAYS", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.archive.enabled_dir(),
+            Some(Path::new("/srv/radio24-archive"))
+        );
+        assert_eq!(s.archive.retention_days, 0);
+        let err = Settings::load(
+            &shipped(),
+            &env(&[("RADIO24__ARCHIVE__RETENTION_DAYS", "36501")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("archive.retention_days"), "{err}");
+        let err = Settings::load(
+            &shipped(),
+            &env(&[("RADIO24__ARCHIVE__RETENTION_DAYS", "-1")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("retention_days"), "{err}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = Settings::load(
+            &shipped(),
+            &env(&[("RADIO24__ARCHIVE__DIR", file.path().to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("archive.dir"), "{err}");
     }
 
     #[test]

@@ -31,10 +31,28 @@ pub struct Application {
     engine: Option<crate::host::Host>,
 }
 
+/// What [`Application::build_with`] may be given besides the settings.
+#[derive(Default)]
+pub struct BuildOptions {
+    /// The clock the host runs by, instead of the one `host.clock_speed` makes (tests start
+    /// the station at a chosen moment on a virtual clock).
+    #[cfg(feature = "host")]
+    pub host_clock: Option<Arc<dyn crate::host::clock::Clock>>,
+}
+
 impl Application {
     /// Builds the app for `role`. Fails with a clear message when this build lacks the role,
     /// a required setting is missing, the port is taken or the store cannot be opened.
     pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Self> {
+        Self::build_with(settings, role, BuildOptions::default()).await
+    }
+
+    /// [`Application::build`] with [`BuildOptions`].
+    pub async fn build_with(
+        settings: Settings,
+        role: Role,
+        options: BuildOptions,
+    ) -> anyhow::Result<Self> {
         check_role_is_built(role)?;
         let port = settings.server.port.unwrap_or(match role {
             Role::Host => settings.server.host_port,
@@ -54,7 +72,7 @@ impl Application {
                 role.as_str()
             ),
         };
-        let parts = Parts::build(&settings, role, bus_token).await?;
+        let parts = Parts::build(&settings, role, bus_token, options).await?;
         #[cfg(feature = "host")]
         let engine = parts.engine.clone();
 
@@ -176,14 +194,24 @@ impl Parts {
         settings: &Settings,
         role: Role,
         bus_token: SecretString,
+        options: BuildOptions,
     ) -> anyhow::Result<Self> {
         #[cfg(feature = "host")]
-        let engine = match role {
-            Role::Host | Role::All => Some(
+        let engine = match (role, options.host_clock) {
+            (Role::Api, _) => None,
+            (_, None) => Some(
                 crate::host::Host::start(crate::host::HostConfig::from_settings(settings)).await?,
             ),
-            Role::Api => None,
+            (_, Some(clock)) => Some(
+                crate::host::Host::start_with_clock(
+                    crate::host::HostConfig::from_settings(settings),
+                    clock,
+                )
+                .await?,
+            ),
         };
+        #[cfg(not(feature = "host"))]
+        let BuildOptions {} = options;
         #[cfg(feature = "host")]
         let host: Option<Arc<dyn crate::bus::HostBus>> = engine
             .clone()
@@ -282,10 +310,21 @@ async fn api_state(
             .filter(|t| is_set(&Some(t.clone()))),
         &settings.auth.admin_token_file,
     )?;
-    let hub = Arc::new(Hub::new(
-        settings.broadcast.client_queue,
-        settings.broadcast.recent_captions,
-    ));
+    let streams = crate::api::stream::StreamRelay::new(
+        bus.clone(),
+        crate::api::stream::RelayConfig {
+            listener_buffer_pages: settings.stream.listener_buffer_pages,
+            open_timeout: std::time::Duration::from_millis(settings.bus.request_timeout_ms),
+            reconnect_max: std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
+        },
+    );
+    let hub = Arc::new(
+        Hub::new(
+            settings.broadcast.client_queue,
+            settings.broadcast.recent_captions,
+        )
+        .with_stream_listeners(streams.clone()),
+    );
     let link = HostLink::spawn(
         bus.clone(),
         Arc::new(ProgrammeSync {
@@ -302,14 +341,6 @@ async fn api_state(
             "LiveKit is not configured: POST /v1/room/join answers 503 until these are set"
         );
     }
-    let streams = crate::api::stream::StreamRelay::new(
-        bus.clone(),
-        crate::api::stream::RelayConfig {
-            listener_buffer_pages: settings.stream.listener_buffer_pages,
-            open_timeout: std::time::Duration::from_millis(settings.bus.request_timeout_ms),
-            reconnect_max: std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
-        },
-    );
     Ok(ApiState {
         store,
         bus,

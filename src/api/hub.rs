@@ -2,7 +2,9 @@
 //! captions (for the snapshot a new client gets first) and a bounded fan-out of JSON frames.
 //! Each event is serialized once; every client reads it from a `tokio::sync::broadcast`
 //! ring of `broadcast.client_queue` frames, so a slow client never slows the others: one
-//! that falls behind by more than that is resynced with a fresh snapshot.
+//! that falls behind by more than that is resynced with a fresh snapshot. The snapshot also
+//! says how many listen on this instance: HTTP stream listeners of the channel (counted by
+//! the relay, see [`StreamListeners`]) and the room's WebSocket clients.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -25,6 +27,20 @@ pub struct RecentCaption {
     pub at: DateTime<Utc>,
 }
 
+/// Where the hub learns how many listen to a channel's HTTP stream on this instance.
+pub trait StreamListeners: Send + Sync + 'static {
+    fn stream_listeners(&self, channel: &ChannelName) -> usize;
+}
+
+/// Who is listening to a channel on this API instance, as the snapshot reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Listeners {
+    /// Listeners of the HTTP live stream (`GET /v1/channels/{name}/stream`).
+    pub stream: usize,
+    /// `/ws/broadcast` clients of the channel (the one receiving the snapshot included).
+    pub broadcast: usize,
+}
+
 /// The first frame a client receives, and the frame that resyncs one that fell behind.
 #[derive(Debug, Serialize)]
 struct Snapshot<'a> {
@@ -38,6 +54,8 @@ struct Snapshot<'a> {
     host_connected: bool,
     /// True when this snapshot replaces frames the client missed.
     resync: bool,
+    /// Who listens to the channel on this instance.
+    listeners: Listeners,
 }
 
 #[derive(Default)]
@@ -52,6 +70,7 @@ pub struct Room {
     state: Mutex<RoomState>,
     frames: broadcast::Sender<ByteString>,
     recent_limit: usize,
+    stream_listeners: Option<Arc<dyn StreamListeners>>,
 }
 
 /// A client's view of a room: its receiver and the snapshot to send first.
@@ -79,15 +98,29 @@ impl Room {
             captions: st.captions.iter().collect(),
             host_connected,
             resync,
+            listeners: self.listeners(),
         })
+    }
+
+    /// Who listens to this channel on this instance now.
+    pub fn listeners(&self) -> Listeners {
+        Listeners {
+            stream: self
+                .stream_listeners
+                .as_ref()
+                .map_or(0, |s| s.stream_listeners(&self.channel)),
+            broadcast: self.clients(),
+        }
     }
 
     /// Subscribes a client. The snapshot and the subscription are taken under one lock, so
     /// the client sees every event after the snapshot, and none twice.
     pub fn subscribe(&self, host_connected: bool) -> Subscription {
         let st = self.lock();
+        // Subscribed first, so the snapshot counts the client it is for.
+        let frames = self.frames.subscribe();
         Subscription {
-            frames: self.frames.subscribe(),
+            frames,
             snapshot: self.snapshot(&st, host_connected, false),
         }
     }
@@ -161,6 +194,7 @@ pub struct Hub {
     client_queue: usize,
     recent_limit: usize,
     host_connected: std::sync::atomic::AtomicBool,
+    stream_listeners: Option<Arc<dyn StreamListeners>>,
 }
 
 impl Hub {
@@ -170,7 +204,14 @@ impl Hub {
             client_queue,
             recent_limit,
             host_connected: Default::default(),
+            stream_listeners: None,
         }
+    }
+
+    /// Counts stream listeners in snapshots with `counter` (the API's stream relay).
+    pub fn with_stream_listeners(mut self, counter: Arc<dyn StreamListeners>) -> Self {
+        self.stream_listeners = Some(counter);
+        self
     }
 
     /// The room of `channel`, created on first use.
@@ -192,6 +233,7 @@ impl Hub {
                     state: Mutex::new(RoomState::default()),
                     frames: broadcast::channel(self.client_queue).0,
                     recent_limit: self.recent_limit,
+                    stream_listeners: self.stream_listeners.clone(),
                 })
             })
             .clone()
@@ -279,6 +321,42 @@ mod tests {
             .map(|c| c["text"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(texts, ["line 2", "line 3", "line 4"]);
+    }
+
+    struct FixedListeners(usize);
+
+    impl StreamListeners for FixedListeners {
+        fn stream_listeners(&self, channel: &ChannelName) -> usize {
+            if channel.as_str() == "radio24" {
+                self.0
+            } else {
+                0
+            }
+        }
+    }
+
+    #[test]
+    fn the_snapshot_counts_stream_listeners_and_clients_of_its_channel() {
+        let hub = Hub::new(8, 3).with_stream_listeners(Arc::new(FixedListeners(3)));
+        let first = hub.room(&name()).subscribe(true);
+        let snap: serde_json::Value = serde_json::from_str(&first.snapshot).unwrap();
+        assert_eq!(
+            snap["listeners"],
+            serde_json::json!({"stream": 3, "broadcast": 1})
+        );
+        let second = hub.room(&name()).subscribe(true);
+        let snap: serde_json::Value = serde_json::from_str(&second.snapshot).unwrap();
+        assert_eq!(snap["listeners"]["broadcast"], 2);
+        let other = hub
+            .room(&ChannelName::parse("other").unwrap())
+            .subscribe(true);
+        let snap: serde_json::Value = serde_json::from_str(&other.snapshot).unwrap();
+        assert_eq!(
+            snap["listeners"],
+            serde_json::json!({"stream": 0, "broadcast": 1})
+        );
+        drop(first);
+        assert_eq!(hub.room(&name()).listeners().broadcast, 1);
     }
 
     #[test]

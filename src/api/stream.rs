@@ -88,6 +88,13 @@ impl StreamRelay {
             .collect()
     }
 
+    /// Listeners of `channel` on this instance.
+    pub fn listeners_of(&self, channel: &ChannelName) -> usize {
+        lock(&self.relays)
+            .get(channel)
+            .map_or(0, |r| r.listeners.load(Ordering::Relaxed))
+    }
+
     /// A new listener of `channel`: its header pages, then live pages. Opens the upstream
     /// if this is the channel's first listener; its errors are the bus's (unknown channel,
     /// host unavailable, …).
@@ -245,5 +252,11 @@ async fn pump(owner: Weak<StreamRelay>, relay: Arc<Relay>, mut upstream: AudioSt
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(reconnect_max);
         };
+    }
+}
+
+impl crate::api::hub::StreamListeners for StreamRelay {
+    fn stream_listeners(&self, channel: &ChannelName) -> usize {
+        self.listeners_of(channel)
     }
 }

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
 use super::audio::PageSplitter;
 use super::{
     AudioStream, BusError, ErrorBody, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection,
@@ -25,6 +26,8 @@ const EVENT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The live stream is declared dead after this long without a byte (pages come every
 /// 100 ms or so).
 const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An archive download is declared dead after this long without a byte.
+const ARCHIVE_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest event line accepted; a longer one means the peer is not a Radio24 host.
 const MAX_EVENT_LINE: usize = 4 * 1024 * 1024;
 
@@ -208,6 +211,61 @@ impl HostBus for HttpHostBus {
         }
         Ok(ogg_pages(resp.bytes_stream()).boxed())
     }
+
+    async fn archive_list(&self, channel: &ChannelName) -> Result<ArchiveListing, BusError> {
+        let path = format!("archive?channel={channel}");
+        expect_body(self.call::<(), _>(Method::GET, &path, None).await?, &path)
+    }
+
+    async fn archive_file(
+        &self,
+        channel: &ChannelName,
+        file: &ArchiveFileName,
+    ) -> Result<ArchiveFile, BusError> {
+        // Both parts are validated names: nothing in them needs escaping.
+        let path = format!("archive/{file}?channel={channel}");
+        let resp = tokio::time::timeout(
+            self.request_timeout,
+            self.request(Method::GET, &path)?.send(),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(self.request_timeout))?
+        .map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(error_from_status(status, &body));
+        }
+        Ok(ArchiveFile {
+            kind: file.kind(),
+            length: resp.content_length(),
+            body: byte_stream(resp.bytes_stream()).boxed(),
+        })
+    }
+}
+
+/// The body of a download as it arrives; an error (ending the stream) after a transport
+/// error or [`ARCHIVE_IDLE_TIMEOUT`] without a byte.
+fn byte_stream<S>(
+    bytes: S,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static
+where
+    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+{
+    futures::stream::try_unfold(Box::pin(bytes), |mut bytes| async move {
+        match tokio::time::timeout(ARCHIVE_IDLE_TIMEOUT, bytes.next()).await {
+            Ok(Some(Ok(chunk))) => Ok(Some((chunk, bytes))),
+            Ok(Some(Err(e))) => Err(std::io::Error::other(format!(
+                "host download broke: {}",
+                without_url(&e)
+            ))),
+            Ok(None) => Ok(None),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("host download silent for {ARCHIVE_IDLE_TIMEOUT:?}"),
+            )),
+        }
+    })
 }
 
 /// Turns the bytes of the host's `/stream` into whole Ogg pages. Ends at the first transport

@@ -2,7 +2,9 @@
 //! routes `POST /script/generate`, `POST /speak`, `GET /now`, `PUT /programme`,
 //! `GET /events` (newline-delimited JSON, one [`HostEvent`] a line, a blank keep-alive line
 //! every [`KEEPALIVE`]) and `GET /stream?channel=NAME` (the channel's live Ogg/Opus stream,
-//! header pages then live pages; the API relays one per channel). All of them require
+//! header pages then live pages; the API relays one per channel), `GET /archive?channel=NAME`
+//! (the channel's recordings) and `GET /archive/{file}?channel=NAME` (one recording file,
+//! streamed from disk with its length). All of them require
 //! `Authorization: Bearer <bus.token>`.
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::archive::ArchiveFileName;
 use super::{BusError, HostBus, Programme, Rejection, ScriptRequest, SpeakRequest};
 use crate::domain::ChannelName;
 use crate::web::{bearer_matches, error_response};
@@ -75,7 +78,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
         .route("/now", web::get().to(now))
         .route("/programme", web::put().to(set_programme))
         .route("/events", web::get().to(events))
-        .route("/stream", web::get().to(stream));
+        .route("/stream", web::get().to(stream))
+        .route("/archive", web::get().to(archive_list))
+        .route("/archive/{file}", web::get().to(archive_file));
 }
 
 impl BusServer {
@@ -185,4 +190,32 @@ async fn stream(
         .content_type("audio/ogg")
         .insert_header(("Cache-Control", "no-store"))
         .streaming(pages.map(Ok::<_, actix_web::Error>)))
+}
+
+async fn archive_list(
+    req: HttpRequest,
+    server: web::Data<BusServer>,
+    query: web::Query<ChannelQuery>,
+) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    let channel = server.channel_or_default(query.into_inner());
+    Ok(HttpResponse::Ok().json(server.bus.archive_list(&channel).await?))
+}
+
+async fn archive_file(
+    req: HttpRequest,
+    server: web::Data<BusServer>,
+    file: web::Path<String>,
+    query: web::Query<ChannelQuery>,
+) -> Result<HttpResponse, BusError> {
+    authorize(&req, &server)?;
+    let channel = server.channel_or_default(query.into_inner());
+    let name = ArchiveFileName::parse(&file)?;
+    let file = server.bus.archive_file(&channel, &name).await?;
+    let mut response = HttpResponse::Ok();
+    response.content_type(file.kind.content_type());
+    Ok(match file.length {
+        Some(length) => response.body(actix_web::body::SizedStream::new(length, file.body)),
+        None => response.streaming(file.body),
+    })
 }

@@ -2,7 +2,8 @@
 //! in `--role all` that is the host itself (in-process), in `--role api` it is
 //! [`HttpHostBus`], a client of the host's HTTP routes ([`http_server`]). Events flow back
 //! through [`HostBus::subscribe`], kept alive by [`link::HostLink`]; a channel's live
-//! Ogg/Opus audio through [`HostBus::audio_stream`] ([`audio`]). This module imports
+//! Ogg/Opus audio through [`HostBus::audio_stream`] ([`audio`]); the programme archive
+//! through [`HostBus::archive_list`] and [`HostBus::archive_file`] ([`archive`]). This module imports
 //! neither `api` nor `host`.
 //!
 //! Config keys read here: `bus.host_url`, `bus.token`, `bus.request_timeout_ms`,
@@ -15,6 +16,7 @@ use futures::stream::BoxStream;
 
 use crate::domain::{ChannelName, InvalidInput};
 
+pub mod archive;
 pub mod audio;
 #[cfg(feature = "api")]
 pub mod http_client;
@@ -23,6 +25,7 @@ pub mod http_server;
 pub mod link;
 pub mod wire;
 
+pub use archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
 pub use audio::AudioStream;
 #[cfg(feature = "api")]
 pub use http_client::HttpHostBus;
@@ -109,4 +112,14 @@ pub trait HostBus: Send + Sync + 'static {
     /// Every call is one listener of the host (the API relays one per channel, see
     /// `api::stream`).
     async fn audio_stream(&self, channel: &ChannelName) -> Result<AudioStream, BusError>;
+    /// The channel's recordings, newest first. No archive on the host:
+    /// `Rejected(NotFound, "archive_disabled")`; unknown channel: `Rejected(NotFound)`.
+    async fn archive_list(&self, channel: &ChannelName) -> Result<ArchiveListing, BusError>;
+    /// One recording file (audio or captions) as a byte stream. No such file:
+    /// `Rejected(NotFound, "unknown_recording")`; no archive: as [`HostBus::archive_list`].
+    async fn archive_file(
+        &self,
+        channel: &ChannelName,
+        file: &ArchiveFileName,
+    ) -> Result<ArchiveFile, BusError>;
 }

@@ -6,7 +6,8 @@
 //! It needs no database: the API pushes the channels and schedules ([`Programme`]).
 //!
 //! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`,
-//! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`, `stream.*`, `livekit.*`.
+//! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`, `stream.*`,
+//! `livekit.*`, `archive.*`.
 
 pub mod audio;
 pub mod clock;
@@ -31,13 +32,15 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::bus::{
-    AudioStream, BusError, ChannelProgramme, EventStream, HostBus, HostEvent, OnAir, Programme,
-    Rejection, ScheduleSlot, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
+    ArchiveFile, ArchiveFileName, ArchiveListing, AudioStream, BusError, ChannelProgramme,
+    EventStream, HostBus, HostEvent, OnAir, Programme, Rejection, ScheduleSlot, Script,
+    ScriptRequest, SpeakAccepted, SpeakRequest,
 };
 use crate::config::{Settings, is_set};
 use crate::domain::{Block, ChannelName, InvalidInput, SpokenText};
 use audio::music::MusicLibrary;
 use clock::{Clock, ScaledClock, SystemClock};
+use outputs::archive::{Archive, ArchiveConfig};
 use outputs::livekit::{LivekitConfig, Publisher};
 use outputs::ogg_stream::{OggStream, OggStreamConfig};
 use programme::StationTime;
@@ -119,6 +122,8 @@ pub struct HostConfig {
     pub stream: OggStreamConfig,
     /// Where to publish each channel into LiveKit; `None` = not configured or `publish` off.
     pub livekit: Option<LivekitConfig>,
+    /// The programme archive; `None` when `archive.dir` is empty.
+    pub archive: Option<ArchiveConfig>,
 }
 
 impl HostConfig {
@@ -182,6 +187,11 @@ impl HostConfig {
                     bitrate: s.livekit.publish_bitrate,
                     reconnect_max: Duration::from_millis(s.livekit.reconnect_max_ms),
                 })
+            }),
+            archive: s.archive.enabled_dir().map(|dir| ArchiveConfig {
+                dir: dir.to_path_buf(),
+                retention_days: s.archive.retention_days,
+                bitrate: s.stream.bitrate,
             }),
         }
     }
@@ -304,6 +314,8 @@ struct Inner {
     streams: Mutex<HashMap<ChannelName, OggStream>>,
     /// Each channel's LiveKit publisher (when LiveKit is configured).
     publishers: Mutex<HashMap<ChannelName, Publisher>>,
+    /// The programme archive, when `archive.dir` is set.
+    archive: Option<Arc<Archive>>,
 }
 
 /// The on-air engine. Cheap to clone.
@@ -341,6 +353,14 @@ impl Host {
             )
         };
         let music = config.music_dir.as_ref().map(MusicLibrary::new);
+        let archive = match &config.archive {
+            Some(archive) => Some(
+                Archive::open(archive.clone(), config.timezone, clock.clone())
+                    .await
+                    .map_err(|e| HostError::Config(format!("config key `archive.dir`: {e}")))?,
+            ),
+            None => None,
+        };
         tracing::info!(
             writer = primary_writer.as_ref().map_or("template", |w| w.name()),
             voice = voices.name(),
@@ -386,6 +406,7 @@ impl Host {
                 events,
                 streams: Mutex::new(HashMap::new()),
                 publishers: Mutex::new(HashMap::new()),
+                archive,
                 config,
             }),
         };
@@ -493,7 +514,18 @@ impl Host {
                     station.set_state(state);
                     station
                 }
-                None => ChannelStation::spawn(ch.name.clone(), state, self.inner.services.clone()),
+                None => {
+                    let station =
+                        ChannelStation::spawn(ch.name.clone(), state, self.inner.services.clone());
+                    if let Some(archive) = &self.inner.archive {
+                        archive.record(
+                            &ch.name,
+                            station.playout.subscribe(),
+                            self.inner.events.subscribe(),
+                        );
+                    }
+                    station
+                }
             };
             next.insert(ch.name, station);
         }
@@ -636,5 +668,24 @@ impl HostBus for Host {
 
     async fn audio_stream(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
         self.listen(channel)
+    }
+
+    async fn archive_list(&self, channel: &ChannelName) -> Result<ArchiveListing, BusError> {
+        let archive = outputs::archive::enabled(self.inner.archive.as_ref())?;
+        let station = self.channel(Some(channel))?;
+        Ok(ArchiveListing {
+            recordings: archive.list(&station.name).await?,
+            channel: station.name.clone(),
+        })
+    }
+
+    async fn archive_file(
+        &self,
+        channel: &ChannelName,
+        file: &ArchiveFileName,
+    ) -> Result<ArchiveFile, BusError> {
+        let archive = outputs::archive::enabled(self.inner.archive.as_ref())?;
+        let station = self.channel(Some(channel))?;
+        archive.file(&station.name, file).await
     }
 }

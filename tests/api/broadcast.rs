@@ -130,3 +130,29 @@ async fn plain_http_on_the_socket_route_is_a_json_400() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "websocket_required");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_counts_the_channels_listeners_on_this_instance() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    let mut ws = app.broadcast("radio24").await;
+    let snapshot = ws.next_json().await;
+    assert_eq!(
+        snapshot["listeners"],
+        serde_json::json!({"stream": 0, "broadcast": 1}),
+        "{snapshot}"
+    );
+
+    // A stream listener: counted once its first page has arrived.
+    let mut stream = app.get("/v1/channels/radio24/stream").await;
+    assert_eq!(stream.status(), 200);
+    assert!(stream.chunk().await.unwrap().is_some());
+    let mut second = app.broadcast("radio24").await;
+    let snapshot = second.next_json().await;
+    assert_eq!(
+        snapshot["listeners"],
+        serde_json::json!({"stream": 1, "broadcast": 2}),
+        "{snapshot}"
+    );
+    drop(stream);
+    drop(ws);
+}

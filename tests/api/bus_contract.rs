@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use radio24::bus::archive::{ArchiveFileKind, ArchiveFileName};
 use radio24::bus::{
     BusError, ChannelProgramme, EventStream, HostBus, HostEvent, HttpHostBus, Programme, Rejection,
     ScheduleSlot, ScriptRequest, SpeakMode, SpeakRequest,
@@ -79,6 +80,21 @@ async fn contract(bus: Arc<dyn HostBus>) {
     match bus.audio_stream(&channel("nowhere")).await {
         Err(e) => assert_eq!(rejected(e), (Rejection::NotFound, "unknown_channel".into())),
         Ok(_) => panic!("a stream of a channel that does not exist"),
+    }
+
+    // No archive on this host: both archive calls say so.
+    let err = bus.archive_list(&channel("radio24")).await.unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::NotFound, "archive_disabled".into())
+    );
+    let file = ArchiveFileName::parse("2026-11-28T09.ogg").unwrap();
+    match bus.archive_file(&channel("radio24"), &file).await {
+        Err(e) => assert_eq!(
+            rejected(e),
+            (Rejection::NotFound, "archive_disabled".into())
+        ),
+        Ok(_) => panic!("a file from a host without an archive"),
     }
 
     // speak: accepted, then started → captions in order → ended (the station's own
@@ -274,6 +290,234 @@ async fn contract(bus: Arc<dyn HostBus>) {
     assert_eq!(
         order,
         [first.segment_id, urgent.segment_id, queued.segment_id]
+    );
+}
+
+/// Recordings put in an archive folder before its host starts: one of two days ago
+/// (kept), one of 30 days ago (past `archive.retention_days` = 14: deleted at start).
+struct SeededArchive {
+    dir: tempfile::TempDir,
+    kept_audio: ArchiveFileName,
+    kept_audio_bytes: Vec<u8>,
+    kept_captions_bytes: Vec<u8>,
+    expired: ArchiveFileName,
+}
+
+impl SeededArchive {
+    /// Seconds of audio in the kept recording.
+    const KEPT_SECS: f64 = 1.0;
+
+    fn new() -> Self {
+        use radio24::host::outputs::ogg_stream::{OggEncoder, OggStreamConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let channel_dir = dir.path().join("radio24");
+        std::fs::create_dir_all(&channel_dir).unwrap();
+        let hour_ago = |days: i64| {
+            let at = chrono::Utc::now() - chrono::Duration::days(days);
+            at.with_timezone(&chrono_tz::Asia::Tokyo).naive_local()
+        };
+        let kept_audio = ArchiveFileName::for_hour(hour_ago(2), ArchiveFileKind::Audio);
+        let expired = ArchiveFileName::for_hour(hour_ago(30), ArchiveFileKind::Audio);
+        let (mut encoder, headers) =
+            OggEncoder::new(&channel("radio24"), &OggStreamConfig::default()).unwrap();
+        let mut audio: Vec<u8> = headers.concat();
+        for _ in 0..49 {
+            audio.extend(encoder.encode(&[0; 960]).unwrap().concat());
+        }
+        audio.extend(encoder.finish(&[0; 960]).unwrap().concat());
+        let captions = serde_json::to_vec(&serde_json::json!({
+            "channel": "radio24", "captions": [{"at_secs": 0.5, "segment_id": uuid::Uuid::nil(), "text": "kept"}]
+        }))
+        .unwrap();
+        std::fs::write(channel_dir.join(kept_audio.to_string()), &audio).unwrap();
+        let kept_captions = kept_audio.with_kind(ArchiveFileKind::Captions);
+        std::fs::write(channel_dir.join(kept_captions.to_string()), &captions).unwrap();
+        std::fs::write(channel_dir.join(expired.to_string()), b"old").unwrap();
+        Self {
+            dir,
+            kept_audio,
+            kept_audio_bytes: audio,
+            kept_captions_bytes: captions,
+            expired,
+        }
+    }
+
+    fn dir(&self) -> String {
+        self.dir.path().to_str().unwrap().to_owned()
+    }
+}
+
+async fn read_all(file: radio24::bus::ArchiveFile) -> Vec<u8> {
+    let length = file.length;
+    let body: Vec<bytes::Bytes> = file
+        .body
+        .map(|chunk| chunk.expect("the download completes"))
+        .collect()
+        .await;
+    let body = body.concat();
+    if let Some(length) = length {
+        assert_eq!(length, body.len() as u64);
+    }
+    body
+}
+
+/// The archive calls, on a host whose archive folder was seeded (see [`SeededArchive`]).
+async fn archive_contract(bus: Arc<dyn HostBus>, seeded: &SeededArchive) {
+    let radio24 = channel("radio24");
+    // The recorder opens the current hour's file soon after start.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let listing = loop {
+        let listing = bus.archive_list(&radio24).await.unwrap();
+        if listing.recordings.iter().any(|r| !r.complete) {
+            break listing;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listing:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(listing.channel, radio24);
+    let recordings = &listing.recordings;
+    // Newest first: the hour being recorded (the only incomplete one), any hours the
+    // recorder closed meanwhile (the virtual clock may cross an hour), then the kept one;
+    // the expired one is gone.
+    assert!(!recordings[0].complete, "{recordings:?}");
+    assert!(recordings[1..].iter().all(|r| r.complete), "{recordings:?}");
+    assert!(
+        recordings.windows(2).all(|w| w[0].file > w[1].file),
+        "{recordings:?}"
+    );
+    assert!(recordings.iter().all(|r| r.file != seeded.expired));
+    let kept = recordings.last().unwrap();
+    assert_eq!(kept.file, seeded.kept_audio);
+    assert!(kept.complete);
+    assert_eq!(
+        kept.captions,
+        Some(seeded.kept_audio.with_kind(ArchiveFileKind::Captions))
+    );
+    assert_eq!(kept.bytes, seeded.kept_audio_bytes.len() as u64);
+    assert!((kept.duration_secs - SeededArchive::KEPT_SECS).abs() < 1e-9);
+    assert_eq!(
+        kept.hour_start.naive_local(),
+        seeded.kept_audio.hour(),
+        "hour_start is on the station's clock"
+    );
+    assert_eq!(kept.hour_start.offset().local_minus_utc(), 9 * 3600);
+    assert!(
+        !seeded
+            .dir
+            .path()
+            .join("radio24")
+            .join(seeded.expired.to_string())
+            .exists(),
+        "retention deleted the expired hour"
+    );
+
+    // Files come back byte for byte, with their kind and length.
+    let audio = bus
+        .archive_file(&radio24, &seeded.kept_audio)
+        .await
+        .unwrap();
+    assert_eq!(audio.kind, ArchiveFileKind::Audio);
+    assert_eq!(read_all(audio).await, seeded.kept_audio_bytes);
+    let captions = bus
+        .archive_file(
+            &radio24,
+            &seeded.kept_audio.with_kind(ArchiveFileKind::Captions),
+        )
+        .await
+        .unwrap();
+    assert_eq!(captions.kind, ArchiveFileKind::Captions);
+    assert_eq!(read_all(captions).await, seeded.kept_captions_bytes);
+    let growing = bus
+        .archive_file(&radio24, &recordings[0].file)
+        .await
+        .unwrap();
+    let growing = read_all(growing).await;
+    assert_eq!(&growing[..4], b"OggS");
+
+    // Unknown files and channels are NotFound.
+    match bus.archive_file(&radio24, &seeded.expired).await {
+        Err(e) => assert_eq!(
+            rejected(e),
+            (Rejection::NotFound, "unknown_recording".into())
+        ),
+        Ok(_) => panic!("a deleted recording was served"),
+    }
+    let err = bus.archive_list(&channel("nowhere")).await.unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::NotFound, "unknown_channel".into())
+    );
+    match bus
+        .archive_file(&channel("nowhere"), &seeded.kept_audio)
+        .await
+    {
+        Err(e) => assert_eq!(rejected(e), (Rejection::NotFound, "unknown_channel".into())),
+        Ok(_) => panic!("a file of a channel that does not exist"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_archive_meets_the_contract() {
+    let seeded = SeededArchive::new();
+    let host = Host::start(HostConfig::from_settings(&settings(&[(
+        "RADIO24__ARCHIVE__DIR",
+        &seeded.dir(),
+    )])))
+    .await
+    .unwrap();
+    archive_contract(Arc::new(host), &seeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_archive_meets_the_contract_and_its_routes_refuse_other_names() {
+    let seeded = SeededArchive::new();
+    let host = TestApp::spawn(Role::Host, &[("RADIO24__ARCHIVE__DIR", &seeded.dir())]).await;
+    let bus = HttpHostBus::new(
+        &host.address,
+        SecretString::from(BUS_TOKEN),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    archive_contract(Arc::new(bus), &seeded).await;
+
+    // The host's routes themselves: bearer token required; only recording names served.
+    let kept = format!("/archive/{}?channel=radio24", seeded.kept_audio);
+    let resp = host.get(&kept).await;
+    assert_eq!(resp.status(), 401);
+    for path in [
+        "/archive/..%2F..%2Fetc%2Fpasswd?channel=radio24",
+        "/archive/%2E%2E?channel=radio24",
+        "/archive/2026-11-28T09.ogg%2F..%2F..%2Fx?channel=radio24",
+        "/archive/2026-11-28T9.ogg?channel=radio24",
+    ] {
+        let resp = host
+            .client
+            .get(host.url(path))
+            .bearer_auth(BUS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        // `..` may be resolved before routing (then no route matches): refused either way.
+        assert!(
+            body["error"] == "unknown_recording" || body["error"] == "not_found",
+            "{path}: {body}"
+        );
+    }
+    let resp = host
+        .client
+        .get(host.url(&kept))
+        .bearer_auth(BUS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "audio/ogg");
+    assert_eq!(
+        resp.headers()["content-length"].to_str().unwrap(),
+        seeded.kept_audio_bytes.len().to_string()
     );
 }
 

@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::{SinkExt, StreamExt};
 use radio24::cli::Role;
 use radio24::config::Settings;
-use radio24::startup::Application;
+use radio24::host::clock::Clock;
+use radio24::startup::{Application, BuildOptions};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -58,12 +60,37 @@ pub struct TestApp {
 impl TestApp {
     /// Starts `role` with a fresh SQLite file (unless `overrides` names a database).
     pub async fn spawn(role: Role, overrides: &[(&str, &str)]) -> Self {
-        let (app, data) = Self::build(role, overrides).await;
+        Self::spawn_with(role, overrides, BuildOptions::default()).await
+    }
+
+    /// Starts `role` as [`TestApp::spawn`] does, with the host running on `clock` (e.g. a
+    /// virtual clock set just before the top of an hour).
+    pub async fn spawn_on_clock(
+        role: Role,
+        overrides: &[(&str, &str)],
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let options = BuildOptions {
+            host_clock: Some(clock),
+        };
+        Self::spawn_with(role, overrides, options).await
+    }
+
+    async fn spawn_with(role: Role, overrides: &[(&str, &str)], options: BuildOptions) -> Self {
+        let (app, data) = Self::build_with(role, overrides, options).await;
         Self::run(app, Some(data))
     }
 
     /// Builds `role` as [`TestApp::spawn`] does, without running it yet (to take its engine).
     pub async fn build(role: Role, overrides: &[(&str, &str)]) -> (Application, tempfile::TempDir) {
+        Self::build_with(role, overrides, BuildOptions::default()).await
+    }
+
+    async fn build_with(
+        role: Role,
+        overrides: &[(&str, &str)],
+        options: BuildOptions,
+    ) -> (Application, tempfile::TempDir) {
         let data = tempfile::tempdir().expect("tempdir");
         let db = data.path().join("radio24.db");
         let token_file = data.path().join("admin-token");
@@ -75,7 +102,7 @@ impl TestApp {
             ),
         ];
         all.extend_from_slice(overrides);
-        let app = Application::build(settings(&all), role)
+        let app = Application::build_with(settings(&all), role, options)
             .await
             .expect("application builds");
         (app, data)

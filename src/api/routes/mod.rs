@@ -1,5 +1,6 @@
 //! The API's routes, a file per resource.
 
+mod archive;
 mod broadcast;
 mod health;
 pub mod room;
@@ -21,6 +22,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/channels/{name}/stream",
             web::head().to(stream::head_stream),
+        )
+        .route("/v1/channels/{name}/archive", web::get().to(archive::list))
+        .route(
+            "/v1/channels/{name}/archive/{file}",
+            web::get().to(archive::file),
         )
         .service(
             web::scope("/v1/studio")

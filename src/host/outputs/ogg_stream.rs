@@ -133,6 +133,16 @@ impl OggEncoder {
 
     /// Encodes one 20 ms frame; returns the pages it completed (one every `page_packets`).
     pub fn encode(&mut self, frame: &[i16]) -> Result<Vec<Bytes>, EncoderError> {
+        self.encode_packet(frame, false)
+    }
+
+    /// Encodes the stream's last frame and ends the stream: returns the remaining pages, the
+    /// last one flagged end-of-stream (a recording closes its file with this).
+    pub fn finish(&mut self, frame: &[i16]) -> Result<Vec<Bytes>, EncoderError> {
+        self.encode_packet(frame, true)
+    }
+
+    fn encode_packet(&mut self, frame: &[i16], last: bool) -> Result<Vec<Bytes>, EncoderError> {
         if frame.len() != FRAME {
             return Err(EncoderError(format!(
                 "frame of {} samples, expected {FRAME}",
@@ -151,7 +161,10 @@ impl OggEncoder {
             .map_err(|e| EncoderError(e.to_string()))?;
         self.granule += FRAME as u64;
         self.in_page += 1;
-        let end = if self.in_page >= self.page_packets {
+        let end = if last {
+            self.in_page = 0;
+            PacketWriteEndInfo::EndStream
+        } else if self.in_page >= self.page_packets {
             self.in_page = 0;
             PacketWriteEndInfo::EndPage
         } else {
@@ -371,6 +384,18 @@ mod tests {
         }
         assert_eq!(decoded, 20 * FRAME);
         assert!(loudest > 4000, "the tone survives: {loudest}");
+    }
+
+    #[test]
+    fn finish_flushes_the_last_page_flagged_end_of_stream() {
+        let config = OggStreamConfig::default();
+        let (mut enc, _) = OggEncoder::new(&channel(), &config).unwrap();
+        let mut pages: Vec<Bytes> = (0..2).flat_map(|n| enc.encode(&tone(n)).unwrap()).collect();
+        assert!(pages.is_empty(), "mid-page");
+        pages.extend(enc.finish(&tone(2)).unwrap());
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0][5] & 0x04, 0x04, "end-of-stream flag");
+        assert_eq!(granule_position(&pages[0]), Some(3 * FRAME as u64));
     }
 
     #[test]

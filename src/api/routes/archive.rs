@@ -1,0 +1,44 @@
+//! The programme archive: `GET /v1/channels/{name}/archive` lists a channel's hourly
+//! recordings, newest first (`{"channel", "recordings": [{"hour_start", "file", "captions",
+//! "bytes", "duration_secs", "complete"}]}`), and `GET /v1/channels/{name}/archive/{file}`
+//! serves one file, `YYYY-MM-DDTHH.ogg` (`audio/ogg`) or `YYYY-MM-DDTHH.json`
+//! (`application/json`, the captions), streamed from the host with its `Content-Length`.
+//! The host records and keeps the files; this only asks it over the bus. Unknown channel:
+//! 404 `unknown_channel`; no archive on this station: 404 `archive_disabled`; a file that
+//! is not there, or a name not of exactly that form: 404 `unknown_recording`.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+
+use super::stream::known_channel;
+use crate::api::{ApiError, ApiState, Result};
+use crate::bus::ArchiveFileName;
+
+#[tracing::instrument(skip_all, fields(channel = %name))]
+pub async fn list(state: web::Data<ApiState>, name: web::Path<String>) -> Result<HttpResponse> {
+    let channel = known_channel(&state, &name).await?;
+    let listing = state.bus.archive_list(&channel).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(listing))
+}
+
+#[tracing::instrument(skip_all, fields(channel = %path.0))]
+pub async fn file(
+    state: web::Data<ApiState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    let (name, file) = path.into_inner();
+    let channel = known_channel(&state, &name).await?;
+    let file = ArchiveFileName::parse(&file).map_err(|e| ApiError::Host(e.into()))?;
+    let found = state.bus.archive_file(&channel, &file).await?;
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(found.kind.content_type())
+        // The hour being recorded still grows; a closed one never changes.
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    Ok(match found.length {
+        Some(length) => response.body(actix_web::body::SizedStream::new(length, found.body)),
+        None => response.streaming(found.body),
+    })
+}

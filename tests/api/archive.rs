@@ -1,0 +1,279 @@
+//! The programme archive end to end: the station (role all) records on a virtual clock
+//! across the top of an hour, and the API lists the two hourly recordings and serves their
+//! audio (decoded here with the `ogg` and `opus` crates) and captions.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use radio24::cli::Role;
+use radio24::host::clock::{Clock, ScaledClock};
+use serde_json::Value;
+
+use crate::helpers::{PATIENCE, TestApp};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+/// What an Ogg/Opus file holds.
+#[derive(Debug)]
+struct Decoded {
+    serials: Vec<u32>,
+    head: bool,
+    tags: bool,
+    /// Seconds of audio the packets decode to.
+    secs: f64,
+    /// The last page read was flagged end-of-stream.
+    ended: bool,
+}
+
+/// Decodes an Ogg/Opus file. A file still being recorded may end in a page not yet whole:
+/// with `growing`, decoding stops there instead of failing.
+fn decode(bytes: &[u8], growing: bool) -> Decoded {
+    let mut reader = ogg::PacketReader::new(std::io::Cursor::new(bytes.to_vec()));
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut decoded = Decoded {
+        serials: Vec::new(),
+        head: false,
+        tags: false,
+        secs: 0.0,
+        ended: false,
+    };
+    let mut samples = 0;
+    let mut n = 0;
+    loop {
+        let packet = match reader.read_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            Err(e) if growing && n > 2 => {
+                eprintln!("stopped at the growing end of the file: {e}");
+                break;
+            }
+            Err(e) => panic!("not a valid Ogg stream: {e}"),
+        };
+        n += 1;
+        if !decoded.serials.contains(&packet.stream_serial()) {
+            decoded.serials.push(packet.stream_serial());
+        }
+        decoded.ended = packet.last_in_stream();
+        match n {
+            1 => decoded.head = packet.data.starts_with(b"OpusHead"),
+            2 => decoded.tags = packet.data.starts_with(b"OpusTags"),
+            _ => {
+                let mut out = vec![0i16; 5760];
+                samples += decoder.decode(&packet.data, &mut out, false).unwrap();
+            }
+        }
+    }
+    decoded.secs = samples as f64 / 48_000.0;
+    decoded
+}
+
+async fn get_bytes(app: &TestApp, path: &str, content_type: &str) -> Vec<u8> {
+    let resp = app.get(path).await;
+    assert_eq!(resp.status(), 200, "{path}");
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        content_type,
+        "{path}"
+    );
+    let length: Option<usize> = resp
+        .headers()
+        .get("content-length")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(length, Some(body.len()), "{path}: Content-Length");
+    body
+}
+
+fn secs(value: &Value) -> f64 {
+    value.as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_top_of_the_hour_cuts_the_recording_into_two_files_the_api_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive_dir = dir.path().to_str().unwrap().to_owned();
+    // 30 s of programme before 10:00 in Tokyo, 10 times faster than real time.
+    let ten = at("2026-11-28T10:00:00+09:00");
+    let origin = ten - chrono::Duration::seconds(30);
+    let clock = Arc::new(ScaledClock::new(origin, 10.0));
+    let app = TestApp::spawn_on_clock(
+        Role::All,
+        &[("RADIO24__ARCHIVE__DIR", &archive_dir)],
+        clock.clone(),
+    )
+    .await;
+    let spoken = ["アーカイブのテストです。", "十時の前に話します。"];
+    assert_eq!(app.speak(&spoken.concat()).await.status(), 202);
+
+    // Await the programme clock past the hour, then the recorder catching up with it.
+    tokio::time::timeout(
+        PATIENCE,
+        clock.sleep_until(ten + chrono::Duration::seconds(5)),
+    )
+    .await
+    .expect("the programme clock runs");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let listing: Value = loop {
+        let listing: Value = app
+            .get("/v1/channels/radio24/archive")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let recordings = listing["recordings"].as_array().unwrap();
+        if recordings.len() == 2
+            && recordings[1]["complete"] == true
+            && secs(&recordings[0]["duration_secs"]) > 0.0
+        {
+            break listing;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never two recordings: {listing}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(listing["channel"], "radio24");
+    let (current, closed) = (&listing["recordings"][0], &listing["recordings"][1]);
+    assert_eq!(current["file"], "2026-11-28T10.ogg");
+    assert_eq!(current["hour_start"], "2026-11-28T10:00:00+09:00");
+    assert_eq!(current["captions"], "2026-11-28T10.json");
+    assert_eq!(current["complete"], false);
+    assert_eq!(closed["file"], "2026-11-28T09.ogg");
+    assert_eq!(closed["hour_start"], "2026-11-28T09:00:00+09:00");
+    assert_eq!(closed["captions"], "2026-11-28T09.json");
+
+    // The closed hour: a whole stream, as long as the programme it covered.
+    let audio = get_bytes(
+        &app,
+        "/v1/channels/radio24/archive/2026-11-28T09.ogg",
+        "audio/ogg",
+    )
+    .await;
+    assert_eq!(audio.len() as u64, closed["bytes"].as_u64().unwrap());
+    let decoded = decode(&audio, false);
+    let duration = secs(&closed["duration_secs"]);
+    assert!(decoded.head && decoded.tags, "{decoded:?}");
+    assert_eq!(decoded.serials.len(), 1, "one stream: {decoded:?}");
+    assert!(decoded.ended, "closed with an end-of-stream page");
+    assert!(duration > 0.0 && duration <= 30.0, "{duration}");
+    // Frames the recorder missed count in the duration but decode to nothing.
+    assert!(
+        decoded.secs > 0.0 && decoded.secs <= duration + 1e-6,
+        "decoded {} s of {duration} s",
+        decoded.secs
+    );
+    let sidecar: Value = serde_json::from_slice(
+        &get_bytes(
+            &app,
+            "/v1/channels/radio24/archive/2026-11-28T09.json",
+            "application/json",
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(sidecar["channel"], "radio24");
+    assert_eq!(sidecar["hour_start"], "2026-11-28T09:00:00+09:00");
+    let audio_start = at(sidecar["audio_start"].as_str().unwrap());
+    assert!(audio_start >= origin, "{audio_start}");
+    let end = audio_start + chrono::Duration::milliseconds((duration * 1000.0) as i64);
+    assert!(
+        (end - ten).num_milliseconds().abs() <= 1_000,
+        "the file ends at the top of the hour: {end}"
+    );
+    let captions = sidecar["captions"].as_array().unwrap();
+    assert!(!captions.is_empty(), "{sidecar}");
+    for caption in captions {
+        let at_secs = secs(&caption["at_secs"]);
+        assert!(
+            (0.0..=duration).contains(&at_secs),
+            "{caption} outside 0..{duration}"
+        );
+        assert!(caption["segment_id"].is_string() && caption["text"].is_string());
+    }
+
+    // The hour being recorded: headers, audio so far, its own stream.
+    let growing = get_bytes(
+        &app,
+        "/v1/channels/radio24/archive/2026-11-28T10.ogg",
+        "audio/ogg",
+    )
+    .await;
+    let decoded_now = decode(&growing, true);
+    assert!(decoded_now.head && decoded_now.tags, "{decoded_now:?}");
+    assert!(decoded_now.secs > 0.0, "{decoded_now:?}");
+    assert_ne!(decoded_now.serials, decoded.serials, "a stream of its own");
+    let sidecar_now: Value = serde_json::from_slice(
+        &get_bytes(
+            &app,
+            "/v1/channels/radio24/archive/2026-11-28T10.json",
+            "application/json",
+        )
+        .await,
+    )
+    .unwrap();
+    let started = at(sidecar_now["audio_start"].as_str().unwrap());
+    assert!(
+        (started - end).num_milliseconds().abs() <= 20,
+        "the new file carries on where the last ended: {started} vs {end}"
+    );
+    for caption in sidecar_now["captions"].as_array().unwrap() {
+        assert!(secs(&caption["at_secs"]) >= 0.0, "{caption}");
+    }
+    // What the studio said before the hour is in the archive's captions.
+    let texts: Vec<&str> = captions
+        .iter()
+        .chain(sidecar_now["captions"].as_array().unwrap())
+        .filter_map(|c| c["text"].as_str())
+        .collect();
+    for sentence in spoken {
+        assert!(texts.contains(&sentence), "{sentence} not in {texts:?}");
+    }
+
+    // Names that are not recordings are refused, traversal included; errors are JSON.
+    for (path, status, code) in [
+        (
+            "/v1/channels/radio24/archive/2026-11-28T08.ogg",
+            404,
+            "unknown_recording",
+        ),
+        (
+            "/v1/channels/radio24/archive/..%2F..%2Fradio24.db",
+            404,
+            "unknown_recording",
+        ),
+        (
+            "/v1/channels/radio24/archive/2026-11-28T09.ogg%00",
+            404,
+            "unknown_recording",
+        ),
+        ("/v1/channels/nowhere/archive", 404, "unknown_channel"),
+        (
+            "/v1/channels/nowhere/archive/2026-11-28T09.ogg",
+            404,
+            "unknown_channel",
+        ),
+    ] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), status, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], code, "{path}: {body}");
+        assert!(body["message"].is_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_archive_dir_the_routes_say_the_archive_is_off() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    for path in [
+        "/v1/channels/radio24/archive",
+        "/v1/channels/radio24/archive/2026-11-28T09.ogg",
+    ] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 404, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "archive_disabled", "{path}: {body}");
+    }
+}
