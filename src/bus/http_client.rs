@@ -89,6 +89,24 @@ impl HttpHostBus {
         }
     }
 
+    /// Opens a long-lived `GET` (events, audio, a file): the answer's headers within the
+    /// request timeout, a refusal as its error; the body is the caller's to stream.
+    async fn open_stream(&self, path: &str) -> Result<reqwest::Response, BusError> {
+        let resp = tokio::time::timeout(
+            self.request_timeout,
+            self.request(Method::GET, path)?.send(),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(self.request_timeout))?
+        .map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(error_from_status(status, &body));
+        }
+        Ok(resp)
+    }
+
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -180,35 +198,14 @@ impl HostBus for HttpHostBus {
     }
 
     async fn subscribe(&self) -> Result<EventStream, BusError> {
-        let resp = tokio::time::timeout(
-            self.request_timeout,
-            self.request(Method::GET, "events")?.send(),
-        )
-        .await
-        .map_err(|_| BusError::Timeout(self.request_timeout))?
-        .map_err(|e| self.transport_error(e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(error_from_status(status, &body));
-        }
+        let resp = self.open_stream("events").await?;
         Ok(ndjson_events(resp.bytes_stream()).boxed())
     }
 
     async fn audio_stream(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
-        let resp = tokio::time::timeout(
-            self.request_timeout,
-            self.request(Method::GET, &format!("stream?channel={channel}"))?
-                .send(),
-        )
-        .await
-        .map_err(|_| BusError::Timeout(self.request_timeout))?
-        .map_err(|e| self.transport_error(e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(error_from_status(status, &body));
-        }
+        let resp = self
+            .open_stream(&format!("stream?channel={channel}"))
+            .await?;
         Ok(ogg_pages(resp.bytes_stream()).boxed())
     }
 
@@ -224,18 +221,7 @@ impl HostBus for HttpHostBus {
     ) -> Result<ArchiveFile, BusError> {
         // Both parts are validated names: nothing in them needs escaping.
         let path = format!("archive/{file}?channel={channel}");
-        let resp = tokio::time::timeout(
-            self.request_timeout,
-            self.request(Method::GET, &path)?.send(),
-        )
-        .await
-        .map_err(|_| BusError::Timeout(self.request_timeout))?
-        .map_err(|e| self.transport_error(e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(error_from_status(status, &body));
-        }
+        let resp = self.open_stream(&path).await?;
         Ok(ArchiveFile {
             kind: file.kind(),
             length: resp.content_length(),

@@ -52,18 +52,25 @@ async fn expect_audio(events: &mut mpsc::UnboundedReceiver<SfuEvent>) {
     }
 }
 
-/// Waits until the snapshot or an `on_air` event shows the publisher `state`.
-async fn expect_publisher(ws: &mut WsClient, state: &str, sessions: u64) -> Value {
+/// The publisher's state in the next snapshot or `on_air` frame.
+async fn next_publisher_status(ws: &mut WsClient) -> Value {
     loop {
-        let frame = ws.next_json().await;
+        let mut frame = ws.next_json().await;
         let on_air = match frame["type"].as_str() {
-            Some("snapshot") => &frame["on_air"],
-            Some("on_air") => &frame["state"],
+            Some("snapshot") => frame["on_air"].take(),
+            Some("on_air") => frame["state"].take(),
             _ => continue,
         };
-        let livekit = &on_air["livekit"];
+        return on_air["livekit"].clone();
+    }
+}
+
+/// Waits until the publisher is in `state` after `sessions` sessions.
+async fn expect_publisher(ws: &mut WsClient, state: &str, sessions: u64) -> Value {
+    loop {
+        let livekit = next_publisher_status(ws).await;
         if livekit["state"] == state && livekit["sessions"] == sessions {
-            return livekit.clone();
+            return livekit;
         }
     }
 }
@@ -185,13 +192,7 @@ async fn a_host_that_livekit_refuses_keeps_retrying_and_says_why() {
     .await;
     let mut ws = app.broadcast("radio24").await;
     loop {
-        let frame = ws.next_json().await;
-        let on_air = match frame["type"].as_str() {
-            Some("snapshot") => &frame["on_air"],
-            Some("on_air") => &frame["state"],
-            _ => continue,
-        };
-        let livekit = &on_air["livekit"];
+        let livekit = next_publisher_status(&mut ws).await;
         if livekit["state"] == "retrying" && livekit["failures"].as_u64() >= Some(2) {
             assert!(
                 livekit["last_error"]
