@@ -5,10 +5,16 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// Without `RUST_LOG`: info, but the LiveKit signalling client's own connection lines only
+/// when they are errors (the host's publisher logs each attempt and its outcome itself), and
+/// webrtc-rs's only when they are warnings.
+const DEFAULT_FILTER: &str =
+    "info,actix_server=warn,livekit_signaling=error,webrtc=warn,webrtc_ice=warn";
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -199,7 +199,7 @@ async fn supervise(
         }
     }
     reporter.set(PublisherState::Stopped, None);
-    tracing::info!(%channel, "left the LiveKit room");
+    tracing::info!(%channel, "LiveKit publisher stopped");
 }
 
 #[cfg(test)]
