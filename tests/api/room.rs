@@ -17,6 +17,8 @@ fn livekit(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'stati
         ("LIVEKIT_API_KEY", KEY),
         ("LIVEKIT_API_SECRET", SECRET),
         ("LIVEKIT_WS_URL", WS_URL),
+        // These tests are about listeners' tokens: the host does not try to publish.
+        ("RADIO24__LIVEKIT__PUBLISH", "false"),
     ];
     all.extend_from_slice(extra);
     all
@@ -252,4 +254,54 @@ async fn without_trusted_proxies_forwarded_headers_are_ignored() {
     // Same peer (loopback), whatever it claims: out of budget.
     let resp = join_as(&app, "198.51.100.3", &json!({})).await;
     assert_eq!(resp.status(), 429);
+}
+
+#[tokio::test]
+async fn browsers_of_the_allowed_origin_may_join_and_others_may_not() {
+    let app = TestApp::spawn(
+        Role::All,
+        &livekit(&[("ALLOWED_ORIGIN", "https://radio.example")]),
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url(JOIN))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://radio.example").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://radio.example"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+
+    let other = preflight("https://elsewhere.example").await.unwrap();
+    assert!(
+        !other.headers().contains_key("access-control-allow-origin"),
+        "another origin is not allowed: {:?}",
+        other.headers()
+    );
+
+    // The request itself carries the header for the allowed origin.
+    let resp = app
+        .client
+        .post(app.url(JOIN))
+        .header("origin", "https://radio.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://radio.example"
+    );
 }
