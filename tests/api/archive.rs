@@ -159,9 +159,11 @@ async fn the_top_of_the_hour_cuts_the_recording_into_two_files_the_api_serves() 
     assert_eq!(decoded.serials.len(), 1, "one stream: {decoded:?}");
     assert!(decoded.ended, "closed with an end-of-stream page");
     assert!(duration > 0.0 && duration <= 30.0, "{duration}");
-    // Frames the recorder missed count in the duration but decode to nothing.
+    // Frames the recorder missed count in the duration but decode to nothing; a recorder
+    // that lost most of the programme would be broken, not busy.
+    eprintln!("closed hour: {duration} s, {} s decode", decoded.secs);
     assert!(
-        decoded.secs > 0.0 && decoded.secs <= duration + 1e-6,
+        decoded.secs >= duration / 2.0 && decoded.secs <= duration + 1e-6,
         "decoded {} s of {duration} s",
         decoded.secs
     );
