@@ -21,7 +21,7 @@ pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -432,13 +432,18 @@ impl Host {
         Ok(host)
     }
 
-    fn channel(&self, name: Option<&ChannelName>) -> Result<Arc<ChannelStation>, HostError> {
-        let name = name.unwrap_or(&self.inner.config.default_channel);
-        let channels = self
-            .inner
+    /// The running stations, read-locked (every writer leaves the map consistent, so a
+    /// poisoned lock is usable).
+    fn channels(&self) -> RwLockReadGuard<'_, HashMap<ChannelName, Arc<ChannelStation>>> {
+        self.inner
             .channels
             .read()
-            .unwrap_or_else(|p| p.into_inner());
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn channel(&self, name: Option<&ChannelName>) -> Result<Arc<ChannelStation>, HostError> {
+        let name = name.unwrap_or(&self.inner.config.default_channel);
+        let channels = self.channels();
         channels
             .get(name)
             .cloned()
@@ -462,14 +467,10 @@ impl Host {
 
     /// Each channel's LiveKit publisher state (empty when the host does not publish).
     pub fn livekit_status(&self) -> BTreeMap<ChannelName, crate::bus::PublisherStatus> {
-        let channels = self
-            .inner
-            .channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let channels = self.channels();
         channels
             .iter()
-            .filter_map(|(name, station)| Some((name.clone(), *station.on_air().livekit?)))
+            .filter_map(|(name, station)| Some((name.clone(), station.livekit_status()?)))
             .collect()
     }
 
@@ -560,11 +561,7 @@ impl Host {
     }
 
     fn hello(&self) -> HostEvent {
-        let channels = self
-            .inner
-            .channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let channels = self.channels();
         let mut states: Vec<OnAir> = channels.values().map(|c| c.on_air()).collect();
         states.sort_by(|a, b| a.channel.cmp(&b.channel));
         HostEvent::Hello {

@@ -520,6 +520,11 @@ impl ChannelStation {
         self.announce();
     }
 
+    /// The LiveKit publisher's state; `None` when the host does not publish this channel.
+    pub fn livekit_status(&self) -> Option<PublisherStatus> {
+        lock(&self.livekit).clone()
+    }
+
     pub fn set_state(&self, state: ChannelState) {
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
     }
@@ -659,7 +664,7 @@ impl ChannelStation {
                 .unwrap_or_else(|| self.services.voices.name().to_owned()),
             ready_ahead_secs: self.playout.rundown.ready_ahead_secs(),
             dead_air_secs: self.playout.stats.dead_air_secs(),
-            livekit: lock(&self.livekit).clone().map(Box::new),
+            livekit: self.livekit_status().map(Box::new),
         }
     }
 

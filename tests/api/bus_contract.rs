@@ -252,17 +252,16 @@ async fn contract(bus: Arc<dyn HostBus>) {
         (first.queued_ahead..=first.queued_ahead + 2).contains(&queued.queued_ahead),
         "{first:?} {queued:?}"
     );
-    let playing = loop {
-        let now = bus.now_playing(&channel("second")).await.unwrap();
-        if now
-            .segment
-            .as_ref()
-            .is_some_and(|s| s.id == first.segment_id)
+    // Await the first going on air (the event comes after the rundown changed).
+    let mut order = Vec::new();
+    while order.is_empty() {
+        if let HostEvent::SegmentStarted { segment, .. } = next_event(&mut events).await
+            && segment.id == first.segment_id
         {
-            break now;
+            order.push(segment.id);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    }
+    let playing = bus.now_playing(&channel("second")).await.unwrap();
     assert_eq!(playing.segment.unwrap().id, first.segment_id);
     assert_eq!(playing.next.first().map(|s| s.id), Some(queued.segment_id));
     assert!(playing.ready_ahead_secs > 0.0);
@@ -270,7 +269,6 @@ async fn contract(bus: Arc<dyn HostBus>) {
         .speak(speak("Now!", Some("second"), SpeakMode::Now))
         .await
         .unwrap();
-    let mut order = Vec::new();
     while order.len() < 3 {
         match next_event(&mut events).await {
             HostEvent::SegmentEnded {

@@ -910,6 +910,16 @@ mod tests {
             .collect()
     }
 
+    /// `frames` frames of tone, each received when it airs, from `start`.
+    fn feed(w: &mut HourWriter, start: DateTime<Utc>, frames: u64) {
+        for n in 0..frames {
+            w.handle(Command::Frame {
+                samples: tone(n),
+                at: start + FRAME_TIME * i32::try_from(n).unwrap(),
+            });
+        }
+    }
+
     fn writer(dir: &Path) -> (HourWriter, Arc<Mutex<Option<ArchiveFileName>>>) {
         let recording = Arc::new(Mutex::new(None));
         let config = ArchiveConfig {
@@ -1061,12 +1071,7 @@ mod tests {
         std::fs::write(channel_dir.join("2026-11-28T09.ogg"), b"earlier").unwrap();
         let (mut w, _) = writer(dir.path());
         let start = at("2026-11-28T09:59:59.9+09:00");
-        for n in 0..10u64 {
-            w.handle(Command::Frame {
-                samples: tone(n),
-                at: start + FRAME_TIME * i32::try_from(n).unwrap(),
-            });
-        }
+        feed(&mut w, start, 10);
         w.close();
         assert_eq!(
             std::fs::read(channel_dir.join("2026-11-28T09.ogg")).unwrap(),
@@ -1154,12 +1159,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = writer(dir.path());
         let start = at("2026-11-28T09:10:00+09:00");
-        for n in 0..25u64 {
-            w.handle(Command::Frame {
-                samples: tone(n),
-                at: start + FRAME_TIME * i32::try_from(n).unwrap(),
-            });
-        }
+        feed(&mut w, start, 25);
         let path = dir.path().join("radio24/2026-11-28T09.ogg");
         // 24 frames encoded (one held back), pages of 10: the last whole page ends at 20.
         assert_eq!(last_granule(&path).unwrap(), Some(20 * FRAME as u64));
