@@ -165,7 +165,10 @@ async fn playout_alone(hours: f64, speed: f64) {
     let clock = Arc::new(ScaledClock::new(Utc::now(), speed));
     let (events, mut rx) = tokio::sync::broadcast::channel(1024);
     tokio::spawn(async move { while rx.recv().await.is_ok() {} });
-    let playout = Playout::spawn(radio24(), clock.clone(), events, Arc::new(Silence));
+    let playout = match Playout::spawn(radio24(), clock.clone(), events, Arc::new(Silence)) {
+        Ok(p) => p,
+        Err(e) => panic!("playout: {e}"),
+    };
     let mut sink = playout.subscribe();
     tokio::spawn(async move {
         while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) =

@@ -279,6 +279,7 @@ async fn host_health(host: web::Data<crate::host::Host>) -> actix_web::HttpRespo
         version: env!("CARGO_PKG_VERSION").into(),
         stream_listeners: host.stream_listeners(),
         livekit: host.livekit_status(),
+        playout: host.playout_timing(),
     })
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::bus::{HostEvent, OnAir, PublisherStatus};
+use crate::bus::{HostEvent, OnAir, PlayoutTiming, PublisherStatus};
 use crate::domain::ChannelName;
 
 /// A caption kept for the snapshot.
@@ -265,6 +265,17 @@ impl Hub {
                     name.clone(),
                     room.lock().on_air.as_ref()?.livekit.as_deref()?.clone(),
                 ))
+            })
+            .collect()
+    }
+
+    /// Each channel's frame clock timing, as of the host's last `on_air` report.
+    pub fn playout_timing(&self) -> BTreeMap<ChannelName, PlayoutTiming> {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .iter()
+            .filter_map(|(name, room)| {
+                Some((name.clone(), room.lock().on_air.as_ref()?.playout.clone()))
             })
             .collect()
     }

@@ -99,9 +99,35 @@ pub struct OnAir {
     /// Seconds of dead air (nothing to play) since the host started.
     #[serde(default)]
     pub dead_air_secs: f64,
+    /// How well the channel's frame clock has kept time since the host started.
+    #[serde(default)]
+    pub playout: PlayoutTiming,
     /// The host's connection to the channel's LiveKit room; absent when it does not publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub livekit: Option<Box<PublisherStatus>>,
+}
+
+/// How well a channel's frame clock keeps time: every 20 ms frame should be rendered when
+/// it is due. Lateness is real time, whatever the clock's speed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlayoutTiming {
+    /// Frames rendered since the host started.
+    pub frames: u64,
+    /// Ticks that came more than a frame (20 ms) after they were due.
+    pub late_ticks: u64,
+    /// Frames never rendered because the playout fell more than 2 s of programme behind (a
+    /// stall) and skipped ahead.
+    pub skipped_frames: u64,
+    /// How late ticks came, in milliseconds.
+    pub lateness_ms: Lateness,
+}
+
+/// Percentiles of tick lateness, in milliseconds (to 0.1 ms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lateness {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 /// Where the host's LiveKit publisher of a channel stands.
@@ -216,6 +242,9 @@ pub struct HostHealth {
     /// Each channel's LiveKit publisher; empty when the host does not publish.
     #[serde(default)]
     pub livekit: std::collections::BTreeMap<ChannelName, PublisherStatus>,
+    /// Each channel's frame clock: lateness, late ticks, skipped frames.
+    #[serde(default)]
+    pub playout: std::collections::BTreeMap<ChannelName, PlayoutTiming>,
 }
 
 /// The JSON body of every error answer: `{"error": "snake_code", "message": "..."}`.

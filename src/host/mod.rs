@@ -474,6 +474,15 @@ impl Host {
             .collect()
     }
 
+    /// Each channel's frame clock: how late its ticks came, and frames skipped.
+    pub fn playout_timing(&self) -> BTreeMap<ChannelName, crate::bus::PlayoutTiming> {
+        let channels = self.channels();
+        channels
+            .iter()
+            .map(|(name, station)| (name.clone(), station.playout.stats.timing()))
+            .collect()
+    }
+
     /// A new listener of the channel's stream, starting its encoder on first use.
     fn listen(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
         let station = self.channel(Some(channel))?;
@@ -516,8 +525,19 @@ impl Host {
                     station
                 }
                 None => {
-                    let station =
-                        ChannelStation::spawn(ch.name.clone(), state, self.inner.services.clone());
+                    let station = match ChannelStation::spawn(
+                        ch.name.clone(),
+                        state,
+                        self.inner.services.clone(),
+                    ) {
+                        Ok(station) => station,
+                        Err(e) => {
+                            // Only when the system refuses a thread: the channel stays off
+                            // air until the next programme update tries again.
+                            tracing::error!(channel = %ch.name, error = %e, "cannot start the channel's playout");
+                            continue;
+                        }
+                    };
                     if let Some(archive) = &self.inner.archive {
                         archive.record(
                             &ch.name,

@@ -6,24 +6,40 @@
 //! segment cuts the current one short with a short fade as soon as its first audio is there.
 //! Frames go to every attached sink (a `broadcast` channel); with none attached the clock
 //! still runs.
+//!
+//! The frame clock runs on a thread of its own, not on the async runtime: rendering a frame
+//! takes microseconds and never waits, while the runtime's threads also run producers,
+//! encoders, HTTP and whatever else the process does, any of which could hold a thread long
+//! enough to make a frame late. How late each tick came (real time), ticks later than
+//! [`LATE_TICK`] and frames skipped after a stall are in [`PlayoutStats::timing`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::audio::{FRAME, FRAME_DURATION, RATE};
 use super::clock::Clock;
-use crate::bus::{HostEvent, Segment};
+use crate::bus::{HostEvent, Lateness, PlayoutTiming, Segment};
 use crate::domain::ChannelName;
 
 /// Length of the fade when a `now` segment cuts in (samples): 30 ms.
 const CUT_FADE: usize = RATE as usize * 30 / 1000;
-/// Late by more than this (the process stalled), the playout skips ahead instead of bursting.
-const MAX_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+/// Behind the programme clock by more than this (programme time: the process or the
+/// machine stalled), the playout skips ahead instead of bursting the missed frames out at
+/// once. It also bounds how far what airs may trail the clock the producer plans by.
+const MAX_CATCH_UP: Duration = Duration::from_secs(2);
+/// A tick later than this (real time) counts as late: a frame's worth, past which a live
+/// listener's jitter buffer may run dry.
+pub const LATE_TICK: Duration = FRAME_DURATION;
+/// The programme clock moving by more than this against the machine's monotonic clock is a
+/// step of the clock (e.g. the wall clock set by hand), which the playout follows.
+const MAX_CLOCK_STEP: chrono::Duration = chrono::Duration::milliseconds(1000);
 /// Gap lengths kept for percentiles.
 const GAP_HISTORY: usize = 4096;
 /// Frames a sink may fall behind before it misses some.
@@ -270,7 +286,15 @@ pub struct PlayoutStats {
     pub dead_air_frames: AtomicU64,
     pub segments: AtomicU64,
     pub fillers: AtomicU64,
+    /// Ticks that came more than [`LATE_TICK`] (real time) after their frame was due.
+    pub late_ticks: AtomicU64,
+    /// Frames of programme never rendered because the playout fell more than
+    /// [`MAX_CATCH_UP`] of programme behind.
+    pub skipped_frames: AtomicU64,
     gaps: Mutex<GapLog>,
+    lateness: Mutex<Option<Histogram<u64>>>,
+    /// The latest tick so far, exactly (the histogram rounds).
+    max_lateness_micros: AtomicU64,
 }
 
 #[derive(Default)]
@@ -300,6 +324,25 @@ impl PlayoutStats {
         log.recent.push_back(frames);
     }
 
+    /// Records how late (real time) a tick came after its frame was due.
+    fn record_lateness(&self, late: Duration) {
+        if late > LATE_TICK {
+            self.late_ticks.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        self.max_lateness_micros
+            .fetch_max(micros, Ordering::Relaxed);
+        let mut histogram = lock(&self.lateness);
+        if histogram.is_none() {
+            // Microseconds up to an hour, to two significant figures (1 % resolution).
+            *histogram = Histogram::new_with_bounds(1, 3_600_000_000, 2).ok();
+        }
+        if let Some(histogram) = histogram.as_mut() {
+            // Saturates at the top of the range rather than failing.
+            histogram.saturating_record(micros);
+        }
+    }
+
     pub fn dead_air_secs(&self) -> f64 {
         self.dead_air_frames.load(Ordering::Relaxed) as f64 * FRAME_DURATION.as_secs_f64()
     }
@@ -321,6 +364,26 @@ impl PlayoutStats {
             dead_air_secs: self.dead_air_secs(),
         }
     }
+
+    /// How well the frame clock kept time since the playout started.
+    pub fn timing(&self) -> PlayoutTiming {
+        let lateness = lock(&self.lateness);
+        let ms = |micros: u64| (micros as f64 / 100.0).round() / 10.0;
+        let (p50, p99) = lateness.as_ref().map_or((0, 0), |h| {
+            (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+        });
+        let max = self.max_lateness_micros.load(Ordering::Relaxed);
+        PlayoutTiming {
+            frames: self.frames.load(Ordering::Relaxed),
+            late_ticks: self.late_ticks.load(Ordering::Relaxed),
+            skipped_frames: self.skipped_frames.load(Ordering::Relaxed),
+            lateness_ms: Lateness {
+                p50: ms(p50),
+                p99: ms(p99),
+                max: ms(max),
+            },
+        }
+    }
 }
 
 /// Makes a filler segment when nothing else is ready.
@@ -328,33 +391,94 @@ pub trait FillerSource: Send + Sync + 'static {
     fn filler(&self) -> Arc<QueuedSegment>;
 }
 
-/// A running playout; dropping it stops the clock loop.
+/// A running playout; dropping it stops the frame clock.
 pub struct Playout {
     pub rundown: Arc<Rundown>,
     pub stats: Arc<PlayoutStats>,
     frames: broadcast::Sender<Arc<[i16]>>,
-    task: JoinHandle<()>,
+    stop: Arc<StopFlag>,
+    /// Stops the frame clock when the runtime that started the playout shuts down (as a
+    /// task of that runtime would be), even if this handle is never dropped.
+    runtime_guard: JoinHandle<()>,
 }
 
 impl Drop for Playout {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.raise();
+        self.runtime_guard.abort();
+    }
+}
+
+/// Tells the frame clock's thread to stop, and wakes it if it sleeps.
+struct StopFlag {
+    raised: AtomicBool,
+    thread: Mutex<Option<std::thread::Thread>>,
+}
+
+impl StopFlag {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        if let Some(thread) = lock(&self.thread).as_ref() {
+            thread.unpark();
+        }
+    }
+
+    fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+}
+
+/// Raises the flag when dropped: held by a task, it stops the thread with the runtime.
+struct RaiseOnDrop(Arc<StopFlag>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.raise();
     }
 }
 
 impl Playout {
+    /// Starts the channel's frame clock on a thread of its own, so that nothing else the
+    /// process does (producers, encoders, HTTP, a test's own work) can delay a frame. Must
+    /// be called inside a tokio runtime: the playout stops when that runtime shuts down.
     pub fn spawn(
         channel: ChannelName,
         clock: Arc<dyn Clock>,
         events: broadcast::Sender<HostEvent>,
         filler: Arc<dyn FillerSource>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let (playout, engine) = Self::new(channel, events, filler);
+        let stop = playout.stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("playout".into())
+            .spawn(move || pace(engine, clock.as_ref(), &stop))?;
+        *lock(&playout.stop.thread) = Some(thread.thread().clone());
+        if playout.stop.is_raised() {
+            thread.thread().unpark();
+        }
+        Ok(playout)
+    }
+
+    /// A playout and its engine, not yet running (the tests drive the engine by hand).
+    fn new(
+        channel: ChannelName,
+        events: broadcast::Sender<HostEvent>,
+        filler: Arc<dyn FillerSource>,
+    ) -> (Self, Engine) {
         let rundown = Arc::new(Rundown::default());
         let stats = Arc::new(PlayoutStats::default());
         let (frames, _) = broadcast::channel(SINK_BUFFER);
+        let stop = Arc::new(StopFlag {
+            raised: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let guard = RaiseOnDrop(stop.clone());
+        let runtime_guard = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
         let engine = Engine {
             channel,
-            clock,
             events,
             filler,
             rundown: rundown.clone(),
@@ -364,13 +488,14 @@ impl Playout {
             fading: Vec::new(),
             gap_frames: 0,
         };
-        let task = tokio::spawn(engine.run());
-        Self {
+        let playout = Self {
             rundown,
             stats,
             frames,
-            task,
-        }
+            stop,
+            runtime_guard,
+        };
+        (playout, engine)
     }
 
     /// Attaches a sink: it receives every frame from now on (and misses frames if it falls
@@ -380,14 +505,154 @@ impl Playout {
     }
 }
 
+/// The frame clock: renders a frame every 20 ms of the clock's time, paced by the
+/// monotonic clock of this machine (so a step of the wall clock neither stalls nor rushes
+/// the programme), until `stop` is raised.
+fn pace(mut engine: Engine, clock: &dyn Clock, stop: &StopFlag) {
+    let mut pacer = Pacer::new(clock.now(), Instant::now(), clock.speed());
+    tracing::debug!(channel = %engine.channel, speed = clock.speed(), "frame clock started");
+    while !stop.is_raised() {
+        let due = pacer.due_real();
+        loop {
+            let now = Instant::now();
+            if now >= due || stop.is_raised() {
+                break;
+            }
+            // Woken early by `stop`, or spuriously: look again.
+            std::thread::park_timeout(due - now);
+        }
+        if stop.is_raised() {
+            break;
+        }
+        let tick = pacer.tick(Instant::now(), clock.now());
+        engine.stats.record_lateness(tick.late);
+        if tick.skipped > 0 {
+            engine
+                .stats
+                .skipped_frames
+                .fetch_add(tick.skipped, Ordering::Relaxed);
+            tracing::warn!(
+                channel = %engine.channel,
+                late_ms = tick.late.as_millis() as u64,
+                skipped_frames = tick.skipped,
+                "playout stalled; skipping ahead"
+            );
+        }
+        if let Some(step) = tick.clock_step {
+            tracing::warn!(
+                channel = %engine.channel,
+                step_ms = step.num_milliseconds(),
+                "the clock stepped; the programme follows it"
+            );
+        }
+        engine.tick(tick.at);
+    }
+    tracing::debug!(channel = %engine.channel, "frame clock stopped");
+}
+
+/// When each frame is due, in real time and on the programme clock.
+#[derive(Debug)]
+struct Pacer {
+    /// A moment on the programme clock and the real instant it was read at.
+    anchor: DateTime<Utc>,
+    anchor_real: Instant,
+    speed: f64,
+    /// Frames since the anchor: the next frame starts at `anchor + frame × 20 ms`.
+    frame: u64,
+}
+
+/// What the frame clock does on one tick.
+#[derive(Debug, PartialEq)]
+struct Tick {
+    /// The programme time the frame starts at.
+    at: DateTime<Utc>,
+    /// How long after the frame was due (real time) the tick came.
+    late: Duration,
+    /// Frames skipped before this one, because the tick came more than [`MAX_CATCH_UP`] of
+    /// programme late.
+    skipped: u64,
+    /// The programme clock moved by this much against the machine's (and was followed).
+    clock_step: Option<chrono::Duration>,
+}
+
+impl Pacer {
+    fn new(anchor: DateTime<Utc>, anchor_real: Instant, speed: f64) -> Self {
+        Self {
+            anchor,
+            anchor_real,
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
+            frame: 0,
+        }
+    }
+
+    /// Real time between two frames (at least a nanosecond).
+    fn frame_real(&self) -> Duration {
+        FRAME_DURATION
+            .div_f64(self.speed)
+            .max(Duration::from_nanos(1))
+    }
+
+    /// The real instant the next frame is due.
+    fn due_real(&self) -> Instant {
+        let nanos = u128::from(self.frame) * self.frame_real().as_nanos();
+        self.anchor_real + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The next frame, for a tick at `now` when the programme clock reads `clock_now`.
+    fn tick(&mut self, now: Instant, clock_now: DateTime<Utc>) -> Tick {
+        let late = now.saturating_duration_since(self.due_real());
+        // Where the programme clock should be by our count; a difference past the limit is
+        // the clock itself moving (a wall clock set by hand or by NTP), not lateness.
+        let expected = self.anchor
+            + chrono::Duration::from_std(
+                now.saturating_duration_since(self.anchor_real)
+                    .mul_f64(self.speed),
+            )
+            .unwrap_or_default();
+        let step = clock_now - expected;
+        let mut clock_step = None;
+        let mut skipped = 0;
+        if step.abs() > MAX_CLOCK_STEP {
+            clock_step = Some(step);
+            self.anchor = clock_now;
+            self.anchor_real = now;
+            self.frame = 0;
+        } else if late.mul_f64(self.speed) > MAX_CATCH_UP {
+            // Catch up to the frame due now, rather than bursting seconds of frames.
+            skipped =
+                u64::try_from(late.as_nanos() / self.frame_real().as_nanos()).unwrap_or(u64::MAX);
+            self.frame += skipped;
+        }
+        let at = self.anchor + frame_offset(self.frame);
+        self.frame += 1;
+        Tick {
+            at,
+            late,
+            skipped,
+            clock_step,
+        }
+    }
+}
+
+/// Programme time from the anchor to the start of frame `n`.
+fn frame_offset(n: u64) -> chrono::Duration {
+    let micros = FRAME_DURATION.as_micros() as i64;
+    chrono::Duration::microseconds(i64::try_from(n).unwrap_or(i64::MAX / micros) * micros)
+}
+
 struct OnAir {
     segment: Arc<QueuedSegment>,
     caption_index: u32,
 }
 
+/// Renders the channel's output one frame at a time; knows nothing of time but the start
+/// of the frame it is given.
 struct Engine {
     channel: ChannelName,
-    clock: Arc<dyn Clock>,
     events: broadcast::Sender<HostEvent>,
     filler: Arc<dyn FillerSource>,
     rundown: Arc<Rundown>,
@@ -400,22 +665,12 @@ struct Engine {
 }
 
 impl Engine {
-    async fn run(mut self) {
-        let frame = chrono::Duration::from_std(FRAME_DURATION).unwrap_or_default();
-        let mut due = self.clock.now();
-        loop {
-            self.clock.sleep_until(due).await;
-            let late = (self.clock.now() - due).to_std().unwrap_or_default();
-            if late > MAX_CATCH_UP {
-                tracing::warn!(channel = %self.channel, late = ?late, "playout stalled; skipping ahead");
-                due = self.clock.now();
-            }
-            let out = self.render(due);
-            // No sink attached is normal: the programme runs anyway.
-            let _ = self.frames.send(out.into());
-            self.stats.frames.fetch_add(1, Ordering::Relaxed);
-            due += frame;
-        }
+    /// Renders the frame that starts at `at` and sends it to the sinks.
+    fn tick(&mut self, at: DateTime<Utc>) {
+        let out = self.render(at);
+        // No sink attached is normal: the programme runs anyway.
+        let _ = self.frames.send(out.into());
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
     }
 
     fn start(&mut self, segment: Arc<QueuedSegment>, at: DateTime<Utc>) {
@@ -553,7 +808,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use uuid::Uuid;
 
     use super::*;
     use crate::host::clock::ScaledClock;
@@ -581,53 +836,98 @@ mod tests {
         }
     }
 
-    use uuid::Uuid;
-
-    fn start() -> (
-        Playout,
-        broadcast::Receiver<HostEvent>,
-        broadcast::Receiver<Arc<[i16]>>,
-    ) {
-        let origin = DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z")
+    fn origin() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z")
             .unwrap()
-            .to_utc();
-        let clock = Arc::new(ScaledClock::new(origin, 1.0));
-        let (events, rx) = broadcast::channel(1024);
-        let playout = Playout::spawn(
-            ChannelName::parse("radio24").unwrap(),
-            clock,
-            events,
-            Arc::new(Chime),
-        );
-        let frames = playout.subscribe();
-        (playout, rx, frames)
+            .to_utc()
     }
 
-    async fn next_event(rx: &mut broadcast::Receiver<HostEvent>) -> HostEvent {
-        tokio::time::timeout(Duration::from_secs(60), rx.recv())
-            .await
-            .unwrap()
-            .unwrap()
+    /// A playout whose engine the test ticks by hand, frame by frame: what it renders does
+    /// not depend on how busy the machine is.
+    struct ByHand {
+        playout: Playout,
+        engine: Engine,
+        at: DateTime<Utc>,
+        events: broadcast::Receiver<HostEvent>,
+        frames: broadcast::Receiver<Arc<[i16]>>,
     }
 
-    #[tokio::test(start_paused = true)]
+    impl ByHand {
+        fn new() -> Self {
+            let (events_tx, events) = broadcast::channel(4096);
+            let (playout, engine) = Playout::new(
+                ChannelName::parse("radio24").unwrap(),
+                events_tx,
+                Arc::new(Chime),
+            );
+            let frames = playout.subscribe();
+            Self {
+                playout,
+                engine,
+                at: origin(),
+                events,
+                frames,
+            }
+        }
+
+        /// Renders `n` frames; returns the events they sent.
+        fn tick(&mut self, n: usize) -> Vec<HostEvent> {
+            for _ in 0..n {
+                self.engine.tick(self.at);
+                self.at += frame_offset(1);
+                // Keep the sink's buffer from overflowing; tests read frames through `frame`.
+                while self.frames.len() > SINK_BUFFER / 2 {
+                    let _ = self.frames.try_recv();
+                }
+            }
+            std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+        }
+
+        /// Ticks until `done` finds its event (at most `limit` frames); returns the frames
+        /// ticked and the event.
+        fn tick_until(
+            &mut self,
+            limit: usize,
+            done: impl Fn(&HostEvent) -> bool,
+        ) -> (usize, HostEvent) {
+            for n in 1..=limit {
+                if let Some(event) = self.tick(1).into_iter().find(&done) {
+                    return (n, event);
+                }
+            }
+            panic!("no such event within {limit} frames");
+        }
+
+        fn started(id: Uuid) -> impl Fn(&HostEvent) -> bool {
+            move |e| matches!(e, HostEvent::SegmentStarted { segment, .. } if segment.id == id)
+        }
+
+        fn ended(id: Uuid) -> impl Fn(&HostEvent) -> bool {
+            move |e| matches!(e, HostEvent::SegmentEnded { segment_id, .. } if *segment_id == id)
+        }
+    }
+
+    #[tokio::test]
     async fn with_nothing_ready_a_filler_airs_not_silence() {
-        let (playout, mut events, mut frames) = start();
-        match next_event(&mut events).await {
+        let mut p = ByHand::new();
+        let events = p.tick(1);
+        match &events[0] {
             HostEvent::SegmentStarted { segment, .. } => assert_eq!(segment.text, "ID"),
             other => panic!("{other:?}"),
         }
-        let frame = frames.recv().await.unwrap();
+        let frame = p.frames.try_recv().unwrap();
         assert_eq!(frame.len(), FRAME);
         assert!(frame.iter().all(|s| *s == 1));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(playout.stats.fillers.load(Ordering::Relaxed) >= 4);
-        assert_eq!(playout.stats.dead_air_frames.load(Ordering::Relaxed), 0);
+        // One second: each filler lasts 200 ms.
+        p.tick(49);
+        assert_eq!(p.playout.stats.fillers.load(Ordering::Relaxed), 5);
+        assert_eq!(p.playout.stats.frames.load(Ordering::Relaxed), 50);
+        assert_eq!(p.playout.stats.dead_air_frames.load(Ordering::Relaxed), 0);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn captions_air_with_the_first_sample_of_their_sentence() {
-        let (playout, mut events, _frames) = start();
+        let mut p = ByHand::new();
         let seg = QueuedSegment::new(meta("One. Two."), SegmentKind::Talk, "template", "test");
         seg.push_sentence("One.");
         seg.push_audio(vec![7; RATE as usize]); // 1 s
@@ -635,129 +935,210 @@ mod tests {
         seg.push_audio(vec![9; RATE as usize / 2]);
         seg.finish();
         let id = seg.meta.id;
-        playout.rundown.push_back(seg);
-        let (mut started, mut captions) = (None, Vec::new());
-        loop {
-            match next_event(&mut events).await {
-                HostEvent::SegmentStarted { segment, .. } if segment.id == id => {
-                    started = segment.started_at;
-                }
+        p.playout.rundown.push_back(seg);
+        let mut events = Vec::new();
+        while !events.iter().any(ByHand::ended(id)) {
+            events.extend(p.tick(1));
+            assert!(events.len() < 1000, "the segment never ended: {events:?}");
+        }
+        let started = events
+            .iter()
+            .find_map(|e| match e {
+                HostEvent::SegmentStarted { segment, .. } if segment.id == id => segment.started_at,
+                _ => None,
+            })
+            .unwrap();
+        let captions: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
                 HostEvent::Caption {
                     segment_id,
+                    index,
                     text,
                     at,
-                    index,
                     ..
-                } if segment_id == id => {
-                    captions.push((index, text, at));
-                }
-                HostEvent::SegmentEnded {
-                    segment_id,
-                    interrupted,
-                    ..
-                } if segment_id == id => {
-                    assert!(!interrupted);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let started = started.unwrap();
+                } if *segment_id == id => Some((*index, text.as_str(), *at)),
+                _ => None,
+            })
+            .collect();
         assert_eq!(captions.len(), 2);
-        assert_eq!((captions[0].0, captions[0].1.as_str()), (0, "One."));
+        assert_eq!((captions[0].0, captions[0].1), (0, "One."));
         assert_eq!(captions[0].2, started);
-        assert_eq!((captions[1].0, captions[1].1.as_str()), (1, "Two."));
+        assert_eq!((captions[1].0, captions[1].1), (1, "Two."));
         assert_eq!(captions[1].2 - started, chrono::Duration::seconds(1));
-        assert_eq!(playout.stats.dead_air_frames.load(Ordering::Relaxed), 0);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            HostEvent::SegmentEnded { segment_id, interrupted: false, .. } if *segment_id == id
+        )));
+        assert_eq!(p.playout.stats.dead_air_frames.load(Ordering::Relaxed), 0);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn audio_that_arrives_late_is_dead_air_and_a_gap() {
-        let (playout, mut events, _frames) = start();
+        let mut p = ByHand::new();
         let seg = QueuedSegment::new(meta("slow"), SegmentKind::Talk, "template", "test");
         seg.push_sentence("slow");
         seg.push_audio(vec![5; FRAME * 2]);
         let id = seg.meta.id;
-        playout.rundown.push_back(seg.clone());
-        loop {
-            if let HostEvent::SegmentStarted { segment, .. } = next_event(&mut events).await
-                && segment.id == id
-            {
-                break;
-            }
-        }
-        // 10 frames with nothing to play, then the rest arrives.
-        tokio::time::sleep(FRAME_DURATION * 12).await;
+        p.playout.rundown.push_back(seg.clone());
+        p.tick_until(100, ByHand::started(id));
+        // Its two frames air (the first with the start), then 10 frames have nothing to
+        // play; then the rest arrives.
+        p.tick(11);
         seg.push_audio(vec![5; FRAME]);
         seg.finish();
-        loop {
-            if let HostEvent::SegmentEnded { segment_id, .. } = next_event(&mut events).await
-                && segment_id == id
-            {
-                break;
-            }
-        }
-        let gaps = playout.stats.gaps();
+        p.tick_until(10, ByHand::ended(id));
+        let gaps = p.playout.stats.gaps();
         assert_eq!(gaps.count, 1);
-        assert!((180..=260).contains(&gaps.max_ms), "{gaps:?}");
-        assert!(gaps.dead_air_secs > 0.15);
+        assert_eq!(gaps.max_ms, 200, "{gaps:?}");
+        assert!((gaps.dead_air_secs - 0.2).abs() < 1e-9, "{gaps:?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_now_segment_cuts_in_once_its_audio_arrives() {
-        let (playout, mut events, mut frames) = start();
+    #[tokio::test]
+    async fn a_now_segment_cuts_in_on_the_frame_after_its_audio_arrives() {
+        let mut p = ByHand::new();
         let long = QueuedSegment::new(meta("long"), SegmentKind::Talk, "template", "test");
         long.push_sentence("long");
         long.push_audio(vec![3; RATE as usize * 60]);
         long.finish();
         let long_id = long.meta.id;
-        playout.rundown.push_back(long);
-        loop {
-            if let HostEvent::SegmentStarted { segment, .. } = next_event(&mut events).await
-                && segment.id == long_id
-            {
-                break;
-            }
-        }
+        p.playout.rundown.push_back(long);
+        p.tick_until(100, ByHand::started(long_id));
         let urgent = QueuedSegment::new(meta("now"), SegmentKind::Speak, "studio", "test");
         let urgent_id = urgent.meta.id;
-        playout.rundown.cut_in(urgent.clone());
+        p.playout.rundown.cut_in(urgent.clone());
         // Not yet: it has no audio, so the long segment goes on.
-        tokio::time::sleep(FRAME_DURATION * 5).await;
-        assert!(
-            playout
-                .rundown
-                .snapshot()
-                .0
-                .is_some_and(|s| s.meta.id == long_id)
-        );
+        p.tick(5);
+        let on_air = p.playout.rundown.snapshot().0.map(|s| s.meta.id);
+        assert_eq!(on_air, Some(long_id));
         urgent.push_sentence("now");
         urgent.push_audio(vec![20_000; RATE as usize]);
         urgent.finish();
-        let frames_when_ready = playout.stats.frames.load(Ordering::Relaxed);
-        let mut ended = false;
-        loop {
-            match next_event(&mut events).await {
-                HostEvent::SegmentEnded {
-                    segment_id,
-                    interrupted,
-                    ..
-                } if segment_id == long_id => {
-                    assert!(interrupted);
-                    ended = true;
-                }
-                HostEvent::SegmentStarted { segment, .. } if segment.id == urgent_id => break,
-                _ => {}
+        while p.frames.try_recv().is_ok() {}
+        let events = p.tick(1);
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                HostEvent::SegmentEnded { segment_id, interrupted: true, .. } if *segment_id == long_id
+            )),
+            "{events:?}"
+        );
+        assert!(events.iter().any(ByHand::started(urgent_id)), "{events:?}");
+        // That frame carries the new segment's audio, with the old one fading under it.
+        let frame = p.frames.try_recv().unwrap();
+        assert!(frame.iter().all(|s| *s >= 20_000), "{:?}", &frame[..4]);
+    }
+
+    #[test]
+    fn the_pacer_counts_frames_on_the_programme_clock() {
+        let real = Instant::now();
+        let mut pacer = Pacer::new(origin(), real, 1.0);
+        let first = pacer.tick(real, origin());
+        assert_eq!(first.at, origin());
+        assert_eq!(
+            (first.late, first.skipped, first.clock_step),
+            (Duration::ZERO, 0, None)
+        );
+        assert_eq!(pacer.due_real(), real + FRAME_DURATION);
+        // A tick 5 ms late renders the frame that was due, and says how late it came.
+        let late = pacer.tick(real + Duration::from_millis(25), origin());
+        assert_eq!(late.at, origin() + chrono::Duration::milliseconds(20));
+        assert_eq!(late.late, Duration::from_millis(5));
+        assert_eq!(late.skipped, 0);
+        // At 60× the frames come 60 times as often, each still 20 ms of programme.
+        let mut fast = Pacer::new(origin(), real, 60.0);
+        fast.tick(real, origin());
+        assert_eq!(fast.due_real(), real + FRAME_DURATION / 60);
+    }
+
+    #[test]
+    fn a_stall_past_the_limit_skips_ahead_and_a_shorter_one_catches_up() {
+        let real = Instant::now();
+        let mut pacer = Pacer::new(origin(), real, 1.0);
+        pacer.tick(real, origin());
+        // 1.5 s late: every missed frame is still rendered, one per tick, without waiting.
+        let now = real + Duration::from_millis(1_520);
+        let tick = pacer.tick(now, origin() + chrono::Duration::milliseconds(1_520));
+        assert_eq!((tick.skipped, tick.at), (0, origin() + frame_offset(1)));
+        assert!(pacer.due_real() < now);
+        // 3 s late: the frames up to now are skipped, and counted.
+        let mut pacer = Pacer::new(origin(), real, 1.0);
+        pacer.tick(real, origin());
+        let now = real + Duration::from_millis(3_020);
+        let tick = pacer.tick(now, origin() + chrono::Duration::milliseconds(3_020));
+        assert_eq!(tick.skipped, 150);
+        assert_eq!(tick.at, origin() + frame_offset(151));
+        assert_eq!(tick.late, Duration::from_millis(3_000));
+        // At 10×, 300 ms of real time is 3 s of programme: skipped too.
+        let mut fast = Pacer::new(origin(), real, 10.0);
+        fast.tick(real, origin());
+        let now = real + Duration::from_millis(302);
+        let tick = fast.tick(now, origin() + chrono::Duration::milliseconds(3_020));
+        assert_eq!(tick.skipped, 150);
+    }
+
+    #[test]
+    fn a_step_of_the_wall_clock_is_followed_not_waited_out() {
+        let real = Instant::now();
+        let mut pacer = Pacer::new(origin(), real, 1.0);
+        pacer.tick(real, origin());
+        // The wall clock was set back an hour between two frames: the next frame is due
+        // 20 ms later all the same, stamped with the new time.
+        let now = real + FRAME_DURATION;
+        let back = origin() - chrono::Duration::hours(1);
+        let tick = pacer.tick(now, back);
+        assert_eq!(tick.at, back);
+        assert_eq!(tick.skipped, 0);
+        assert!(
+            tick.clock_step
+                .is_some_and(|s| s < -chrono::Duration::minutes(59))
+        );
+        assert_eq!(pacer.due_real(), now + FRAME_DURATION);
+    }
+
+    #[test]
+    fn lateness_is_summarised_for_operators() {
+        let stats = PlayoutStats::default();
+        assert_eq!(stats.timing(), PlayoutTiming::default());
+        for ms in [1, 1, 1, 2, 30] {
+            stats.record_lateness(Duration::from_millis(ms));
+        }
+        let timing = stats.timing();
+        assert_eq!(timing.late_ticks, 1);
+        assert_eq!(timing.lateness_ms.p50, 1.0);
+        assert_eq!(timing.lateness_ms.max, 30.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_frame_clock_runs_on_its_own_thread_and_stops_with_its_playout() {
+        let clock = Arc::new(ScaledClock::new(origin(), 10.0));
+        let (events, _) = broadcast::channel(1024);
+        let playout = Playout::spawn(
+            ChannelName::parse("radio24").unwrap(),
+            clock,
+            events,
+            Arc::new(Chime),
+        )
+        .unwrap();
+        let mut frames = playout.subscribe();
+        // Frames arrive while this runtime's only worker is blocked: they do not need it.
+        std::thread::sleep(Duration::from_millis(100));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut received = 0;
+        while received < 20 {
+            match tokio::time::timeout_at(deadline, frames.recv()).await {
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => received += 1,
+                other => panic!("frames stopped after {received}: {other:?}"),
             }
         }
-        assert!(ended);
-        let waited = playout.stats.frames.load(Ordering::Relaxed) - frames_when_ready;
-        assert!(waited <= 2, "cut in after {waited} frames");
-        // The first frame of the new segment carries its audio (with the old one fading under it).
+        assert!(playout.stats.timing().frames >= 20);
+        drop(playout);
+        // The thread exits and drops its sender: the sink sees the end.
         loop {
-            let frame = frames.recv().await.unwrap();
-            if frame.iter().any(|s| *s > 15_000) {
-                break;
+            match tokio::time::timeout_at(deadline, frames.recv()).await {
+                Ok(Err(broadcast::error::RecvError::Closed)) => break,
+                Ok(_) => {}
+                Err(_) => panic!("the frame clock did not stop"),
             }
         }
     }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::HostError;
 use super::audio::dsp;
-use super::audio::loudness::{LoudnessTracker, apply_gain, normalising_gain};
+use super::audio::loudness::{LoudnessTracker, apply_gain, measured_gain, normalising_gain};
 use super::audio::music;
 use super::audio::music::{MusicLibrary, Track};
 use super::audio::resample::Resampler;
@@ -312,12 +312,14 @@ impl Services {
 
     /// One sentence, whole and normalised, from the first voice that manages it.
     async fn render_sentence(&self, sentence: &str) -> (Vec<i16>, &'static str) {
+        let target_lufs = lock(&self.loudness).target_lufs();
         for (voice, retries) in self.candidates() {
             for attempt in 0..=retries {
-                match collect(voice.as_ref(), sentence).await {
-                    Ok(mut audio) => {
-                        let gain = lock(&self.loudness).learn(voice.name(), &audio);
-                        apply_gain(&mut audio, gain);
+                match collect(voice.as_ref(), sentence, target_lufs).await {
+                    Ok((audio, gain)) => {
+                        if let Some(gain) = gain {
+                            lock(&self.loudness).record(voice.name(), gain);
+                        }
                         return (audio, voice.name());
                     }
                     Err(e) => {
@@ -396,21 +398,35 @@ impl Services {
     }
 }
 
-/// All of a voice's audio for `text`, at 48 kHz.
-async fn collect(voice: &dyn Voice, text: &str) -> Result<Vec<i16>, VoiceError> {
+/// All of a voice's audio for `text`, at 48 kHz and brought to `target_lufs`, with the
+/// gain that did it (`None` when the audio was too short or quiet to measure).
+async fn collect(
+    voice: &dyn Voice,
+    text: &str,
+    target_lufs: f64,
+) -> Result<(Vec<i16>, Option<f64>), VoiceError> {
     let audio = voice.synthesize(text).await?;
     let mut resampler =
         Resampler::new(audio.rate).map_err(|e| VoiceError::BadAnswer(e.to_string()))?;
     let mut chunks = audio.chunks;
-    let mut whole = Vec::new();
+    let mut raw = Vec::new();
     while let Some(chunk) = chunks.next().await {
-        whole.extend(resampler.process(&chunk?));
+        raw.extend(chunk?);
     }
-    whole.extend(resampler.flush());
-    if whole.is_empty() {
-        return Err(VoiceError::BadAnswer("no audio".into()));
-    }
-    Ok(whole)
+    // Resampling and measuring a whole sentence is milliseconds of CPU (more in a debug
+    // build): done on a blocking thread, so it never holds up the runtime's other tasks.
+    tokio::task::spawn_blocking(move || {
+        let mut whole = resampler.process(&raw);
+        whole.extend(resampler.flush());
+        if whole.is_empty() {
+            return Err(VoiceError::BadAnswer("no audio".into()));
+        }
+        let gain = measured_gain(&whole, target_lufs);
+        apply_gain(&mut whole, gain.unwrap_or(1.0));
+        Ok((whole, gain))
+    })
+    .await
+    .map_err(|e| VoiceError::BadAnswer(format!("audio processing failed: {e}")))?
 }
 
 enum Pumped {
@@ -491,13 +507,18 @@ impl Drop for ChannelStation {
 }
 
 impl ChannelStation {
-    pub fn spawn(name: ChannelName, state: ChannelState, services: Arc<Services>) -> Arc<Self> {
+    /// Starts the channel's playout (its frame clock thread) and producer.
+    pub fn spawn(
+        name: ChannelName,
+        state: ChannelState,
+        services: Arc<Services>,
+    ) -> std::io::Result<Arc<Self>> {
         let playout = Playout::spawn(
             name.clone(),
             services.clock.clone(),
             services.events.clone(),
             Arc::new(Filler(Arc::downgrade(&services))),
-        );
+        )?;
         let station = Arc::new(Self {
             name,
             state: RwLock::new(state),
@@ -511,7 +532,7 @@ impl ChannelStation {
         });
         let task = tokio::spawn(produce(Arc::downgrade(&station)));
         *lock(&station.producer) = Some(task);
-        station
+        Ok(station)
     }
 
     /// Records the LiveKit publisher's new state and tells subscribers (it is in `on_air`).
@@ -664,6 +685,7 @@ impl ChannelStation {
                 .unwrap_or_else(|| self.services.voices.name().to_owned()),
             ready_ahead_secs: self.playout.rundown.ready_ahead_secs(),
             dead_air_secs: self.playout.stats.dead_air_secs(),
+            playout: self.playout.stats.timing(),
             livekit: self.livekit_status().map(Box::new),
         }
     }
@@ -727,13 +749,19 @@ impl ChannelStation {
         let track = tracks[self.track_turn.fetch_add(1, Ordering::Relaxed) % tracks.len()].clone();
         let limit = max_secs.min(self.services.config.max_track_secs).max(1.0);
         let path = track.path.clone();
-        match tokio::task::spawn_blocking(move || music::decode(&path, limit)).await {
-            Ok(Ok(mut samples)) => {
-                let gain = normalising_gain(&samples, self.services.config.target_lufs);
-                apply_gain(&mut samples, gain);
-                // Fade the end in case the track was cut at the limit.
-                let fade = samples.len().min(FRAME * 50);
-                dsp::fade_out(&mut samples, fade);
+        let target_lufs = self.services.config.target_lufs;
+        // Decoding, measuring and fading minutes of audio: all off the runtime's threads.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mut samples = music::decode(&path, limit)?;
+            let gain = normalising_gain(&samples, target_lufs);
+            apply_gain(&mut samples, gain);
+            // Fade the end in case the track was cut at the limit.
+            let fade = samples.len().min(FRAME * 50);
+            dsp::fade_out(&mut samples, fade);
+            Ok::<_, super::audio::AudioError>(samples)
+        });
+        match prepared.await {
+            Ok(Ok(samples)) => {
                 segment.push_sentence(format!("♪ {}", track.title));
                 segment.push_audio(samples);
             }

@@ -1,6 +1,7 @@
 //! `GET /health` (liveness: always 200, with the state of the store and the host link, the
 //! live stream's listeners per channel on this instance, and the host's LiveKit publisher
-//! per channel as the host last reported it) and
+//! per channel and each channel's frame clock timing (late ticks, skipped frames, tick
+//! lateness percentiles), as the host last reported them) and
 //! `GET /ready` (503 while the store or, in split mode, the host cannot be reached).
 
 use actix_web::http::StatusCode;
@@ -60,6 +61,7 @@ pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
         "broadcast_clients": state.hub.clients(),
         "stream_listeners": state.streams.listeners(),
         "livekit": state.hub.livekit_status(),
+        "playout": state.hub.playout_timing(),
     }))
 }
 

@@ -50,6 +50,18 @@ pub fn normalising_gain(samples: &[i16], target_lufs: f64) -> f64 {
     }
 }
 
+/// [`normalising_gain`] when `samples` (mono, at [`RATE`]) can be measured; `None` for
+/// silence, audio too short to measure, or a target that is not a number. Measuring
+/// takes milliseconds per second of audio: callers on an async runtime run it on a
+/// blocking thread.
+pub fn measured_gain(samples: &[i16], target_lufs: f64) -> Option<f64> {
+    if !target_lufs.is_finite() {
+        return None;
+    }
+    let lufs = measure_lufs(samples, RATE)?;
+    Some(gain_for(samples, lufs, target_lufs))
+}
+
 /// [`normalising_gain`] for `samples` already measured at `lufs`.
 fn gain_for(samples: &[i16], lufs: f64, target_lufs: f64) -> f64 {
     let gain = db_to_gain((target_lufs - lufs).clamp(MIN_GAIN_DB, MAX_GAIN_DB));
@@ -127,15 +139,11 @@ impl LoudnessTracker {
     /// returns the gain to apply to it (see [`normalising_gain`]). Silence and segments too
     /// short to measure teach nothing and get 1.0.
     pub fn learn(&mut self, voice: &str, samples: &[i16]) -> f64 {
-        if !self.target_lufs.is_finite() {
-            return 1.0;
+        let gain = measured_gain(samples, self.target_lufs);
+        if let Some(gain) = gain {
+            self.record(voice, gain);
         }
-        let Some(lufs) = measure_lufs(samples, RATE) else {
-            return 1.0;
-        };
-        let gain = gain_for(samples, lufs, self.target_lufs);
-        self.record(voice, gain);
-        gain
+        gain.unwrap_or(1.0)
     }
 
     /// Records that `gain` suited a complete segment of `voice`, for a caller that measured
