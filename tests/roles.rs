@@ -5,10 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use radio24::cli::Role;
 use radio24::config::Settings;
 use radio24::startup::Application;
+
+/// How long the test waits for the server to start, answer or stop.
+const PATIENCE: Duration = Duration::from_secs(15);
 
 fn settings(data: &std::path::Path) -> Settings {
     radio24::install_crypto_provider();
@@ -50,18 +54,25 @@ async fn only_the_compiled_role_is_served() {
         );
         assert!(!msg.contains('\n'), "one line: {msg}");
     }
-    let app = Application::build(settings(data.path()), served)
+    let app = tokio::time::timeout(PATIENCE, Application::build(settings(data.path()), served))
         .await
+        .unwrap_or_else(|_| panic!("{} not built after {PATIENCE:?}", served.as_str()))
         .unwrap();
     let port = app.port();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    let health: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = tokio::time::timeout(PATIENCE, async {
+        reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("GET /health: no answer after {PATIENCE:?}"));
     assert_eq!(health["role"], served.as_str());
-    handle.stop(false).await;
+    tokio::time::timeout(PATIENCE, handle.stop(false))
+        .await
+        .unwrap_or_else(|_| panic!("the server not stopped after {PATIENCE:?}"));
 }

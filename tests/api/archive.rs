@@ -9,7 +9,7 @@ use radio24::cli::Role;
 use radio24::host::clock::{Clock, ScaledClock};
 use serde_json::Value;
 
-use crate::helpers::{PATIENCE, TestApp};
+use crate::helpers::{PATIENCE, TestApp, poll_until};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
@@ -108,33 +108,38 @@ async fn the_top_of_the_hour_cuts_the_recording_into_two_files_the_api_serves() 
     assert_eq!(app.speak(&spoken.concat()).await.status(), 202);
 
     // Await the programme clock past the hour, then the recorder catching up with it.
-    tokio::time::timeout(
+    let past_the_hour = ten + chrono::Duration::seconds(5);
+    tokio::time::timeout(PATIENCE, clock.sleep_until(past_the_hour))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the programme clock never reached {past_the_hour}: it is at {}",
+                clock.now()
+            )
+        });
+    let listing: Value = poll_until(
+        "two recordings in the listing",
         PATIENCE,
-        clock.sleep_until(ten + chrono::Duration::seconds(5)),
+        std::time::Duration::from_millis(50),
+        async || {
+            let listing: Value = app
+                .get("/v1/channels/radio24/archive")
+                .await
+                .json()
+                .await
+                .unwrap();
+            let recordings = listing["recordings"].as_array().unwrap();
+            if recordings.len() == 2
+                && recordings[1]["complete"] == true
+                && secs(&recordings[0]["duration_secs"]) > 0.0
+            {
+                Ok(listing)
+            } else {
+                Err(listing.to_string())
+            }
+        },
     )
-    .await
-    .expect("the programme clock runs");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let listing: Value = loop {
-        let listing: Value = app
-            .get("/v1/channels/radio24/archive")
-            .await
-            .json()
-            .await
-            .unwrap();
-        let recordings = listing["recordings"].as_array().unwrap();
-        if recordings.len() == 2
-            && recordings[1]["complete"] == true
-            && secs(&recordings[0]["duration_secs"]) > 0.0
-        {
-            break listing;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never two recordings: {listing}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    .await;
     assert_eq!(listing["channel"], "radio24");
     let (current, closed) = (&listing["recordings"][0], &listing["recordings"][1]);
     assert_eq!(current["file"], "2026-11-28T10.ogg");

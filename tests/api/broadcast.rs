@@ -1,21 +1,22 @@
 use radio24::cli::Role;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, WsRead};
+use crate::helpers::{PATIENCE, TestApp, WsRead};
 
 /// Speaks `text` and returns the captions of its segment, in order, until it ends.
 pub async fn captions_of(ws: &mut crate::helpers::WsClient, segment_id: &str) -> Vec<String> {
     let mut texts = Vec::new();
-    loop {
-        let frame = ws.next_json().await;
-        match frame["type"].as_str() {
-            Some("caption") if frame["segment_id"] == segment_id => {
-                texts.push(frame["text"].as_str().unwrap().to_owned());
-            }
-            Some("segment_ended") if frame["segment_id"] == segment_id => return texts,
-            _ => {}
+    let what = format!("the end of segment {segment_id}");
+    ws.scan(&what, |frame| match frame["type"].as_str() {
+        Some("caption") if frame["segment_id"] == segment_id => {
+            texts.push(frame["text"].as_str().unwrap().to_owned());
+            None
         }
-    }
+        Some("segment_ended") if frame["segment_id"] == segment_id => Some(()),
+        _ => None,
+    })
+    .await;
+    texts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +146,10 @@ async fn the_snapshot_counts_the_channels_listeners_on_this_instance() {
     // A stream listener: counted once its first page has arrived.
     let mut stream = app.get("/v1/channels/radio24/stream").await;
     assert_eq!(stream.status(), 200);
-    assert!(stream.chunk().await.unwrap().is_some());
+    let first = tokio::time::timeout(PATIENCE, stream.chunk())
+        .await
+        .unwrap_or_else(|_| panic!("no stream page after {PATIENCE:?}"));
+    assert!(first.unwrap().is_some());
     let mut second = app.broadcast("radio24").await;
     let snapshot = second.next_json().await;
     assert_eq!(

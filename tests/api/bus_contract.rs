@@ -15,7 +15,9 @@ use radio24::domain::{Block, ChannelName};
 use radio24::host::{Host, HostConfig};
 use secrecy::SecretString;
 
-use crate::helpers::{BUS_TOKEN, PATIENCE, TestApp, settings};
+use crate::helpers::{
+    BUS_TOKEN, Deadline, PATIENCE, PROGRAMME_PATIENCE, TestApp, poll_until, settings,
+};
 
 fn channel(name: &str) -> ChannelName {
     ChannelName::parse(name).unwrap()
@@ -26,6 +28,38 @@ async fn next_event(events: &mut EventStream) -> HostEvent {
         .await
         .expect("an event in time")
         .expect("the stream stays open")
+}
+
+/// The next event within `deadline`, which notes it as seen (see [`summary`]).
+async fn next_event_by(events: &mut EventStream, deadline: &mut Deadline) -> HostEvent {
+    let Some(event) = deadline.step(events.next()).await else {
+        deadline.fail("the event stream ended");
+    };
+    deadline.saw(summary(&event));
+    event
+}
+
+/// An event as a failure message lists it: its kind, channel and segment.
+fn summary(event: &HostEvent) -> String {
+    match event {
+        HostEvent::Hello { channels, .. } => format!("hello, {} channel(s)", channels.len()),
+        HostEvent::SegmentStarted { channel, segment } => {
+            format!("{channel}: started {}", segment.id)
+        }
+        HostEvent::Caption {
+            channel,
+            segment_id,
+            index,
+            text,
+            ..
+        } => format!("{channel}: caption {segment_id} #{index} {text:?}"),
+        HostEvent::SegmentEnded {
+            channel,
+            segment_id,
+            interrupted,
+        } => format!("{channel}: ended {segment_id}, interrupted: {interrupted}"),
+        HostEvent::OnAir { state } => format!("{}: on air", state.channel),
+    }
 }
 
 fn speak(text: &str, channel_name: Option<&str>, mode: SpeakMode) -> SpeakRequest {
@@ -58,11 +92,12 @@ async fn contract(bus: Arc<dyn HostBus>) {
     // logical stream with increasing granule positions; an unknown channel is NotFound.
     let mut audio = bus.audio_stream(&channel("radio24")).await.unwrap();
     let mut pages = Vec::new();
+    let mut deadline = Deadline::new("4 Ogg pages of radio24", PATIENCE);
     while pages.len() < 4 {
-        let page = tokio::time::timeout(PATIENCE, audio.next())
-            .await
-            .expect("a page in time")
-            .expect("the stream stays open");
+        let Some(page) = deadline.step(audio.next()).await else {
+            deadline.fail("the stream ended");
+        };
+        deadline.saw(format!("a page of {} bytes", page.len()));
         pages.push(page);
     }
     drop(audio);
@@ -105,8 +140,12 @@ async fn contract(bus: Arc<dyn HostBus>) {
         .unwrap();
     assert_eq!(accepted.channel.as_str(), "radio24");
     let mut seen = Vec::new();
+    let mut deadline = Deadline::new(
+        format!("segment {} to air in full", accepted.segment_id),
+        PROGRAMME_PATIENCE,
+    );
     loop {
-        match next_event(&mut events).await {
+        match next_event_by(&mut events, &mut deadline).await {
             HostEvent::SegmentStarted { segment, .. } if segment.id == accepted.segment_id => {
                 assert!(seen.is_empty());
                 seen.push("started".to_owned());
@@ -254,8 +293,13 @@ async fn contract(bus: Arc<dyn HostBus>) {
     );
     // Await the first going on air (the event comes after the rundown changed).
     let mut order = Vec::new();
+    let mut deadline = Deadline::new(
+        format!("the start of {}", first.segment_id),
+        PROGRAMME_PATIENCE,
+    );
     while order.is_empty() {
-        if let HostEvent::SegmentStarted { segment, .. } = next_event(&mut events).await
+        if let HostEvent::SegmentStarted { segment, .. } =
+            next_event_by(&mut events, &mut deadline).await
             && segment.id == first.segment_id
         {
             order.push(segment.id);
@@ -269,8 +313,15 @@ async fn contract(bus: Arc<dyn HostBus>) {
         .speak(speak("Now!", Some("second"), SpeakMode::Now))
         .await
         .unwrap();
+    let mut deadline = Deadline::new(
+        format!(
+            "the cut-in {} then the queued {} to start",
+            urgent.segment_id, queued.segment_id
+        ),
+        PROGRAMME_PATIENCE,
+    );
     while order.len() < 3 {
-        match next_event(&mut events).await {
+        match next_event_by(&mut events, &mut deadline).await {
             HostEvent::SegmentEnded {
                 segment_id,
                 interrupted,
@@ -349,12 +400,16 @@ impl SeededArchive {
 
 async fn read_all(file: radio24::bus::ArchiveFile) -> Vec<u8> {
     let length = file.length;
-    let body: Vec<bytes::Bytes> = file
-        .body
-        .map(|chunk| chunk.expect("the download completes"))
-        .collect()
-        .await;
-    let body = body.concat();
+    let mut chunks = file.body;
+    let mut deadline = Deadline::new(
+        format!("the end of a download of {length:?} bytes"),
+        PATIENCE,
+    );
+    let mut body = Vec::new();
+    while let Some(chunk) = deadline.step(chunks.next()).await {
+        body.extend_from_slice(&chunk.expect("the download completes"));
+        deadline.saw(format!("{} bytes so far", body.len()));
+    }
     if let Some(length) = length {
         assert_eq!(length, body.len() as u64);
     }
@@ -365,15 +420,20 @@ async fn read_all(file: radio24::bus::ArchiveFile) -> Vec<u8> {
 async fn archive_contract(bus: Arc<dyn HostBus>, seeded: &SeededArchive) {
     let radio24 = channel("radio24");
     // The recorder opens the current hour's file soon after start.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let listing = loop {
-        let listing = bus.archive_list(&radio24).await.unwrap();
-        if listing.recordings.iter().any(|r| !r.complete) {
-            break listing;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{listing:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let listing = poll_until(
+        "a recording being made",
+        PATIENCE,
+        Duration::from_millis(20),
+        async || {
+            let listing = bus.archive_list(&radio24).await.unwrap();
+            if listing.recordings.iter().any(|r| !r.complete) {
+                Ok(listing)
+            } else {
+                Err(format!("{listing:?}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(listing.channel, radio24);
     let recordings = &listing.recordings;
     // Newest first: the hour being recorded (the only incomplete one), any hours the
@@ -495,6 +555,7 @@ async fn http_archive_meets_the_contract_and_its_routes_refuse_other_names() {
             .client
             .get(host.url(path))
             .bearer_auth(BUS_TOKEN)
+            .timeout(PATIENCE)
             .send()
             .await
             .unwrap();
@@ -510,6 +571,7 @@ async fn http_archive_meets_the_contract_and_its_routes_refuse_other_names() {
         .client
         .get(host.url(&kept))
         .bearer_auth(BUS_TOKEN)
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap();

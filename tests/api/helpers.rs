@@ -1,7 +1,8 @@
 //! Test harness: builds the real application (as `main` does) on port 0, a WebSocket
 //! client, and throw-away PostgreSQL databases.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,131 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const BUS_TOKEN: &str = "test-bus-token";
 /// How long a test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(15);
+/// How long a test waits for something the programme has to bring about first (a segment
+/// to air in full, a link to come back): a few segments on the test clock, with room for a
+/// busy 2-core machine. A bound on a wait, never a measure of it.
+pub const PROGRAMME_PATIENCE: Duration = PATIENCE.saturating_mul(4);
+
+/// One overall deadline for a wait of many steps (frames, events, polls), and the last
+/// things the wait saw. A timeout per step alone never ends a wait whose steps keep coming
+/// while what it awaits does not; and when the wait gives up, its message says what came
+/// instead.
+pub struct Deadline {
+    what: String,
+    patience: Duration,
+    at: tokio::time::Instant,
+    /// The last things seen, oldest first, each with how many times it came in a row.
+    seen: VecDeque<(String, usize)>,
+    /// How many of them the message shows.
+    shown: usize,
+    /// Things seen in all.
+    count: usize,
+}
+
+impl Deadline {
+    /// A wait for `what` (as the failure message names it) that gives up after `patience`.
+    pub fn new(what: impl Into<String>, patience: Duration) -> Self {
+        Self {
+            what: what.into(),
+            patience,
+            at: tokio::time::Instant::now() + patience,
+            seen: VecDeque::new(),
+            shown: 20,
+            count: 0,
+        }
+    }
+
+    /// Shows only the last `n` things seen (a poll's values can be long).
+    pub fn showing(mut self, n: usize) -> Self {
+        self.shown = n.max(1);
+        self
+    }
+
+    /// Notes one thing the wait saw: a frame, an event, a value polled.
+    pub fn saw(&mut self, thing: impl Display) {
+        let thing = thing.to_string();
+        self.count += 1;
+        match self.seen.back_mut() {
+            Some((last, times)) if *last == thing => *times += 1,
+            _ => {
+                if self.seen.len() == self.shown {
+                    self.seen.pop_front();
+                }
+                self.seen.push_back((thing, 1));
+            }
+        }
+    }
+
+    /// Awaits one step of the wait, or fails it (see [`Deadline::fail`]) when the deadline
+    /// passes first.
+    pub async fn step<F: IntoFuture>(&self, step: F) -> F::Output {
+        match tokio::time::timeout_at(self.at, step).await {
+            Ok(out) => out,
+            Err(_) => self.fail(format!("gave up after {:?}", self.patience)),
+        }
+    }
+
+    /// Whether the deadline has passed.
+    pub fn passed(&self) -> bool {
+        tokio::time::Instant::now() >= self.at
+    }
+
+    /// Panics, saying what was awaited, `why` the wait stopped, and what it saw.
+    pub fn fail(&self, why: impl Display) -> ! {
+        if self.count == 0 {
+            panic!("awaiting {}: {why}; saw nothing", self.what);
+        }
+        let last: Vec<String> = self
+            .seen
+            .iter()
+            .map(|(thing, times)| match times {
+                1 => format!("  {thing}"),
+                n => format!("  {thing}  (x{n})"),
+            })
+            .collect();
+        panic!(
+            "awaiting {}: {why}; saw {} in all, the last (oldest first):\n{}",
+            self.what,
+            self.count,
+            last.join("\n")
+        );
+    }
+}
+
+/// Calls `probe` every `every` until it gives `Ok`, within `patience` all told (the calls
+/// included). Each `Err` says what the probe saw instead; the last few are in the message
+/// when the wait gives up.
+pub async fn poll_until<T>(
+    what: &str,
+    patience: Duration,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let mut deadline = Deadline::new(what, patience).showing(3);
+    loop {
+        match deadline.step(probe()).await {
+            Ok(found) => return found,
+            Err(seen) => deadline.saw(seen),
+        }
+        if deadline.passed() {
+            deadline.fail(format!("gave up after {patience:?}"));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The response to `request` (its status and headers; a body may go on streaming), within
+/// [`PATIENCE`].
+async fn answered(
+    method: &str,
+    path: &str,
+    request: impl Future<Output = reqwest::Result<reqwest::Response>>,
+) -> reqwest::Response {
+    tokio::time::timeout(PATIENCE, request)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer after {PATIENCE:?}"))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
 
 pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -102,9 +228,13 @@ impl TestApp {
             ),
         ];
         all.extend_from_slice(overrides);
-        let app = Application::build_with(settings(&all), role, options)
-            .await
-            .expect("application builds");
+        let app = tokio::time::timeout(
+            PATIENCE,
+            Application::build_with(settings(&all), role, options),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("role {} not built after {PATIENCE:?}", role.as_str()))
+        .expect("application builds");
         (app, data)
     }
 
@@ -126,7 +256,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("GET")
+        answered("GET", path, self.client.get(self.url(path)).send()).await
     }
 
     /// POST JSON with an optional bearer token.
@@ -135,7 +265,7 @@ impl TestApp {
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
-        req.send().await.expect("POST")
+        answered("POST", path, req.send()).await
     }
 
     pub async fn speak(&self, text: &str) -> reqwest::Response {
@@ -149,23 +279,29 @@ impl TestApp {
 
     /// Waits until `GET path` answers `status`.
     pub async fn wait_for_status(&self, path: &str, status: u16) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Ok(resp) = self.client.get(self.url(path)).send().await
-                && resp.status().as_u16() == status
-            {
-                return resp.json().await.unwrap_or(Value::Null);
+        let what = format!("GET {path} answering {status}");
+        poll_until(&what, PATIENCE, Duration::from_millis(50), async || {
+            let resp = self
+                .client
+                .get(self.url(path))
+                .send()
+                .await
+                .map_err(|e| format!("no answer: {e}"))?;
+            let got = resp.status().as_u16();
+            let body = resp.json().await.unwrap_or(Value::Null);
+            if got == status {
+                Ok(body)
+            } else {
+                Err(format!("{got} {body}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{path} never answered {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     pub async fn stop(&self) {
-        self.handle.stop(false).await;
+        tokio::time::timeout(PATIENCE, self.handle.stop(false))
+            .await
+            .unwrap_or_else(|_| panic!("{} not stopped after {PATIENCE:?}", self.address));
     }
 
     pub async fn broadcast(&self, channel: &str) -> WsClient {
@@ -194,19 +330,24 @@ pub enum WsRead {
 
 impl WsClient {
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
             .await
+            .unwrap_or_else(|_| panic!("{url}: no handshake after {PATIENCE:?}"))
             .expect("websocket connects");
         Self { ws }
     }
 
-    /// The next text frame as JSON, or the close.
+    /// The next text frame as JSON, or the close, within [`PATIENCE`].
     pub async fn read(&mut self) -> WsRead {
+        tokio::time::timeout(PATIENCE, self.read_frame())
+            .await
+            .unwrap_or_else(|_| panic!("no frame after {PATIENCE:?}"))
+    }
+
+    /// The next text frame as JSON, or the close, however long it takes (callers bound it).
+    async fn read_frame(&mut self) -> WsRead {
         loop {
-            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a frame in time");
-            match msg {
+            match self.ws.next().await {
                 Some(Ok(Message::Text(text))) => {
                     return WsRead::Json(serde_json::from_str(&text).expect("frames are JSON"));
                 }
@@ -231,15 +372,59 @@ impl WsClient {
         }
     }
 
-    /// Skips frames until one of `type` satisfying `pred` arrives.
-    pub async fn wait_for(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    /// The next text frame as JSON, within `deadline`, which notes it as seen; a close
+    /// fails the wait.
+    pub async fn next_json_by(&mut self, deadline: &mut Deadline) -> Value {
+        match deadline.step(self.read_frame()).await {
+            WsRead::Json(frame) => {
+                deadline.saw(frame_summary(&frame));
+                frame
+            }
+            WsRead::Closed(close) => deadline.fail(format!("the socket closed: {close:?}")),
+        }
+    }
+
+    /// Reads frames until `step` makes something of one, within [`PROGRAMME_PATIENCE`] all
+    /// told; giving up, it names `what` it awaited and the last frames that came instead.
+    pub async fn scan<T>(&mut self, what: &str, mut step: impl FnMut(&Value) -> Option<T>) -> T {
+        let mut deadline = Deadline::new(what, PROGRAMME_PATIENCE);
         loop {
-            let frame = self.next_json().await;
-            if frame["type"] == kind && pred(&frame) {
-                return frame;
+            let frame = self.next_json_by(&mut deadline).await;
+            if let Some(found) = step(&frame) {
+                return found;
             }
         }
     }
+
+    /// Skips frames until one of `type` satisfying `pred` arrives (see [`WsClient::scan`]).
+    pub async fn wait_for(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.scan(&format!("a {kind} frame"), |frame| {
+            (frame["type"] == kind && pred(frame)).then(|| frame.clone())
+        })
+        .await
+    }
+}
+
+/// A frame as a failure message lists it: its type, the segment it is about, its error
+/// code or text.
+fn frame_summary(frame: &Value) -> String {
+    let mut summary = frame["type"].as_str().unwrap_or("(no type)").to_owned();
+    if let Some(id) = frame["segment_id"]
+        .as_str()
+        .or_else(|| frame["segment"]["id"].as_str())
+    {
+        summary = format!("{summary} {id}");
+    }
+    if let Some(error) = frame["error"].as_str() {
+        summary = format!("{summary} {error}");
+    }
+    if let Some(text) = frame["text"].as_str() {
+        summary = format!("{summary} {text:?}");
+    }
+    if frame["resync"] == true {
+        summary.push_str(" (resync)");
+    }
+    summary
 }
 
 /// Admin URL of the test PostgreSQL server.
@@ -260,7 +445,12 @@ impl TestDb {
     /// `RADIO24_SKIP_POSTGRES=1`, which returns `None` (and says so).
     pub async fn create() -> Option<Self> {
         let admin = postgres_admin_url();
-        let mut conn = match AsyncPgConnection::establish(&admin).await {
+        let connected =
+            match tokio::time::timeout(PATIENCE, AsyncPgConnection::establish(&admin)).await {
+                Ok(connected) => connected.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer after {PATIENCE:?}")),
+            };
+        let mut conn = match connected {
             Ok(c) => c,
             Err(e) if std::env::var("RADIO24_SKIP_POSTGRES").is_ok_and(|v| v == "1") => {
                 eprintln!("SKIPPED: PostgreSQL unreachable ({e}) and RADIO24_SKIP_POSTGRES=1");
@@ -272,10 +462,13 @@ impl TestDb {
             ),
         };
         let name = format!("radio24_test_{}", uuid::Uuid::new_v4().simple());
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
+        tokio::time::timeout(
+            PATIENCE,
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CREATE DATABASE {name}: no answer after {PATIENCE:?}"))
+        .expect("create test database");
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         Some(Self {
             url: format!("{base}/{name}"),
@@ -295,14 +488,18 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(async move {
+            // A server that stops answering leaves the database behind, not the test hanging.
+            let dropped = rt.block_on(tokio::time::timeout(PATIENCE, async {
                 if let Ok(mut conn) = AsyncPgConnection::establish(&admin).await {
                     let _ =
                         diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                             .execute(&mut conn)
                             .await;
                 }
-            });
+            }));
+            if dropped.is_err() {
+                eprintln!("test database {name} left behind: no answer after {PATIENCE:?}");
+            }
         })
         .join();
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::fake_livekit::{API_KEY, API_SECRET, FakeLivekit, SfuEvent};
-use crate::helpers::{ADMIN_TOKEN, PATIENCE, TestApp, WsClient};
+use crate::helpers::{ADMIN_TOKEN, Deadline, PATIENCE, PROGRAMME_PATIENCE, TestApp, WsClient};
 
 /// Frames of programme compared (10 s).
 const WINDOW_FRAMES: usize = 500;
@@ -42,37 +42,64 @@ async fn expect_join(events: &mut mpsc::UnboundedReceiver<SfuEvent>) {
     }
 }
 
-/// Waits until decoded audio arrives.
-async fn expect_audio(events: &mut mpsc::UnboundedReceiver<SfuEvent>) {
-    loop {
-        if let SfuEvent::Audio { samples, .. } = next_event(events).await {
+/// The next event at the fake within `deadline`, which notes it as seen.
+async fn next_event_by(
+    events: &mut mpsc::UnboundedReceiver<SfuEvent>,
+    deadline: &mut Deadline,
+) -> SfuEvent {
+    let event = deadline
+        .step(events.recv())
+        .await
+        .expect("the fake LiveKit runs");
+    match &event {
+        // Packets differ only in their loudness: listed as one line, with a count.
+        SfuEvent::Audio { samples, .. } => deadline.saw(format!("audio, {samples} samples")),
+        other => deadline.saw(format!("{other:?}")),
+    }
+    event
+}
+
+/// Waits until `packets` packets of decoded audio have arrived.
+async fn expect_audio(events: &mut mpsc::UnboundedReceiver<SfuEvent>, packets: usize) {
+    let mut deadline = Deadline::new(
+        format!("{packets} audio packet(s) at the fake LiveKit"),
+        PROGRAMME_PATIENCE,
+    );
+    let mut arrived = 0;
+    while arrived < packets {
+        if let SfuEvent::Audio { samples, .. } = next_event_by(events, &mut deadline).await {
             assert_eq!(samples, 960, "20 ms Opus packets");
-            return;
+            arrived += 1;
         }
     }
 }
 
-/// The publisher's state in the next snapshot or `on_air` frame.
-async fn next_publisher_status(ws: &mut WsClient) -> Value {
+/// Reads frames until the publisher's state (in a snapshot or `on_air` frame) satisfies
+/// `done`; giving up, the message lists the frames and the states that came instead.
+async fn await_publisher(ws: &mut WsClient, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut deadline = Deadline::new(what, PROGRAMME_PATIENCE);
     loop {
-        let mut frame = ws.next_json().await;
-        let on_air = match frame["type"].as_str() {
+        let mut frame = ws.next_json_by(&mut deadline).await;
+        let mut on_air = match frame["type"].as_str() {
             Some("snapshot") => frame["on_air"].take(),
             Some("on_air") => frame["state"].take(),
             _ => continue,
         };
-        return on_air["livekit"].clone();
+        let livekit = on_air["livekit"].take();
+        deadline.saw(format!("  livekit: {livekit}"));
+        if done(&livekit) {
+            return livekit;
+        }
     }
 }
 
 /// Waits until the publisher is in `state` after `sessions` sessions.
 async fn expect_publisher(ws: &mut WsClient, state: &str, sessions: u64) -> Value {
-    loop {
-        let livekit = next_publisher_status(ws).await;
-        if livekit["state"] == state && livekit["sessions"] == sessions {
-            return livekit;
-        }
-    }
+    let what = format!("the LiveKit publisher {state} after {sessions} session(s)");
+    await_publisher(ws, &what, |livekit| {
+        livekit["state"] == state && livekit["sessions"] == sessions
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +129,7 @@ async fn the_host_publishes_the_programme_into_livekit_and_rejoins_after_a_resta
     assert_eq!(status["room"], "radio24");
     let health: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(health["livekit"]["radio24"]["state"], "connected");
-    expect_audio(&mut sfu.events).await;
+    expect_audio(&mut sfu.events, 1).await;
 
     // Something to hear, then compare a stretch of what aired with what LiveKit received.
     let resp = app
@@ -118,11 +145,23 @@ async fn the_host_publishes_the_programme_into_livekit_and_rejoins_after_a_resta
         .unwrap();
     let mut aired = station.playout.subscribe();
     // Start both counts at the same instant: what reached the fake so far is discarded.
-    aired.recv().await.unwrap();
+    tokio::time::timeout(PATIENCE, aired.recv())
+        .await
+        .unwrap_or_else(|_| panic!("the playout aired no frame after {PATIENCE:?}"))
+        .unwrap();
     while sfu.events.try_recv().is_ok() {}
     let (mut aired_frames, mut aired_speech) = (0usize, 0usize);
+    // 10 s of programme at real time; the deadline leaves room for a busy machine.
+    let mut window = Deadline::new(
+        format!("{WINDOW_FRAMES} frames of programme"),
+        PROGRAMME_PATIENCE,
+    );
     while aired_frames < WINDOW_FRAMES {
-        let frame = aired.recv().await.expect("the playout airs every frame");
+        let frame = window
+            .step(aired.recv())
+            .await
+            .expect("the playout airs every frame");
+        window.saw("a frame aired");
         aired_frames += 1;
         if rms(&frame) > SPEECH_RMS {
             aired_speech += 1;
@@ -161,14 +200,13 @@ async fn the_host_publishes_the_programme_into_livekit_and_rejoins_after_a_resta
     let mut sfu = FakeLivekit::start(port).await;
     expect_join(&mut sfu.events).await;
     expect_publisher(&mut ws, "connected", 2).await;
-    for _ in 0..50 {
-        expect_audio(&mut sfu.events).await;
-    }
+    expect_audio(&mut sfu.events, 50).await;
 
     // Shutting down, the host leaves the room.
     app.stop().await;
+    let mut deadline = Deadline::new("the host leaving the room", PATIENCE);
     loop {
-        if let SfuEvent::Left = next_event(&mut sfu.events).await {
+        if let SfuEvent::Left = next_event_by(&mut sfu.events, &mut deadline).await {
             break;
         }
     }
@@ -191,19 +229,19 @@ async fn a_host_that_livekit_refuses_keeps_retrying_and_says_why() {
     )
     .await;
     let mut ws = app.broadcast("radio24").await;
-    loop {
-        let livekit = next_publisher_status(&mut ws).await;
-        if livekit["state"] == "retrying" && livekit["failures"].as_u64() >= Some(2) {
-            assert!(
-                livekit["last_error"]
-                    .as_str()
-                    .is_some_and(|e| !e.is_empty()),
-                "the reason is shown: {livekit}"
-            );
-            assert_eq!(livekit["sessions"], 0);
-            break;
-        }
-    }
+    let livekit = await_publisher(
+        &mut ws,
+        "the LiveKit publisher retrying after 2 failures",
+        |livekit| livekit["state"] == "retrying" && livekit["failures"].as_u64() >= Some(2),
+    )
+    .await;
+    assert!(
+        livekit["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "the reason is shown: {livekit}"
+    );
+    assert_eq!(livekit["sessions"], 0);
     // The station itself is unaffected.
     let health: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(health["status"], "ok");

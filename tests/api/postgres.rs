@@ -1,7 +1,7 @@
 //! PostgreSQL: `radio24 migrate` with the seed's env names creates the seed's schema
 //! exactly, and the station runs on it.
 
-use std::process::Command;
+use std::process::Stdio;
 
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -10,7 +10,7 @@ use radio24::cli::Role;
 use serde_json::Value;
 
 use crate::broadcast::captions_of;
-use crate::helpers::{TestApp, TestDb, config_dir};
+use crate::helpers::{PATIENCE, TestApp, TestDb, config_dir};
 
 /// The seed document's DDL, verbatim.
 const SEED_DDL: &str = r#"
@@ -45,9 +45,17 @@ struct Line {
     line: String,
 }
 
+/// A connection to `url`, within [`PATIENCE`].
+async fn connect(url: &str) -> AsyncPgConnection {
+    tokio::time::timeout(PATIENCE, AsyncPgConnection::establish(url))
+        .await
+        .unwrap_or_else(|_| panic!("PostgreSQL: no connection after {PATIENCE:?}"))
+        .unwrap()
+}
+
 /// Columns (name, type, nullability, default) and constraints of the seed's tables.
 async fn describe(url: &str) -> Vec<String> {
-    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let mut conn = connect(url).await;
     let mut lines: Vec<Line> = diesel::sql_query(
         "SELECT table_name || '.' || column_name || ' ' || data_type || ' null=' || is_nullable \
          || ' default=' || coalesce(column_default, '-') AS line \
@@ -71,9 +79,10 @@ async fn describe(url: &str) -> Vec<String> {
     lines
 }
 
-fn run_migrate(db: &TestDb) -> String {
+async fn run_migrate(db: &TestDb) -> String {
+    use tokio::io::AsyncReadExt;
     let url = url_parts(&db.url);
-    let out = Command::new(env!("CARGO_BIN_EXE_radio24"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_radio24"))
         .args(["migrate", "--config-dir"])
         .arg(config_dir())
         .env_remove("DATABASE_URL")
@@ -82,14 +91,39 @@ fn run_migrate(db: &TestDb) -> String {
         .env("POSTGRES_USER", &url.user)
         .env("POSTGRES_DB", &db.name)
         .env("RUST_LOG", "warn")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .unwrap();
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    // Read as it runs (what it printed so far is in the message if it never ends).
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let finished = tokio::time::timeout(PATIENCE, async {
+        let (read_out, read_err, status) = tokio::join!(
+            stdout.read_to_end(&mut out),
+            stderr.read_to_end(&mut err),
+            child.wait()
+        );
+        read_out.unwrap();
+        read_err.unwrap();
+        status.unwrap()
+    })
+    .await;
+    let Ok(status) = finished else {
+        let _ = child.kill().await;
+        panic!(
+            "radio24 migrate still running after {PATIENCE:?}; it printed {:?} and {:?}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        );
+    };
     assert!(
-        out.status.success(),
+        status.success(),
         "radio24 migrate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&err)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out).unwrap()
 }
 
 struct UrlParts {
@@ -119,15 +153,18 @@ async fn migrate_with_the_seed_env_names_creates_the_seed_schema_exactly() {
     let Some(migrated) = TestDb::create().await else {
         return;
     };
-    let mut conn = AsyncPgConnection::establish(&reference.url).await.unwrap();
+    let mut conn = connect(&reference.url).await;
     diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, SEED_DDL)
         .await
         .unwrap();
     drop(conn);
 
-    let out = run_migrate(&migrated);
+    let out = run_migrate(&migrated).await;
     assert!(out.contains("applied 2 migration(s)"), "{out}");
-    assert_eq!(run_migrate(&migrated).trim(), "database is up to date");
+    assert_eq!(
+        run_migrate(&migrated).await.trim(),
+        "database is up to date"
+    );
 
     let expected = describe(&reference.url).await;
     let actual = describe(&migrated.url).await;
@@ -138,7 +175,7 @@ async fn migrate_with_the_seed_env_names_creates_the_seed_schema_exactly() {
     assert_eq!(actual, expected);
 
     // The only addition is the (channel_id, hour) index, and it reverses cleanly.
-    let mut conn = AsyncPgConnection::establish(&migrated.url).await.unwrap();
+    let mut conn = connect(&migrated.url).await;
     let indexes: Vec<Line> = diesel::sql_query(
         "SELECT indexname AS line FROM pg_indexes WHERE schemaname = 'public' \
          AND tablename IN ('channel', 'schedule', 'queue') ORDER BY indexname",
@@ -178,7 +215,7 @@ async fn the_station_runs_on_postgres() {
     // A second process on the same database finds the channel and its schedule as they are.
     let second = TestApp::spawn(Role::All, &[("DATABASE_URL", &db.url)]).await;
     assert_eq!(second.get("/health").await.status(), 200);
-    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let mut conn = connect(&db.url).await;
     let rows: Vec<Line> = diesel::sql_query("SELECT count(*)::text AS line FROM schedule")
         .load(&mut conn)
         .await

@@ -5,7 +5,7 @@ use livekit_api::access_token::TokenVerifier;
 use radio24::cli::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{PATIENCE, TestApp};
 
 const KEY: &str = "test-livekit-key";
 const SECRET: &str = "test-livekit-secret-that-is-long-enough";
@@ -38,6 +38,7 @@ async fn join_as(app: &TestApp, forwarded_for: &str, body: &Value) -> reqwest::R
         .post(app.url(JOIN))
         .header("x-forwarded-for", forwarded_for)
         .json(body)
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap()
@@ -162,6 +163,7 @@ async fn bad_join_requests_get_clear_4xx_errors() {
         .post(app.url(JOIN))
         .header("content-type", "application/json")
         .body("{\"name\": ")
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap();
@@ -269,6 +271,7 @@ async fn browsers_of_the_allowed_origin_may_join_and_others_may_not() {
             .header("origin", origin)
             .header("access-control-request-method", "POST")
             .header("access-control-request-headers", "content-type")
+            .timeout(PATIENCE)
             .send()
     };
     let allowed = preflight("https://radio.example").await.unwrap();
@@ -296,6 +299,7 @@ async fn browsers_of_the_allowed_origin_may_join_and_others_may_not() {
         .post(app.url(JOIN))
         .header("origin", "https://radio.example")
         .json(&json!({}))
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap();

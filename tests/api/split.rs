@@ -4,13 +4,26 @@ use radio24::cli::Role;
 use serde_json::{Value, json};
 
 use crate::broadcast::captions_of;
-use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, TestApp};
+use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, TestApp};
 
 async fn spawn_pair() -> (TestApp, TestApp) {
     let host = TestApp::spawn(Role::Host, &[]).await;
     let url = host.address.clone();
     let api = TestApp::spawn(Role::Api, &[("RADIO24__BUS__HOST_URL", &url)]).await;
     (host, api)
+}
+
+/// Starts `--role host` on `port`, where the API expects it.
+async fn host_on(port: u16) -> TestApp {
+    let settings = crate::helpers::settings(&[("RADIO24__SERVER__PORT", &port.to_string())]);
+    let app = tokio::time::timeout(
+        PATIENCE,
+        radio24::startup::Application::build(settings, Role::Host),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the host on port {port} not built after {PATIENCE:?}"))
+    .expect("host starts on its port");
+    TestApp::run(app, None)
 }
 
 async fn speak_and_hear(api: &TestApp, ws: &mut crate::helpers::WsClient, text: &str) {
@@ -60,11 +73,7 @@ async fn the_api_reaches_a_separate_host_and_survives_its_restart() {
     }
 
     // Start it again on the same port: captions flow again, same API, same socket.
-    let settings = crate::helpers::settings(&[("RADIO24__SERVER__PORT", &host_port.to_string())]);
-    let app = radio24::startup::Application::build(settings, Role::Host)
-        .await
-        .expect("host restarts on its port");
-    let _host = TestApp::run(app, None);
+    let _host = host_on(host_port).await;
     api.wait_for_status("/ready", 200).await;
     let resync = ws.wait_for("snapshot", |f| f["resync"] == true).await;
     assert_eq!(resync["channel"], "radio24");
@@ -90,7 +99,7 @@ async fn host_routes_need_the_bus_token() {
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
-            let resp = req.send().await.unwrap();
+            let resp = req.timeout(PATIENCE).send().await.unwrap();
             assert_eq!(resp.status(), 401, "{method} {path} with {token:?}");
             let body: Value = resp.json().await.unwrap();
             assert_eq!(body["error"], "unauthorized");
@@ -101,6 +110,7 @@ async fn host_routes_need_the_bus_token() {
         .post(host.url("/speak"))
         .bearer_auth(BUS_TOKEN)
         .json(&json!({"text": "hi"}))
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap();
@@ -141,11 +151,7 @@ async fn an_api_started_before_its_host_connects_when_the_host_arrives() {
     let url = format!("http://127.0.0.1:{port}");
     let api = TestApp::spawn(Role::Api, &[("RADIO24__BUS__HOST_URL", &url)]).await;
     api.wait_for_status("/ready", 503).await;
-    let settings = crate::helpers::settings(&[("RADIO24__SERVER__PORT", &port.to_string())]);
-    let app = radio24::startup::Application::build(settings, Role::Host)
-        .await
-        .unwrap();
-    let _host = TestApp::run(app, None);
+    let _host = host_on(port).await;
     api.wait_for_status("/ready", 200).await;
     let mut ws = api.broadcast("radio24").await;
     ws.next_json().await;

@@ -10,7 +10,7 @@ use radio24::db::{Store, StoreError, seed};
 use radio24::domain::{Block, ChannelName};
 use secrecy::SecretString;
 
-use crate::helpers::TestDb;
+use crate::helpers::{PATIENCE, TestDb};
 
 fn name(s: &str) -> ChannelName {
     ChannelName::parse(s).unwrap()
@@ -18,6 +18,28 @@ fn name(s: &str) -> ChannelName {
 
 fn day() -> Vec<Block> {
     (0..24).map(|h| Block::ALL[h % Block::ALL.len()]).collect()
+}
+
+/// The results of two racing calls, each given [`PATIENCE`]: one still running after that
+/// fails the test, saying how each ended.
+fn both<T, E: std::fmt::Debug>(
+    what: &str,
+    a: Result<Result<T, E>, tokio::time::error::Elapsed>,
+    b: Result<Result<T, E>, tokio::time::error::Elapsed>,
+) -> (Result<T, E>, Result<T, E>) {
+    let outcome = |r: &Result<Result<T, E>, _>| match r {
+        Err(_) => format!("still running after {PATIENCE:?}"),
+        Ok(Ok(_)) => "done".to_owned(),
+        Ok(Err(e)) => format!("{e:?}"),
+    };
+    match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => panic!(
+            "two racing {what}: the first {}, the second {}",
+            outcome(&a),
+            outcome(&b)
+        ),
+    }
 }
 
 async fn conformance(store: Arc<dyn Store>) {
@@ -79,9 +101,16 @@ async fn conformance(store: Arc<dyn Store>) {
     let race = name("race");
     let blocks = day();
     let (a, b) = tokio::join!(
-        seed::ensure_default_channel(store.as_ref(), &race, &blocks),
-        seed::ensure_default_channel(store.as_ref(), &race, &blocks),
+        tokio::time::timeout(
+            PATIENCE,
+            seed::ensure_default_channel(store.as_ref(), &race, &blocks)
+        ),
+        tokio::time::timeout(
+            PATIENCE,
+            seed::ensure_default_channel(store.as_ref(), &race, &blocks)
+        ),
     );
+    let (a, b) = both("ensure_default_channel calls", a, b);
     assert_eq!(a.unwrap().id, b.unwrap().id);
     let channel = store.channel_by_name(&race).await.unwrap().unwrap();
     assert_eq!(store.schedule(channel.id).await.unwrap().len(), 24);
@@ -103,9 +132,16 @@ async fn sqlite_opened_twice_at_once_migrates_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("radio24.db");
     let (a, b) = tokio::join!(
-        SqliteStore::open(&path, 2, Duration::from_secs(5)),
-        SqliteStore::open(&path, 2, Duration::from_secs(5)),
+        tokio::time::timeout(
+            PATIENCE,
+            SqliteStore::open(&path, 2, Duration::from_secs(5))
+        ),
+        tokio::time::timeout(
+            PATIENCE,
+            SqliteStore::open(&path, 2, Duration::from_secs(5))
+        ),
     );
+    let (a, b) = both("opens of one SQLite file", a, b);
     let (a, b) = (a.unwrap(), b.unwrap());
     let (ch, _) = a.ensure_channel(&name("radio24")).await.unwrap();
     assert_eq!(

@@ -1,8 +1,12 @@
 //! `GET /v1/channels/{name}/stream`: read the live Ogg/Opus stream over HTTP, decode it with
-//! the `ogg` and `opus` crates, and check what a listener would hear. The programme runs
-//! 20× faster than real time (test settings), so "seconds" below are programme seconds,
-//! measured by the stream's own granule positions (48 kHz samples of programme), never by
-//! the wall clock.
+//! the `ogg` and `opus` crates, and check what a listener would hear. "Seconds" below are
+//! programme seconds, measured by the stream's own granule positions (48 kHz samples of
+//! programme), never by the wall clock.
+//!
+//! That the stream is contiguous (no page of programme missing) is checked at real time
+//! (`host.clock_speed` 1). Faster than real time, a machine too busy to keep up skips
+//! programme (the frame clock skips ahead, a sink that falls behind misses frames), so the
+//! tests that run faster check only that pages come in order.
 
 use std::time::Duration;
 
@@ -114,6 +118,18 @@ fn decode(bytes: Vec<u8>) -> Decoded {
 
 /// Granule positions of the audio pages go up by exactly one page of programme each: the
 /// listener missed nothing that aired.
+/// Pages in programme order, whole pages apart (gaps allowed: see the module's doc).
+fn assert_in_order(pages: &[bytes::Bytes]) {
+    let granules: Vec<u64> = pages.iter().map(|p| granule_position(p).unwrap()).collect();
+    for pair in granules.windows(2) {
+        assert!(
+            pair[1] > pair[0] && (pair[1] - pair[0]) % PAGE_SAMPLES == 0,
+            "pages out of order: {granules:?}"
+        );
+    }
+}
+
+/// Not a page of programme missing (at real time).
 fn assert_contiguous(pages: &[bytes::Bytes]) {
     let granules: Vec<u64> = pages.iter().map(|p| granule_position(p).unwrap()).collect();
     for pair in granules.windows(2) {
@@ -148,13 +164,12 @@ async fn wait_for_listeners(app: &TestApp, channel: &str, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_decodes_to_the_programme_with_its_speech() {
-    // 4× rather than the suite's 20×: the contiguity check below is about the stream, and at
-    // 20× a playout stalled by a busy machine skips ahead (a real gap in what aired).
+    // Real time: the contiguity check below must hold however busy the machine is.
     let app = TestApp::spawn(
         Role::All,
         &[
             ("RADIO24__VOICE__BACKEND", "espeak-ng"),
-            ("RADIO24__HOST__CLOCK_SPEED", "4"),
+            ("RADIO24__HOST__CLOCK_SPEED", "1"),
         ],
     )
     .await;
@@ -168,14 +183,14 @@ async fn the_stream_decodes_to_the_programme_with_its_speech() {
         )
         .await;
     assert_eq!(resp.status(), 202);
-    listener.read_programme(10).await;
+    listener.read_programme(5).await;
 
     assert_contiguous(listener.audio_pages());
     let decoded = decode(listener.bytes());
     assert_eq!((decoded.sample_rate, decoded.channels), (48_000, 1));
     let pages = listener.audio_pages().len() as u64;
     assert_eq!(decoded.samples.len() as u64, pages * PAGE_SAMPLES);
-    assert!(pages * PAGE_SAMPLES >= 10 * RATE);
+    assert!(pages * PAGE_SAMPLES >= 5 * RATE);
     let rms = decoded.rms();
     let peak = decoded.samples.iter().map(|s| s.saturating_abs()).max();
     assert!(rms > 300.0, "speech is heard: rms {rms:.0}, peak {peak:?}");
@@ -211,10 +226,17 @@ async fn the_stream_decodes_to_the_programme_with_its_speech() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_listener_is_dropped_without_delaying_the_others() {
-    // A small send buffer, so the stall shows after a few seconds of programme.
+    // A small send buffer and listener queue, and speech (silence encodes to a few bytes a
+    // page), so the stall shows after a few seconds of programme; real time, so the
+    // reader's stream must be contiguous.
     let app = TestApp::spawn(
         Role::All,
-        &[("RADIO24__SERVER__SEND_BUFFER_BYTES", "16384")],
+        &[
+            ("RADIO24__VOICE__BACKEND", "espeak-ng"),
+            ("RADIO24__SERVER__SEND_BUFFER_BYTES", "16384"),
+            ("RADIO24__STREAM__LISTENER_BUFFER_PAGES", "10"),
+            ("RADIO24__HOST__CLOCK_SPEED", "1"),
+        ],
     )
     .await;
     let mut reader = Listener::open(&app, "radio24").await;
@@ -320,7 +342,7 @@ async fn in_split_mode_listeners_share_one_upstream_to_the_host() {
     wait_for_listeners(&host, "radio24", 1).await;
     for listener in [&mut first, &mut second] {
         listener.read_programme(3).await;
-        assert_contiguous(listener.audio_pages());
+        assert_in_order(listener.audio_pages());
         let decoded = decode(listener.bytes());
         assert_eq!(decoded.sample_rate, 48_000);
         assert_eq!(
@@ -434,5 +456,5 @@ async fn after_a_host_restart_listeners_restart_on_the_new_stream() {
         decoded.samples.len() as u64,
         after.audio_pages().len() as u64 * PAGE_SAMPLES
     );
-    assert_contiguous(before.audio_pages());
+    assert_in_order(before.audio_pages());
 }

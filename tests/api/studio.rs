@@ -1,7 +1,7 @@
 use radio24::cli::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, TestApp};
+use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, TestApp};
 
 async fn error_code(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
@@ -58,6 +58,7 @@ async fn bad_speak_requests_get_clear_4xx_errors() {
         .bearer_auth(ADMIN_TOKEN)
         .header("content-type", "application/json")
         .body("{\"text\": ")
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap();
@@ -68,6 +69,7 @@ async fn bad_speak_requests_get_clear_4xx_errors() {
         .bearer_auth(ADMIN_TOKEN)
         .header("content-type", "application/json")
         .body(vec![b' '; 100 * 1024])
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap();
@@ -100,18 +102,18 @@ async fn script_preview_names_block_topic_and_writer_without_airing() {
     // Nothing aired: until a segment spoken after the preview has aired, nothing on the
     // preview's topic (which is not in the rotation) starts.
     let marker: Value = app.speak("marker").await.json().await.unwrap();
-    loop {
-        let frame = ws.next_json().await;
-        if frame["type"] == "segment_started" {
-            assert_ne!(
-                frame["segment"]["topic"], "宇宙",
-                "the preview aired: {frame}"
-            );
-            if frame["segment"]["id"] == marker["segment_id"] {
-                break;
-            }
+    let what = format!("the start of the marker, {}", marker["segment_id"]);
+    ws.scan(&what, |frame| {
+        if frame["type"] != "segment_started" {
+            return None;
         }
-    }
+        assert_ne!(
+            frame["segment"]["topic"], "宇宙",
+            "the preview aired: {frame}"
+        );
+        (frame["segment"]["id"] == marker["segment_id"]).then_some(())
+    })
+    .await;
 
     // Without a topic, consecutive scripts rotate through the configured topics.
     let mut topics = Vec::new();
