@@ -9,11 +9,12 @@
 //!   programme (as a share of one core at real time);
 //! - `speak now` latency: from the voice's first audio bytes to the first frame that airs them.
 
+mod common;
+
 #[path = "../tests/api/fake_openai.rs"]
 #[allow(dead_code)]
 mod fake_openai;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,47 +22,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use radio24::bus::{HostBus, HostEvent, SpeakMode, SpeakRequest};
-use radio24::config::Settings;
 use radio24::domain::ChannelName;
 use radio24::host::clock::{Clock, ScaledClock, SystemClock};
 use radio24::host::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
 use radio24::host::{Host, HostConfig};
 
+use common::{arg, cpu_seconds, settings};
 use fake_openai::{Behaviour, FakeOpenAi};
-
-/// CPU seconds this process has used (user + system), from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
-
-fn settings(overrides: &[(&str, &str)]) -> Settings {
-    radio24::install_crypto_provider();
-    let mut env: HashMap<String, String> = HashMap::new();
-    for (k, v) in overrides {
-        env.insert((*k).to_owned(), (*v).to_owned());
-    }
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-    match Settings::load(&dir, &env) {
-        Ok(s) => s,
-        Err(e) => panic!("settings: {e}"),
-    }
-}
-
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn radio24() -> ChannelName {
     match ChannelName::parse("radio24") {
@@ -89,7 +56,7 @@ async fn day(hours: f64, speed: f64) {
         ("OPENAI_BASE_URL", &base),
         ("RADIO24__VOICE__BACKEND", "openai-speech"),
     ]));
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu_seconds("self");
     let wall0 = Instant::now();
     let host = match Host::start_with_clock(config, clock.clone()).await {
         Ok(h) => h,
@@ -102,7 +69,7 @@ async fn day(hours: f64, speed: f64) {
     while clock.now() < end {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let cpu = cpu_seconds() - cpu0;
+    let cpu = cpu_seconds("self") - cpu0;
     let programme_secs = hours * 3600.0;
     let stats = &station.playout.stats;
     let gaps = stats.gaps();
@@ -175,13 +142,13 @@ async fn playout_alone(hours: f64, speed: f64) {
             sink.recv().await
         {}
     });
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu_seconds("self");
     let start = clock.now();
     let end = start + chrono::Duration::milliseconds((hours * 3_600_000.0) as i64);
     while clock.now() < end {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let cpu = cpu_seconds() - cpu0;
+    let cpu = cpu_seconds("self") - cpu0;
     let frames = playout.stats.frames.load(Ordering::Relaxed);
     let programme_secs = frames as f64 * 0.02;
     println!("## Playout alone: {programme_secs:.0} s of programme at {speed}x, one sink attached");

@@ -8,33 +8,14 @@
 //!   over loopback, measured from /proc for the server process only; the listeners run in
 //!   this process.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{arg, cpu_seconds, listen};
 use radio24::domain::ChannelName;
 use radio24::host::outputs::ogg_stream::{OggEncoder, OggStreamConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// CPU seconds (user + system) of a process, from /proc.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
-        .sum::<f64>()
-        / 100.0
-}
 
 fn encode_cost() {
     let channel = match ChannelName::parse("radio24") {
@@ -135,32 +116,10 @@ async fn start_server() -> Server {
     server
 }
 
-/// Opens a listener that reads and discards the stream; returns when its headers arrived.
-async fn listen(port: u16) -> Option<tokio::task::JoinHandle<u64>> {
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    socket
-        .write_all(b"GET /v1/channels/radio24/stream HTTP/1.1\r\nHost: bench\r\n\r\n")
-        .await
-        .ok()?;
-    Some(tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut total = 0u64;
-        while let Ok(n) = socket.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-        }
-        total
-    }))
-}
-
 async fn measure(server: &Server, listeners: usize, secs: f64) -> (f64, usize) {
     let mut handles = Vec::new();
     for _ in 0..listeners {
-        if let Some(h) = listen(server.port).await {
+        if let Some(h) = listen(server.port, "radio24").await {
             handles.push(h);
         }
     }

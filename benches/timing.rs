@@ -15,37 +15,15 @@
 //! time; p50, p99, max), ticks later than a frame (20 ms) and frames skipped. Targets: no
 //! frame skipped, p99 under 10 ms.
 
-use std::collections::HashMap;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{arg, listen, settings};
 use radio24::cli::Role;
-use radio24::config::Settings;
 use radio24::domain::ChannelName;
 use radio24::startup::Application;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn settings(overrides: &[(&str, &str)]) -> Settings {
-    radio24::install_crypto_provider();
-    let env: HashMap<String, String> = overrides
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-    match Settings::load(&dir, &env) {
-        Ok(s) => s,
-        Err(e) => panic!("settings: {e}"),
-    }
-}
 
 /// Spins for `d` on this thread.
 fn spin(d: Duration) {
@@ -54,25 +32,6 @@ fn spin(d: Duration) {
     while start.elapsed() < d {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
-}
-
-/// Opens a listener that reads and discards the stream.
-async fn listen(port: u16) -> Option<tokio::task::JoinHandle<()>> {
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    socket
-        .write_all(b"GET /v1/channels/radio24/stream HTTP/1.1\r\nHost: bench\r\n\r\n")
-        .await
-        .ok()?;
-    Some(tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = socket.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
-    }))
 }
 
 /// `stress-ng --cpu N` beside this process, killed on drop.
@@ -183,7 +142,7 @@ async fn run(
     let _hog = hog(hog_workers, secs as u64 + 30);
     let mut readers = Vec::new();
     for _ in 0..listeners {
-        if let Some(h) = listen(port).await {
+        if let Some(h) = listen(port, "radio24").await {
             readers.push(h);
         }
     }
@@ -211,9 +170,8 @@ async fn run(
     let connected = readers.iter().filter(|h| !h.is_finished()).count();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     speaker.abort();
-    for t in tasks.iter().chain(readers.iter()) {
-        t.abort();
-    }
+    tasks.iter().for_each(|t| t.abort());
+    readers.iter().for_each(|r| r.abort());
     for t in threads {
         let _ = t.join();
     }
