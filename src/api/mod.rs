@@ -107,6 +107,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ApiState>) {
     cfg.app_data(state).configure(routes::configure);
 }
 
+impl crate::web::BearerProtected for ApiState {
+    const REFUSAL: &'static str = "missing or wrong bearer token (auth.admin_token)";
+
+    fn token(&self) -> &SecretString {
+        &self.admin_token
+    }
+}
+
 /// The admin token: `auth.admin_token` when set, else the one kept in `admin_token_file`,
 /// else a new random one written there (mode 0600). Its value is never logged.
 pub fn admin_token(configured: Option<SecretString>, file: &Path) -> anyhow::Result<SecretString> {

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::middleware::from_fn;
+use actix_web::{HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use futures::StreamExt;
 use secrecy::SecretString;
@@ -20,7 +22,7 @@ use serde::Deserialize;
 use super::archive::ArchiveFileName;
 use super::{BusError, HostBus, Programme, Rejection, ScriptRequest, SpeakRequest};
 use crate::domain::ChannelName;
-use crate::web::{bearer_matches, error_response};
+use crate::web::{BearerProtected, error_response, require_bearer};
 
 /// How often the event stream sends a blank line when there are no events, so the API can
 /// tell a quiet host from a dead connection.
@@ -70,17 +72,28 @@ impl ResponseError for BusError {
     }
 }
 
-/// Mounts the bus routes.
+/// Mounts the bus routes, each behind the bus token (checked before a body is read).
 pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
     cfg.app_data(web::Data::new(server))
-        .route("/script/generate", web::post().to(generate_script))
-        .route("/speak", web::post().to(speak))
-        .route("/now", web::get().to(now))
-        .route("/programme", web::put().to(set_programme))
-        .route("/events", web::get().to(events))
-        .route("/stream", web::get().to(stream))
-        .route("/archive", web::get().to(archive_list))
-        .route("/archive/{file}", web::get().to(archive_file));
+        .service(behind_token(
+            "/script/generate",
+            web::post().to(generate_script),
+        ))
+        .service(behind_token("/speak", web::post().to(speak)))
+        .service(behind_token("/now", web::get().to(now)))
+        .service(behind_token("/programme", web::put().to(set_programme)))
+        .service(behind_token("/events", web::get().to(events)))
+        .service(behind_token("/stream", web::get().to(stream)))
+        .service(behind_token("/archive", web::get().to(archive_list)))
+        .service(behind_token("/archive/{file}", web::get().to(archive_file)));
+}
+
+/// One bus route, behind `bus.token`. Per resource rather than a scope: in role all the
+/// bus routes share the root with the API's.
+fn behind_token(path: &str, route: actix_web::Route) -> impl HttpServiceFactory + use<> {
+    web::resource(path)
+        .wrap(from_fn(require_bearer::<BusServer, _>))
+        .route(route)
 }
 
 impl BusServer {
@@ -92,32 +105,28 @@ impl BusServer {
     }
 }
 
-fn authorize(req: &HttpRequest, server: &BusServer) -> Result<(), BusError> {
-    if bearer_matches(req, &server.token) {
-        Ok(())
-    } else {
-        Err(BusError::Unauthorized)
+impl BearerProtected for BusServer {
+    const REFUSAL: &'static str = "missing or wrong bearer token (bus.token)";
+
+    fn token(&self) -> &SecretString {
+        &self.token
     }
 }
 
 #[tracing::instrument(skip_all)]
 async fn generate_script(
-    req: HttpRequest,
     server: web::Data<BusServer>,
     body: web::Json<ScriptRequest>,
 ) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
     let script = server.bus.generate_script(body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(script))
 }
 
 #[tracing::instrument(skip_all)]
 async fn speak(
-    req: HttpRequest,
     server: web::Data<BusServer>,
     body: web::Json<SpeakRequest>,
 ) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
     let accepted = server.bus.speak(body.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(accepted))
 }
@@ -129,28 +138,23 @@ struct ChannelQuery {
 }
 
 async fn now(
-    req: HttpRequest,
     server: web::Data<BusServer>,
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
     let channel = server.channel_or_default(query.into_inner());
     Ok(HttpResponse::Ok().json(server.bus.now_playing(&channel).await?))
 }
 
 #[tracing::instrument(skip_all)]
 async fn set_programme(
-    req: HttpRequest,
     server: web::Data<BusServer>,
     body: web::Json<Programme>,
 ) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
     server.bus.set_programme(body.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn events(req: HttpRequest, server: web::Data<BusServer>) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
+async fn events(server: web::Data<BusServer>) -> Result<HttpResponse, BusError> {
     let events = server
         .bus
         .subscribe()
@@ -178,11 +182,9 @@ async fn events(req: HttpRequest, server: web::Data<BusServer>) -> Result<HttpRe
 }
 
 async fn stream(
-    req: HttpRequest,
     server: web::Data<BusServer>,
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
     let channel = server.channel_or_default(query.into_inner());
     let pages = server.bus.audio_stream(&channel).await?;
     tracing::info!(%channel, "an API instance opened the live stream");
@@ -193,22 +195,18 @@ async fn stream(
 }
 
 async fn archive_list(
-    req: HttpRequest,
     server: web::Data<BusServer>,
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
     let channel = server.channel_or_default(query.into_inner());
     Ok(HttpResponse::Ok().json(server.bus.archive_list(&channel).await?))
 }
 
 async fn archive_file(
-    req: HttpRequest,
     server: web::Data<BusServer>,
     file: web::Path<String>,
     query: web::Query<ChannelQuery>,
 ) -> Result<HttpResponse, BusError> {
-    authorize(&req, &server)?;
     let channel = server.channel_or_default(query.into_inner());
     let name = ArchiveFileName::parse(&file)?;
     let file = server.bus.archive_file(&channel, &name).await?;

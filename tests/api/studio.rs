@@ -26,6 +26,91 @@ async fn operator_routes_need_the_admin_token() {
     }
 }
 
+/// Sends `head` (request line and headers) and the start of a body that never finishes;
+/// returns what the server answers within [`PATIENCE`] (empty if nothing).
+async fn answer_to_a_stalled_body(app: &TestApp, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    socket
+        .write_all(
+            format!("{head}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n{") {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_checked_before_the_body_is_read() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    // Without the token: 401 at once, though the body has not arrived (and never will).
+    for head in [
+        "POST /v1/studio/speak HTTP/1.1\r\nHost: radio24\r\n",
+        "POST /v1/studio/speak HTTP/1.1\r\nHost: radio24\r\nAuthorization: Bearer wrong\r\n",
+        // The host's bus routes, served on the same port in role all.
+        "POST /speak HTTP/1.1\r\nHost: radio24\r\n",
+        "PUT /programme HTTP/1.1\r\nHost: radio24\r\n",
+    ] {
+        let answer = answer_to_a_stalled_body(&app, head).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "{head:?} got {answer:?}"
+        );
+        assert!(answer.contains(r#""error":"unauthorized""#), "{answer}");
+    }
+    // With it, the server waits for the body as it should.
+    let head = format!(
+        "POST /v1/studio/speak HTTP/1.1\r\nHost: radio24\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+    );
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        answer_to_a_stalled_body(&app, &head),
+    )
+    .await;
+    assert!(answer.is_err(), "answered before the body came: {answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = app
+            .client
+            .post(app.url("/v1/studio/speak"))
+            .header("Authorization", format!("{scheme} {ADMIN_TOKEN}"))
+            .json(&json!({"text": "hi"}))
+            .timeout(PATIENCE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{scheme}");
+    }
+    for header in ["Basic dGVzdA==", "Bearer", "Bearertest-admin-token", ""] {
+        let resp = app
+            .client
+            .post(app.url("/v1/studio/speak"))
+            .header("Authorization", header)
+            .json(&json!({"text": "hi"}))
+            .timeout(PATIENCE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{header:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_speak_requests_get_clear_4xx_errors() {
     let app = TestApp::spawn(Role::All, &[]).await;

@@ -7,7 +7,11 @@ pub mod room;
 mod stream;
 mod studio;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
+
+use crate::api::ApiState;
+use crate::web::require_bearer;
 
 /// Mounts the routes (the caller adds `ApiState` as app data).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -30,6 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/v1/studio")
+                // The admin token is checked before anything reads a request's body.
+                .wrap(from_fn(require_bearer::<ApiState, _>))
                 .route("/speak", web::post().to(studio::speak))
                 .route("/script", web::post().to(studio::script)),
         );

@@ -1,21 +1,13 @@
 //! Operator routes (bearer `auth.admin_token`): `POST /v1/studio/speak` makes the host say
 //! something next or now; `POST /v1/studio/script` previews a script without airing it.
-//! Both go through the bus.
+//! Both go through the bus. The token is checked before the body is read (the scope's
+//! middleware, see `routes::configure`).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use crate::api::{ApiError, ApiState, Result};
 use crate::bus::{ScriptRequest, SpeakRequest};
 use crate::domain::{ChannelName, SpokenText};
-use crate::web::bearer_matches;
-
-fn authorize(req: &HttpRequest, state: &ApiState) -> Result<()> {
-    if bearer_matches(req, &state.admin_token) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
 
 /// The named channel (or the default one), checked against the store.
 async fn known_channel(state: &ApiState, channel: Option<ChannelName>) -> Result<ChannelName> {
@@ -28,11 +20,9 @@ async fn known_channel(state: &ApiState, channel: Option<ChannelName>) -> Result
 
 #[tracing::instrument(skip_all, fields(channel, mode))]
 pub async fn speak(
-    req: HttpRequest,
     state: web::Data<ApiState>,
     body: web::Json<SpeakRequest>,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state)?;
     let mut body = body.into_inner();
     let text = SpokenText::parse(&body.text, state.max_text_chars)?;
     let channel = known_channel(&state, body.channel.take()).await?;
@@ -52,11 +42,9 @@ pub async fn speak(
 
 #[tracing::instrument(skip_all, fields(channel))]
 pub async fn script(
-    req: HttpRequest,
     state: web::Data<ApiState>,
     body: web::Json<ScriptRequest>,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state)?;
     let mut body = body.into_inner();
     let channel = known_channel(&state, body.channel.take()).await?;
     tracing::Span::current().record("channel", channel.as_str());
