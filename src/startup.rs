@@ -93,7 +93,7 @@ impl Application {
             let app = app.wrap(cors(&allowed_origin));
             #[cfg(not(feature = "api"))]
             let _ = &allowed_origin;
-            app.wrap(TracingLogger::default())
+            app.wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
         })
         .workers(workers)
         .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))

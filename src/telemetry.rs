@@ -1,8 +1,14 @@
 //! Logging: `RUST_LOG` filters (default `info`); `RADIO24_LOG_FORMAT=json` writes one JSON
 //! object a line (for Cloud Logging and the like), otherwise human-readable text.
 //! Secrets and listener audio are never recorded: secrets are `SecretString`s, and request
-//! logs carry method, path and status only.
+//! spans ([`RequestSpan`]) carry method, route, path and status only: no query string (where
+//! a client may put a token), no headers.
 
+use actix_web::Error;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 use tracing_subscriber::EnvFilter;
 
 /// Without `RUST_LOG`: info, but the LiveKit signalling client's own connection lines only
@@ -27,4 +33,75 @@ pub fn init(json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+/// The span of each HTTP request: method, route, path (never the query string, where a
+/// client may have put a token), and on its end the status and, for errors, what failed.
+/// Used as `TracingLogger::<RequestSpan>::new()`.
+pub struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let route = request.match_pattern().unwrap_or_else(|| "default".into());
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = %route,
+            http.target = %request.path(),
+            http.status_code = tracing::field::Empty,
+            otel.name = %format!("{} {route}", request.method()),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_logs_carry_the_path_but_never_the_query_string() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let request = actix_web::test::TestRequest::get()
+                .uri("/v1/channels/radio24/stream?token=s3cret&x=1")
+                .to_srv_request();
+            let span = RequestSpan::on_request_start(&request);
+            span.in_scope(|| tracing::warn!("something in the request"));
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("/v1/channels/radio24/stream"), "{log}");
+        assert!(log.contains("something in the request"), "{log}");
+        assert!(!log.contains("s3cret"), "{log}");
+        assert!(!log.contains('?'), "{log}");
+    }
 }
