@@ -16,7 +16,8 @@ pub enum ApiError {
     Invalid(#[from] InvalidInput),
     #[error("missing or wrong bearer token")]
     Unauthorized,
-    #[error("no channel named {0:?}")]
+    /// Made by [`ApiError::unknown_channel`], which bounds what is echoed.
+    #[error("no channel named '{0}'")]
     UnknownChannel(String),
     #[error("{0}")]
     Overloaded(String),
@@ -36,6 +37,21 @@ pub enum ApiError {
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// The most of a client's channel name an error echoes back.
+const MAX_ECHOED_CHARS: usize = 64;
+
+impl ApiError {
+    /// `unknown_channel` for the name a client sent, echoing at most
+    /// [`MAX_ECHOED_CHARS`] characters of it (a path segment can be kilobytes long).
+    pub fn unknown_channel(name: &str) -> Self {
+        let mut echoed: String = name.chars().take(MAX_ECHOED_CHARS).collect();
+        if echoed.len() < name.len() {
+            echoed.push('…');
+        }
+        ApiError::UnknownChannel(echoed)
+    }
+}
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {

@@ -61,11 +61,11 @@ const MAX_TOPIC_CHARS: usize = 200;
 pub enum HostError {
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
-    #[error("channel {0:?} is not on this host")]
+    #[error("channel '{0}' is not on this host")]
     UnknownChannel(ChannelName),
-    #[error("channel {0:?} is off air")]
+    #[error("channel '{0}' is off air")]
     OffAir(ChannelName),
-    #[error("channel {channel:?} already has {limit} segments waiting")]
+    #[error("channel '{channel}' already has {limit} segments waiting")]
     QueueFull { channel: ChannelName, limit: usize },
     #[error("script writer failed: {0}")]
     Writer(#[from] WriterError),

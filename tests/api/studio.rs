@@ -250,3 +250,28 @@ async fn script_preview_names_block_topic_and_writer_without_airing() {
         .await;
     assert_eq!(error_code(resp).await, (400, "invalid_topic".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_channels_are_named_for_people_and_briefly() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    let resp = app
+        .post(
+            "/v1/studio/speak",
+            Some(ADMIN_TOKEN),
+            &json!({"text": "hi", "channel": "nochannel"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unknown_channel", "{body}");
+    assert_eq!(body["message"], "no channel named 'nochannel'", "{body}");
+    // A 10 KB path segment is not echoed back whole.
+    let long = "a".repeat(10_000);
+    let resp = app.get(&format!("/v1/channels/{long}/stream")).await;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unknown_channel", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.chars().count() < 100, "{message}");
+    assert!(message.starts_with("no channel named 'aaaa"), "{message}");
+}

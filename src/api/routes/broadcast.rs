@@ -65,7 +65,7 @@ pub async fn broadcast_ws(
     let channel = match ChannelName::parse(&requested) {
         Ok(name) => match state.store.channel_by_name(&name).await {
             Ok(Some(_)) => Ok(name),
-            Ok(None) => Err(("unknown_channel", format!("no channel named {requested:?}"))),
+            Ok(None) => Err(("unknown_channel", format!("no channel named '{requested}'"))),
             Err(e) => {
                 tracing::error!(error = %e, "store lookup failed for a broadcast client");
                 Err((

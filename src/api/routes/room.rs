@@ -89,7 +89,7 @@ pub async fn join(
         .channel
         .unwrap_or_else(|| state.default_channel.clone());
     if state.store.channel_by_name(&channel).await?.is_none() {
-        return Err(ApiError::UnknownChannel(channel.to_string()));
+        return Err(ApiError::unknown_channel(channel.as_str()));
     }
 
     let id = uuid::Uuid::new_v4();

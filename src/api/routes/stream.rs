@@ -18,7 +18,7 @@ use crate::domain::ChannelName;
 /// The channel named in the path, checked against the store (a name that does not parse
 /// cannot be a channel: 404 as well).
 pub(super) async fn known_channel(state: &ApiState, name: &str) -> Result<ChannelName> {
-    let unknown = || ApiError::UnknownChannel(name.to_owned());
+    let unknown = || ApiError::unknown_channel(name);
     let channel = ChannelName::parse(name).map_err(|_| unknown())?;
     match state.store.channel_by_name(&channel).await? {
         Some(_) => Ok(channel),

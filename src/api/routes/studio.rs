@@ -14,7 +14,7 @@ async fn known_channel(state: &ApiState, channel: Option<ChannelName>) -> Result
     let channel = channel.unwrap_or_else(|| state.default_channel.clone());
     match state.store.channel_by_name(&channel).await? {
         Some(_) => Ok(channel),
-        None => Err(ApiError::UnknownChannel(channel.to_string())),
+        None => Err(ApiError::unknown_channel(channel.as_str())),
     }
 }
 
