@@ -31,6 +31,31 @@ async fn unknown_routes_answer_json_404() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_ready_answer_head_without_a_body() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    app.wait_for_status("/ready", 200).await;
+    for path in ["/health", "/ready"] {
+        let resp = app
+            .client
+            .head(app.url(path))
+            .timeout(crate::helpers::PATIENCE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "HEAD {path}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/json",
+            "HEAD {path}"
+        );
+        assert!(
+            resp.bytes().await.unwrap().is_empty(),
+            "HEAD {path} has no body"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_admin_token_is_kept_in_a_private_file_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("nested/admin-token");

@@ -16,7 +16,9 @@ use crate::web::require_bearer;
 /// Mounts the routes (the caller adds `ApiState` as app data).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health))
+        .route("/health", web::head().to(health::health))
         .route("/ready", web::get().to(health::ready))
+        .route("/ready", web::head().to(health::ready))
         .route("/ws/broadcast", web::get().to(broadcast::broadcast_ws))
         .route("/v1/room/join", web::post().to(room::join))
         .route(
