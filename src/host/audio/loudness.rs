@@ -135,19 +135,8 @@ impl LoudnessTracker {
         self.target_lufs
     }
 
-    /// Measures a complete segment of `voice` (mono, at [`RATE`]), learns from it, and
-    /// returns the gain to apply to it (see [`normalising_gain`]). Silence and segments too
-    /// short to measure teach nothing and get 1.0.
-    pub fn learn(&mut self, voice: &str, samples: &[i16]) -> f64 {
-        let gain = measured_gain(samples, self.target_lufs);
-        if let Some(gain) = gain {
-            self.record(voice, gain);
-        }
-        gain.unwrap_or(1.0)
-    }
-
-    /// Records that `gain` suited a complete segment of `voice`, for a caller that measured
-    /// it some other way. Non-positive or non-finite gains are ignored.
+    /// Records that `gain` suited a complete segment of `voice` (as [`measured_gain`] found
+    /// it, measured outside the tracker's lock). Non-positive or non-finite gains are ignored.
     pub fn record(&mut self, voice: &str, gain: f64) {
         if !gain.is_finite() || gain <= 0.0 {
             return;
@@ -321,13 +310,23 @@ mod tests {
         apply_gain(&mut [], 3.0);
     }
 
+    /// Measures a complete segment and records its gain, as the engine does; the gain to
+    /// apply (1.0 when there was nothing to measure).
+    fn learn(tracker: &mut LoudnessTracker, voice: &str, samples: &[i16]) -> f64 {
+        let gain = measured_gain(samples, tracker.target_lufs());
+        if let Some(gain) = gain {
+            tracker.record(voice, gain);
+        }
+        gain.unwrap_or(1.0)
+    }
+
     #[test]
     fn the_tracker_remembers_each_voice() {
         let mut tracker = LoudnessTracker::new(TARGET);
         assert_eq!(tracker.guess("alloy"), 1.0);
 
         let quiet = sine(440.0, 3.0, 2000.0);
-        let gain = tracker.learn("alloy", &quiet);
+        let gain = learn(&mut tracker, "alloy", &quiet);
         assert!(gain > 2.0, "{gain}");
         assert!((tracker.guess("alloy") - gain).abs() < 1e-9);
         // Another voice is its own business.
@@ -340,7 +339,7 @@ mod tests {
         assert!((lufs - TARGET).abs() < 1.0, "{lufs}");
 
         // Silence teaches nothing.
-        assert_eq!(tracker.learn("alloy", &vec![0; 48_000]), 1.0);
+        assert_eq!(learn(&mut tracker, "alloy", &vec![0; 48_000]), 1.0);
         assert!((tracker.guess("alloy") - gain).abs() < 1e-9);
     }
 
