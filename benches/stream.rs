@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, cpu_seconds, listen};
+use common::{Server, arg, cpu_seconds, listen, start_server};
 use radio24::domain::ChannelName;
 use radio24::host::outputs::ogg_stream::{OggEncoder, OggStreamConfig};
 
@@ -57,65 +56,6 @@ fn encode_cost() {
     );
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server() -> Server {
-    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(a) => a.port(),
-        Err(e) => panic!("port: {e}"),
-    };
-    let data = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => panic!("tempdir: {e}"),
-    };
-    let voice = if Command::new("espeak-ng").arg("--version").output().is_ok() {
-        "espeak-ng"
-    } else {
-        "none"
-    };
-    let child = Command::new(env!("CARGO_BIN_EXE_radio24"))
-        .args(["serve", "--config-dir"])
-        .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "error")
-        .env("RADIO24__VOICE__BACKEND", voice)
-        .env("RADIO24__AUTH__ADMIN_TOKEN", "bench")
-        .env("RADIO24__DATABASE__SQLITE_PATH", data.path().join("r.db"))
-        .env("RADIO24__SERVER__WORKERS", "2")
-        .stdout(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => panic!("spawn radio24: {e}"),
-    };
-    let server = Server {
-        child,
-        port,
-        _data: data,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "radio24 did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    println!("(server: release radio24, voice {voice}, 2 workers)");
-    server
-}
-
 async fn measure(server: &Server, listeners: usize, secs: f64) -> (f64, usize) {
     let mut handles = Vec::new();
     for _ in 0..listeners {
@@ -148,7 +88,7 @@ fn main() {
         Err(e) => panic!("runtime: {e}"),
     };
     runtime.block_on(async {
-        let server = start_server().await;
+        let server = start_server(&[]).await;
         let (idle, _) = measure(&server, 0, secs).await;
         let (one, _) = measure(&server, 1, secs).await;
         let (many, connected) = measure(&server, listeners, secs).await;

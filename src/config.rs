@@ -108,6 +108,8 @@ pub struct ServerSettings {
     /// Send buffer of every accepted connection, bytes; 0 leaves it to the kernel.
     #[serde(default)]
     pub send_buffer_bytes: usize,
+    /// Longest a request body may take to arrive, seconds (then 408).
+    pub body_timeout_secs: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +159,8 @@ pub struct BroadcastSettings {
     pub ping_interval_secs: u64,
     pub send_timeout_secs: u64,
     pub max_clients: usize,
+    /// Connections a client may open per minute (in a burst of as many).
+    pub connects_per_minute: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +309,10 @@ pub struct StreamSettings {
     pub page_packets: usize,
     /// Pages a listener may fall behind by before it is dropped (host and API).
     pub listener_buffer_pages: usize,
+    /// Listeners one API instance serves at most, all channels together (API).
+    pub max_listeners: usize,
+    /// Streams a client may open per minute (API).
+    pub opens_per_minute: u32,
 }
 
 /// The programme archive: hourly Ogg/Opus recordings with caption sidecars (host).
@@ -315,6 +323,8 @@ pub struct ArchiveSettings {
     pub dir: PathBuf,
     /// Days a recording is kept; 0 = forever.
     pub retention_days: u32,
+    /// Listings a client may ask for per minute (API).
+    pub list_per_minute: u32,
 }
 
 impl ArchiveSettings {
@@ -411,6 +421,13 @@ impl Settings {
         if self.server.max_text_chars == 0 {
             return Err(invalid("server.max_text_chars", "must be at least 1"));
         }
+        let body_timeout = self.server.body_timeout_secs;
+        if !(body_timeout.is_finite() && (0.1..=3600.0).contains(&body_timeout)) {
+            return Err(invalid(
+                "server.body_timeout_secs",
+                "must be between 0.1 and 3600 seconds",
+            ));
+        }
         if self.broadcast.client_queue == 0 {
             return Err(invalid("broadcast.client_queue", "must be at least 1"));
         }
@@ -475,8 +492,21 @@ impl Settings {
                 "must be between 60 and 86400 seconds",
             ));
         }
-        if self.livekit.join_per_minute == 0 {
-            return Err(invalid("livekit.join_per_minute", "must be at least 1"));
+        for (key, per_minute) in [
+            ("livekit.join_per_minute", self.livekit.join_per_minute),
+            (
+                "broadcast.connects_per_minute",
+                self.broadcast.connects_per_minute,
+            ),
+            ("stream.opens_per_minute", self.stream.opens_per_minute),
+            ("archive.list_per_minute", self.archive.list_per_minute),
+        ] {
+            if per_minute == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.stream.max_listeners == 0 {
+            return Err(invalid("stream.max_listeners", "must be at least 1"));
         }
         for (key, url) in [
             ("livekit.ws_url", &self.livekit.ws_url),

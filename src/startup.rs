@@ -10,8 +10,10 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 use secrecy::SecretString;
@@ -19,7 +21,9 @@ use tracing_actix_web::TracingLogger;
 
 use crate::cli::Role;
 use crate::config::{Settings, is_set};
-use crate::web::{json_config, not_found, query_config};
+use crate::web::{
+    json_config, json_errors, limit_body_time, limit_request_head, not_found, query_config,
+};
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -82,6 +86,7 @@ impl Application {
         };
         let allowed_origin = settings.server.allowed_origin.clone();
         let send_buffer = settings.server.send_buffer_bytes;
+        let body_timeout = Duration::from_secs_f64(settings.server.body_timeout_secs);
         let server = HttpServer::new(move || {
             let parts = parts.clone();
             let app = App::new()
@@ -89,11 +94,18 @@ impl Application {
                 .app_data(query_config())
                 .configure(move |cfg| parts.configure(cfg))
                 .default_service(web::to(not_found));
+            // Innermost first: the body's time limit, CORS, the head's size limits, JSON
+            // bodies for what they refuse, and the request's span around everything.
+            let app = app.wrap(from_fn(move |req, next| {
+                limit_body_time(body_timeout, req, next)
+            }));
             #[cfg(feature = "api")]
             let app = app.wrap(cors(&allowed_origin));
             #[cfg(not(feature = "api"))]
             let _ = &allowed_origin;
-            app.wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+            app.wrap(from_fn(limit_request_head))
+                .wrap(from_fn(json_errors))
+                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
         })
         .workers(workers)
         .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
@@ -264,8 +276,11 @@ impl Parts {
             #[cfg(not(feature = "api"))]
             let serves_api = false;
             if !serves_api && let Some(engine) = &self.engine {
-                cfg.app_data(web::Data::new(engine.clone()))
-                    .route("/health", web::get().to(host_health));
+                cfg.app_data(web::Data::new(engine.clone())).service(
+                    crate::web::resource("/health", "GET, HEAD")
+                        .route(web::get().to(host_health))
+                        .route(web::head().to(host_health)),
+                );
             }
         }
     }
@@ -289,8 +304,10 @@ async fn api_state(
     role: Role,
     bus: Arc<dyn crate::bus::HostBus>,
 ) -> anyhow::Result<crate::api::ApiState> {
-    use crate::api::rate_limit::RateLimiter;
-    use crate::api::{ApiState, LivekitJoin, WsLimits, hub::Hub, programme::ProgrammeSync};
+    use crate::api::rate_limit::ClientLimiter;
+    use crate::api::{
+        ApiState, ClientLimits, LivekitJoin, WsLimits, hub::Hub, programme::ProgrammeSync,
+    };
     use crate::bus::link::HostLink;
 
     let store = crate::db::connect(settings)
@@ -359,7 +376,19 @@ async fn api_state(
         },
         ws_clients: Default::default(),
         livekit,
-        join_limiter: RateLimiter::per_minute(settings.livekit.join_per_minute),
+        limits: ClientLimits {
+            join: ClientLimiter::per_minute("room joins", settings.livekit.join_per_minute),
+            broadcast: ClientLimiter::per_minute(
+                "broadcast connects",
+                settings.broadcast.connects_per_minute,
+            ),
+            stream: ClientLimiter::per_minute("stream opens", settings.stream.opens_per_minute),
+            archive_list: ClientLimiter::per_minute(
+                "archive listings",
+                settings.archive.list_per_minute,
+            ),
+        },
+        max_stream_listeners: settings.stream.max_listeners,
         trusted_proxy_hops: settings.server.trusted_proxy_hops,
         streams,
     })

@@ -57,7 +57,28 @@ impl RootSpanBuilder for RequestSpan {
         )
     }
 
+    /// Records the outcome on the span and logs a failed request once: a client's mistake
+    /// (4xx) at INFO, a failure of ours (5xx) at WARN. Where a 5xx has a cause worth an
+    /// ERROR (a query that failed, a bug), the error that made it logs that itself.
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let failure = match outcome {
+            Ok(response) => response
+                .response()
+                .error()
+                .map(|e| (response.status(), e.to_string())),
+            Err(e) => Some((e.as_response_error().status_code(), e.to_string())),
+        };
+        if let Some((status, error)) = failure {
+            // At most 200 characters of it: an error may quote what the client sent.
+            let error: String = error.chars().take(200).collect();
+            span.in_scope(|| {
+                if status.is_server_error() {
+                    tracing::warn!(status = status.as_u16(), %error, "request failed");
+                } else {
+                    tracing::info!(status = status.as_u16(), %error, "request refused");
+                }
+            });
+        }
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }

@@ -1,13 +1,19 @@
 //! HTTP pieces shared by the API routes and the host's bus routes: the JSON error body,
-//! bearer-token checks (and the middleware that makes them before a body is read), and a
-//! JSON extractor config whose errors are JSON too.
+//! bearer-token checks (and the middleware that makes them before a body is read), the time
+//! limit on reading a request body, and a JSON extractor config whose errors are JSON too.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::error::JsonPayloadError;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::StatusCode;
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures::Future;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -73,11 +79,87 @@ pub trait BearerProtected: 'static {
     fn token(&self) -> &SecretString;
 }
 
+/// Middleware giving every request body `timeout` to arrive in full, counted from when its
+/// headers were read. A body still incomplete then fails to read; the extractors answer
+/// 408 `body_timeout` and close the connection. WebSocket upgrades are left alone: their
+/// "body" is the socket, bounded in `api::ws`.
+pub async fn limit_body_time<B: MessageBody>(
+    timeout: Duration,
+    mut req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    if !req.headers().contains_key(header::UPGRADE) {
+        let body = actix_web::HttpMessage::take_payload(&mut req);
+        let timed: Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, PayloadError>>>> =
+            Box::pin(TimedBody {
+                body,
+                timeout,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+            });
+        req.set_payload(Payload::Stream { payload: timed });
+    }
+    next.call(req).await
+}
+
+/// A request body that fails with `TimedOut` once its deadline passes.
+struct TimedBody {
+    body: Payload,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl futures::Stream for TimedBody {
+    type Item = Result<bytes::Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Poll::Ready(item) = Pin::new(&mut this.body).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the request body did not arrive within {} s",
+                    this.timeout.as_secs_f64()
+                ),
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The answer for a body that did not arrive in time: 408, and the connection closed (what
+/// is left of the body is never read).
+fn body_timeout(message: &str) -> HttpResponse {
+    let mut response = error_response(StatusCode::REQUEST_TIMEOUT, "body_timeout", message);
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    response
+}
+
+/// The I/O error of a body read that ran out of time ([`limit_body_time`]).
+fn timed_out(err: &JsonPayloadError) -> Option<&std::io::Error> {
+    match err {
+        JsonPayloadError::Payload(PayloadError::Io(e))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            Some(e)
+        }
+        _ => None,
+    }
+}
+
 /// JSON extractor settings: a size limit and JSON error bodies for bad payloads.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(MAX_JSON_BYTES)
         .error_handler(|err, _req| {
+            if let Some(e) = timed_out(&err) {
+                let response = body_timeout(&e.to_string());
+                return actix_web::error::InternalError::from_response(err, response).into();
+            }
             let (status, code) = match &err {
                 JsonPayloadError::OverflowKnownLength { .. }
                 | JsonPayloadError::Overflow { .. } => {
@@ -118,4 +200,117 @@ pub fn query_config() -> web::QueryConfig {
 /// Answers for paths no route matches.
 pub async fn not_found() -> HttpResponse {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Longest request target (path and query) the app takes; longer gets 414. (The HTTP layer
+/// itself refuses targets over 64 KiB with an empty 400, before the app sees them.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Most header bytes (names and values) the app takes; more gets 431. (The HTTP layer itself
+/// refuses heads over 128 KiB, or with more than 96 headers, with an empty 431 or 400.)
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Middleware refusing a request whose target or headers are over [`MAX_URI_BYTES`] or
+/// [`MAX_HEADER_BYTES`], with a JSON error, before any route runs.
+pub async fn limit_request_head<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let refusal = if target > MAX_URI_BYTES {
+        Some(error_response(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            &format!("the request target is {target} bytes; the limit is {MAX_URI_BYTES}"),
+        ))
+    } else {
+        let headers: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        (headers > MAX_HEADER_BYTES).then(|| {
+            error_response(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                &format!("the headers are {headers} bytes; the limit is {MAX_HEADER_BYTES}"),
+            )
+        })
+    };
+    match refusal {
+        Some(refusal) => Ok(req.into_response(refusal).map_into_right_body()),
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+    }
+}
+
+/// Middleware giving JSON bodies to errors that middleware inside it (CORS) answers in plain
+/// text, so every answer the app gives is `{"error", "message"}`.
+pub async fn json_errors<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    match next.call(req).await {
+        Ok(response) => match response.response().error() {
+            Some(error) if !is_json(response.response()) => {
+                let json = as_json(response.status(), &error.to_string());
+                let (request, _) = response.into_parts();
+                Ok(ServiceResponse::new(request, json).map_into_right_body())
+            }
+            _ => Ok(response.map_into_left_body()),
+        },
+        Err(error) => {
+            let answer = error.error_response();
+            if is_json(&answer) {
+                return Err(error);
+            }
+            let json = as_json(answer.status(), &error.to_string());
+            Err(actix_web::error::InternalError::from_response(error.to_string(), json).into())
+        }
+    }
+}
+
+/// The JSON error answer for a plain-text one of `status` saying `message`.
+fn as_json(status: StatusCode, message: &str) -> HttpResponse {
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::FORBIDDEN => "forbidden",
+        s if s.is_server_error() => "internal",
+        _ => "refused",
+    };
+    if status.is_server_error() {
+        error_response(status, code, "internal error; see the logs")
+    } else {
+        error_response(status, code, message)
+    }
+}
+
+fn is_json<B>(response: &HttpResponse<B>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// A resource's answer to a method it does not serve: 405 naming the ones it does, in
+/// `Allow` and in the message. Set as each resource's default service ([`resource`]).
+pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("this route answers {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
+}
+
+/// A resource at `path` that answers the methods in `allow` (e.g. `"GET, HEAD"`) with the
+/// routes added to it, and any other method with 405 ([`method_not_allowed`]).
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
 }

@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 use radio24::config::Settings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,4 +69,79 @@ pub async fn listen(port: u16, channel: &str) -> Option<tokio::task::JoinHandle<
         }
         total
     }))
+}
+
+/// A release `radio24 serve` (role all) in a child process, on a free port, with a fresh
+/// SQLite file; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts [`Server`] with the espeak-ng voice when installed (else captions only), with
+/// `env` added (setting names as environment variables), and waits until it accepts.
+pub async fn start_server(env: &[(&str, &str)]) -> Server {
+    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => panic!("port: {e}"),
+    };
+    let data = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let voice = if Command::new("espeak-ng").arg("--version").output().is_ok() {
+        "espeak-ng"
+    } else {
+        "none"
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_radio24"))
+        .args(["serve", "--config-dir"])
+        .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .env("RADIO24__VOICE__BACKEND", voice)
+        .env("RADIO24__AUTH__ADMIN_TOKEN", "bench")
+        .env("RADIO24__DATABASE__SQLITE_PATH", data.path().join("r.db"))
+        .env("RADIO24__SERVER__WORKERS", "2")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => panic!("spawn radio24: {e}"),
+    };
+    let server = Server {
+        child,
+        port,
+        _data: data,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "radio24 did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("(server: release radio24, voice {voice}, 2 workers)");
+    server
+}
+
+/// Resident memory of process `pid`, in MB (VmRSS from /proc).
+pub fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }

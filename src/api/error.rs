@@ -53,6 +53,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A failure that is a bug or a broken dependency, not a client's mistake nor the
+    /// station being unavailable for a while.
+    fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Host(BusError::Internal(_) | BusError::Unauthorized)
+                | ApiError::Store(
+                    StoreError::Corrupt(_) | StoreError::Migration(_) | StoreError::Query(_)
+                )
+                | ApiError::LivekitToken(_)
+        )
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -113,8 +128,10 @@ impl ResponseError for ApiError {
             ApiError::LivekitToken(_) => ("internal", "internal error; see the logs".to_owned()),
             ApiError::RateLimited(_) => ("rate_limited", self.to_string()),
         };
-        if status.is_server_error() {
-            tracing::error!(error = %self, cause = ?self, "request failed");
+        // Only faults of ours are errors; the station being (partly) unavailable is a
+        // warning, logged once per request by the request's span (telemetry::RequestSpan).
+        if self.is_fault() {
+            tracing::error!(error = %self, cause = ?self, "request failed on a fault");
         }
         let mut response = error_response(status, code, &message);
         if let ApiError::RateLimited(secs) = self {

@@ -12,6 +12,7 @@ pub mod programme;
 pub mod rate_limit;
 pub mod routes;
 pub mod stream;
+pub mod ws;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::db::Store;
 use crate::domain::ChannelName;
 pub use error::{ApiError, Result};
 use hub::Hub;
-use rate_limit::RateLimiter;
+use rate_limit::ClientLimiter;
 
 /// Everything the API's routes share.
 pub struct ApiState {
@@ -47,12 +48,33 @@ pub struct ApiState {
     pub ws_clients: AtomicUsize,
     /// What `POST /v1/room/join` signs listener tokens with.
     pub livekit: LivekitJoin,
-    /// Per-client limit of `POST /v1/room/join` (`livekit.join_per_minute`).
-    pub join_limiter: RateLimiter,
+    /// Per-client rate limits of the routes that cost the server work.
+    pub limits: ClientLimits,
+    /// Most stream listeners on this instance (`stream.max_listeners`).
+    pub max_stream_listeners: usize,
     /// Proxies in front of this server that append to `X-Forwarded-For`.
     pub trusted_proxy_hops: usize,
     /// The live audio relay (one upstream per channel).
     pub streams: Arc<stream::StreamRelay>,
+}
+
+/// The per-client rate limits, one per kind of request.
+pub struct ClientLimits {
+    /// `POST /v1/room/join` (`livekit.join_per_minute`).
+    pub join: ClientLimiter,
+    /// `GET /ws/broadcast` (`broadcast.connects_per_minute`).
+    pub broadcast: ClientLimiter,
+    /// `GET /v1/channels/{name}/stream` (`stream.opens_per_minute`).
+    pub stream: ClientLimiter,
+    /// `GET /v1/channels/{name}/archive` (`archive.list_per_minute`).
+    pub archive_list: ClientLimiter,
+}
+
+impl ApiState {
+    /// The rate-limit key of the client that sent `req` (see [`rate_limit::client_address`]).
+    pub fn client_key(&self, req: &actix_web::HttpRequest) -> String {
+        rate_limit::client_key(rate_limit::client_address(req, self.trusted_proxy_hops).as_deref())
+    }
 }
 
 /// The LiveKit settings listener join tokens need, checked once at start-up.
@@ -100,6 +122,17 @@ pub struct WsLimits {
     pub ping_interval: Duration,
     pub send_timeout: Duration,
     pub max_clients: usize,
+}
+
+impl WsLimits {
+    /// The bounds of one socket whose client may send frames and messages of `max_frame` bytes.
+    pub fn socket(&self, max_frame: usize) -> ws::SocketLimits {
+        ws::SocketLimits {
+            max_frame,
+            max_message: max_frame,
+            send_timeout: self.send_timeout,
+        }
+    }
 }
 
 /// Mounts every API route.

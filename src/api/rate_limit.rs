@@ -1,16 +1,28 @@
-//! A small in-memory, per-client rate limiter: a fixed window per client key (an IP address),
-//! with a cap on how many clients it tracks so its memory stays bounded whatever the traffic.
+//! Per-client rate limits: GCRA (`governor`) keyed by client address, so a client gets a
+//! steady rate with a small burst rather than a window that refills all at once. Its memory
+//! stays bounded whatever the traffic: it tracks at most `max_clients` keys, pruning the ones
+//! whose budget is full again when it reaches that, and forgetting all of them if a flood of
+//! new addresses leaves nothing to prune (logged; the limit starts afresh rather than lock out
+//! clients it has never seen). IPv6 clients are keyed by their /64.
 //!
 //! It is per process: with several API instances each one counts on its own, so the effective
 //! limit is the configured one times the instance count. That is fine for its purpose (keeping
-//! one client from minting tokens in a tight loop), and needs no shared store.
+//! one client from costing the server work in a tight loop), and needs no shared store.
 //!
-//! Config keys read (by the caller that builds it): `livekit.join_per_minute`.
+//! Config keys read (by the caller that builds them): `livekit.join_per_minute`,
+//! `archive.list_per_minute`, `stream.opens_per_minute`, `broadcast.connects_per_minute`.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::api::ApiError;
 
 /// Clients tracked by default: enough for a busy station, ~100 bytes each.
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
@@ -19,139 +31,102 @@ pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 /// client controls; a cap keeps one request from storing an arbitrarily large string.
 const MAX_KEY_LEN: usize = 64;
 
-/// What [`RateLimiter::check`] decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allowed,
-    /// Over the limit; the client's window reopens after `retry_after`.
-    Limited {
-        retry_after: Duration,
-    },
-}
-
-/// One client's current window.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: Instant,
-    count: u32,
-}
-
-#[derive(Debug)]
-struct Clients {
-    windows: HashMap<String, Window>,
-    /// The tracked clients in the order their windows started, oldest first: one entry per
-    /// entry of `windows`, so expiring and evicting cost O(1) each instead of a full scan
-    /// (a scan per request would let a flood of new addresses burn CPU under the lock).
-    order: VecDeque<(Instant, String)>,
-    /// Latest time seen; keeps `order` sorted when two requests race for the lock.
-    latest: Instant,
-}
-
-/// At most `limit` requests per client per `window`, counting from the client's first request
-/// of the window. Tracks at most `max_clients` clients: windows that have ended are dropped
-/// as time passes, and when it is full of live windows a new client takes the place of the
-/// one whose window started longest ago (the one closest to being forgiven anyway), so a
-/// flood of new addresses can never lock out clients it has not seen.
-#[derive(Debug)]
-pub struct RateLimiter {
-    limit: u32,
-    window: Duration,
+/// At most `per_minute` requests per client per minute on average, in bursts of up to
+/// `per_minute`: what a client that has been quiet for a minute may do at once.
+pub struct ClientLimiter<C: Clock + Clone = DefaultClock> {
+    what: &'static str,
+    quota: Quota,
+    /// Replaced by a fresh one when a flood leaves nothing to prune (the write lock is taken
+    /// only then).
+    limiter: RwLock<Keyed<C>>,
+    clock: C,
     max_clients: usize,
-    clients: Mutex<Clients>,
 }
 
-impl RateLimiter {
-    /// `limit` of 0 is treated as 1 and `max_clients` of 0 as 1: a limiter that refuses
-    /// everyone, or tracks nobody, is never what was meant.
-    pub fn new(limit: u32, window: Duration, max_clients: usize) -> Self {
+type Keyed<C> =
+    RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+impl ClientLimiter {
+    /// `per_minute` requests per client per minute for `what` (named in the log when the
+    /// limiter has to forget its clients); 0 is treated as 1.
+    pub fn per_minute(what: &'static str, per_minute: u32) -> Self {
+        Self::with_clock(
+            what,
+            per_minute,
+            DEFAULT_MAX_CLIENTS,
+            DefaultClock::default(),
+        )
+    }
+}
+
+impl<C: Clock + Clone> ClientLimiter<C> {
+    /// A limiter on `clock` that tracks at most `max_clients` (at least 2).
+    pub fn with_clock(what: &'static str, per_minute: u32, max_clients: usize, clock: C) -> Self {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute);
         Self {
-            limit: limit.max(1),
-            window,
-            max_clients: max_clients.max(1),
-            clients: Mutex::new(Clients {
-                windows: HashMap::new(),
-                order: VecDeque::new(),
-                latest: Instant::now(),
-            }),
+            what,
+            quota,
+            limiter: RwLock::new(Self::fresh(quota, &clock)),
+            clock,
+            max_clients: max_clients.max(2),
         }
     }
 
-    /// `per_minute` requests per client per minute, tracking up to [`DEFAULT_MAX_CLIENTS`].
-    pub fn per_minute(per_minute: u32) -> Self {
-        Self::new(per_minute, Duration::from_secs(60), DEFAULT_MAX_CLIENTS)
+    fn fresh(quota: Quota, clock: &C) -> Keyed<C> {
+        RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone())
     }
 
-    /// Counts one request from `client` (see [`client_key`]) and says whether it may proceed.
-    pub fn check(&self, client: &str) -> Decision {
-        self.check_at(client, Instant::now())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keyed<C>> {
+        self.limiter.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Clients currently tracked.
+    /// Counts one request of `client` (a key from [`client_key`]): `Ok`, or
+    /// [`ApiError::RateLimited`] with the seconds after which it would be allowed.
+    pub fn check(&self, client: &str) -> Result<(), ApiError> {
+        let key: String = client.chars().take(MAX_KEY_LEN).collect();
+        if self.read().len() >= self.max_clients {
+            self.prune();
+        }
+        self.read().check_key(&key).map_err(|not_until| {
+            ApiError::RateLimited(retry_after_secs(not_until.wait_time_from(self.clock.now())))
+        })
+    }
+
+    /// Clients tracked now.
     pub fn tracked(&self) -> usize {
-        self.lock().windows.len()
+        self.read().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Clients> {
-        // Every update below leaves the map and the queue consistent before anything that
-        // could panic, so a lock poisoned by a panic elsewhere is still safe to use.
-        self.clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn check_at(&self, client: &str, now: Instant) -> Decision {
-        let mut guard = self.lock();
-        let clients = &mut *guard;
-        let now = now.max(clients.latest);
-        clients.latest = now;
-        // Drop the windows that have ended, oldest first.
-        while let Some((started, _)) = clients.order.front()
-            && now.duration_since(*started) >= self.window
-        {
-            if let Some((_, key)) = clients.order.pop_front() {
-                clients.windows.remove(&key);
-            }
+    /// Drops clients whose budget is full again; if that leaves more than half the cap (a
+    /// flood of new addresses), forgets them all. Either way the next prune is at least
+    /// `max_clients / 2` new clients away, so pruning costs O(1) per request on average.
+    fn prune(&self) {
+        let mut limiter = self.limiter.write().unwrap_or_else(PoisonError::into_inner);
+        if limiter.len() < self.max_clients {
+            return; // another request pruned it meanwhile
         }
-        if let Some(w) = clients.windows.get_mut(client) {
-            if w.count < self.limit {
-                w.count += 1;
-                return Decision::Allowed;
-            }
-            return Decision::Limited {
-                retry_after: self.window.saturating_sub(now.duration_since(w.started)),
-            };
+        limiter.retain_recent();
+        if limiter.len() > self.max_clients / 2 {
+            tracing::warn!(
+                limit = self.what,
+                clients = limiter.len(),
+                "rate limiter full of active clients; forgetting them all"
+            );
+            *limiter = Self::fresh(self.quota, &self.clock);
+        } else {
+            limiter.shrink_to_fit();
         }
-        while clients.windows.len() >= self.max_clients {
-            match clients.order.pop_front() {
-                Some((_, oldest)) => {
-                    clients.windows.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        clients.windows.insert(
-            client.to_owned(),
-            Window {
-                started: now,
-                count: 1,
-            },
-        );
-        clients.order.push_back((now, client.to_owned()));
-        Decision::Allowed
     }
 }
 
 /// Seconds to put in a `Retry-After` header: `retry_after` rounded up, at least 1, so a
-/// client that waits that long is never refused again by the same window.
+/// client that waits that long is not refused again for the same request.
 pub fn retry_after_secs(retry_after: Duration) -> u64 {
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     secs.max(1)
 }
 
-/// The limiter key for a client address as actix's `ConnectionInfo::realip_remote_addr`
-/// gives it (an IP, maybe with a port or in brackets, or an obfuscated `Forwarded` token).
-/// IPv4 addresses count one by one; IPv6 ones by their /64, because one host usually holds a
-/// whole /64 and could otherwise take a fresh address for every request.
 /// The client's address as far as it can be trusted. With `trusted_hops` = 0 (the default)
 /// it is the peer address: a client sending `X-Forwarded-For` cannot pick its own key. Behind
 /// N proxies that append to `X-Forwarded-For` (Cloud Run, Fly: 1), it is the entry the
@@ -177,6 +152,10 @@ pub fn client_address(req: &actix_web::HttpRequest, trusted_hops: usize) -> Opti
         .or(peer)
 }
 
+/// The limiter key for a client address as actix's `ConnectionInfo::realip_remote_addr`
+/// gives it (an IP, maybe with a port or in brackets, or an obfuscated `Forwarded` token).
+/// IPv4 addresses count one by one; IPv6 ones by their /64, because one host usually holds a
+/// whole /64 and could otherwise take a fresh address for every request.
 pub fn client_key(addr: Option<&str>) -> String {
     let Some(raw) = addr.map(str::trim).filter(|a| !a.is_empty()) else {
         return "unknown".to_owned();
@@ -203,96 +182,98 @@ pub fn client_key(addr: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
-    const MINUTE: Duration = Duration::from_secs(60);
+    const SECOND: Duration = Duration::from_secs(1);
 
-    #[test]
-    fn allows_the_limit_then_refuses_until_the_window_ends() {
-        let limiter = RateLimiter::new(3, MINUTE, 100);
-        let t0 = Instant::now();
-        for i in 0..3 {
-            assert_eq!(
-                limiter.check_at("a", t0 + Duration::from_secs(i)),
-                Decision::Allowed
-            );
+    fn limiter(
+        per_minute: u32,
+        max_clients: usize,
+    ) -> (ClientLimiter<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        (
+            ClientLimiter::with_clock("test", per_minute, max_clients, clock.clone()),
+            clock,
+        )
+    }
+
+    fn retry_after(result: Result<(), ApiError>) -> Option<u64> {
+        match result {
+            Ok(()) => None,
+            Err(ApiError::RateLimited(secs)) => Some(secs),
+            Err(other) => panic!("unexpected {other}"),
         }
-        assert_eq!(
-            limiter.check_at("a", t0 + Duration::from_secs(20)),
-            Decision::Limited {
-                retry_after: Duration::from_secs(40)
-            }
-        );
-        // Another client has its own budget.
-        assert_eq!(
-            limiter.check_at("b", t0 + Duration::from_secs(20)),
-            Decision::Allowed
-        );
-        // Just before the window ends: still refused; at its end: a fresh window.
-        assert!(matches!(
-            limiter.check_at("a", t0 + MINUTE - Duration::from_millis(1)),
-            Decision::Limited { .. }
-        ));
-        assert_eq!(limiter.check_at("a", t0 + MINUTE), Decision::Allowed);
-        assert_eq!(
-            limiter.check_at("a", t0 + MINUTE + Duration::from_secs(1)),
-            Decision::Allowed
-        );
     }
 
     #[test]
-    fn refused_requests_do_not_extend_the_window() {
-        let limiter = RateLimiter::new(1, MINUTE, 100);
-        let t0 = Instant::now();
-        assert_eq!(limiter.check_at("a", t0), Decision::Allowed);
-        for s in [1, 30, 59] {
-            assert!(matches!(
-                limiter.check_at("a", t0 + Duration::from_secs(s)),
-                Decision::Limited { .. }
-            ));
+    fn a_burst_of_the_limit_then_one_more_per_interval() {
+        let (limiter, clock) = limiter(6, 100);
+        for _ in 0..6 {
+            assert_eq!(retry_after(limiter.check("a")), None);
         }
-        assert_eq!(limiter.check_at("a", t0 + MINUTE), Decision::Allowed);
+        // One request every 10 s after the burst: the next in 10 s.
+        assert_eq!(retry_after(limiter.check("a")), Some(10));
+        assert_eq!(
+            retry_after(limiter.check("b")),
+            None,
+            "another client is not limited"
+        );
+        clock.advance(4 * SECOND);
+        assert_eq!(retry_after(limiter.check("a")), Some(6));
+        clock.advance(6 * SECOND);
+        assert_eq!(retry_after(limiter.check("a")), None);
+        assert_eq!(retry_after(limiter.check("a")), Some(10));
+    }
+
+    #[test]
+    fn refused_requests_cost_nothing() {
+        let (limiter, clock) = limiter(1, 100);
+        assert_eq!(retry_after(limiter.check("a")), None);
+        for _ in 0..50 {
+            assert!(retry_after(limiter.check("a")).is_some());
+        }
+        clock.advance(60 * SECOND);
+        assert_eq!(retry_after(limiter.check("a")), None);
     }
 
     #[test]
     fn memory_is_bounded_by_max_clients() {
-        let limiter = RateLimiter::new(1, MINUTE, 3);
-        let t0 = Instant::now();
-        for (i, c) in ["a", "b", "c"].into_iter().enumerate() {
-            limiter.check_at(c, t0 + Duration::from_secs(i as u64));
+        let (limiter, clock) = limiter(10, 100);
+        for i in 0..10_000 {
+            let _ = limiter.check(&format!("client-{i}"));
+            assert!(limiter.tracked() <= 100, "{} tracked", limiter.tracked());
+            if i % 37 == 0 {
+                clock.advance(SECOND);
+            }
         }
-        assert_eq!(limiter.tracked(), 3);
-        // Full of live windows: the newcomer is let in and replaces the oldest ("a").
-        assert_eq!(
-            limiter.check_at("d", t0 + Duration::from_secs(10)),
-            Decision::Allowed
-        );
-        assert_eq!(limiter.tracked(), 3);
-        assert!(matches!(
-            limiter.check_at("b", t0 + Duration::from_secs(11)),
-            Decision::Limited { .. }
-        ));
-        assert_eq!(
-            limiter.check_at("a", t0 + Duration::from_secs(12)),
-            Decision::Allowed,
-            "the evicted client starts afresh"
-        );
-        assert_eq!(limiter.tracked(), 3);
-        for i in 0..1000 {
-            limiter.check_at(&format!("x{i}"), t0 + Duration::from_secs(13));
-        }
-        assert_eq!(limiter.tracked(), 3);
     }
 
     #[test]
-    fn stale_windows_are_swept_out() {
-        let limiter = RateLimiter::new(5, MINUTE, 100);
-        let t0 = Instant::now();
-        for i in 0..50 {
-            limiter.check_at(&format!("c{i}"), t0);
+    fn clients_whose_budget_is_full_again_are_pruned_first() {
+        let (limiter, clock) = limiter(60, 10);
+        // Nine clients used a little of their budget, a minute ago: prunable.
+        for i in 0..9 {
+            limiter.check(&format!("old-{i}")).unwrap();
         }
-        assert_eq!(limiter.tracked(), 50);
-        limiter.check_at("late", t0 + 2 * MINUTE);
-        assert_eq!(limiter.tracked(), 1);
+        clock.advance(60 * SECOND);
+        // One client that is over its limit now stays limited through the prune.
+        for _ in 0..60 {
+            limiter.check("busy").unwrap();
+        }
+        assert!(retry_after(limiter.check("busy")).is_some());
+        limiter.check("new").unwrap();
+        assert!(limiter.tracked() <= 3, "{} tracked", limiter.tracked());
+        assert!(
+            retry_after(limiter.check("busy")).is_some(),
+            "the pruning kept the busy client"
+        );
+    }
+
+    #[test]
+    fn long_keys_are_cut() {
+        let (limiter, _) = limiter(1, 100);
+        limiter.check(&"x".repeat(10_000)).unwrap();
+        assert!(retry_after(limiter.check(&"x".repeat(MAX_KEY_LEN))).is_some());
     }
 
     #[test]

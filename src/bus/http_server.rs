@@ -77,21 +77,35 @@ pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
     cfg.app_data(web::Data::new(server))
         .service(behind_token(
             "/script/generate",
+            "POST",
             web::post().to(generate_script),
         ))
-        .service(behind_token("/speak", web::post().to(speak)))
-        .service(behind_token("/now", web::get().to(now)))
-        .service(behind_token("/programme", web::put().to(set_programme)))
-        .service(behind_token("/events", web::get().to(events)))
-        .service(behind_token("/stream", web::get().to(stream)))
-        .service(behind_token("/archive", web::get().to(archive_list)))
-        .service(behind_token("/archive/{file}", web::get().to(archive_file)));
+        .service(behind_token("/speak", "POST", web::post().to(speak)))
+        .service(behind_token("/now", "GET", web::get().to(now)))
+        .service(behind_token(
+            "/programme",
+            "PUT",
+            web::put().to(set_programme),
+        ))
+        .service(behind_token("/events", "GET", web::get().to(events)))
+        .service(behind_token("/stream", "GET", web::get().to(stream)))
+        .service(behind_token("/archive", "GET", web::get().to(archive_list)))
+        .service(behind_token(
+            "/archive/{file}",
+            "GET",
+            web::get().to(archive_file),
+        ));
 }
 
 /// One bus route, behind `bus.token`. Per resource rather than a scope: in role all the
 /// bus routes share the root with the API's.
-fn behind_token(path: &str, route: actix_web::Route) -> impl HttpServiceFactory + use<> {
-    web::resource(path)
+/// Other methods get 405 with `Allow: allow`.
+fn behind_token(
+    path: &str,
+    allow: &'static str,
+    route: actix_web::Route,
+) -> impl HttpServiceFactory + use<> {
+    crate::web::resource(path, allow)
         .wrap(from_fn(require_bearer::<BusServer, _>))
         .route(route)
 }

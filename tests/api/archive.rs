@@ -100,7 +100,11 @@ async fn the_top_of_the_hour_cuts_the_recording_into_two_files_the_api_serves() 
     let clock = Arc::new(ScaledClock::new(origin, 10.0));
     let app = TestApp::spawn_on_clock(
         Role::All,
-        &[("RADIO24__ARCHIVE__DIR", &archive_dir)],
+        &[
+            ("RADIO24__ARCHIVE__DIR", &archive_dir),
+            // The test polls the listing; the per-client limit is another test's.
+            ("RADIO24__ARCHIVE__LIST_PER_MINUTE", "100000"),
+        ],
         clock.clone(),
     )
     .await;
@@ -157,6 +161,20 @@ async fn the_top_of_the_hour_cuts_the_recording_into_two_files_the_api_serves() 
         "audio/ogg",
     )
     .await;
+    // HEAD: the same type and length, no body.
+    let head = app
+        .client
+        .head(app.url("/v1/channels/radio24/archive/2026-11-28T09.ogg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "audio/ogg");
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        audio.len().to_string()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
     assert_eq!(audio.len() as u64, closed["bytes"].as_u64().unwrap());
     let decoded = decode(&audio, false);
     let duration = secs(&closed["duration_secs"]);

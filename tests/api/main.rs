@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod archive;
+mod bounds;
 mod broadcast;
 mod bus_contract;
 mod engine;
@@ -14,6 +15,7 @@ mod health;
 mod helpers;
 mod livekit;
 mod postgres;
+mod raw_ws;
 mod room;
 mod split;
 mod store_conformance;

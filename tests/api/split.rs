@@ -4,7 +4,7 @@ use radio24::cli::Role;
 use serde_json::{Value, json};
 
 use crate::broadcast::captions_of;
-use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, TestApp};
+use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, TestApp, poll_until};
 
 async fn spawn_pair() -> (TestApp, TestApp) {
     let host = TestApp::spawn(Role::Host, &[]).await;
@@ -62,6 +62,32 @@ async fn the_api_reaches_a_separate_host_and_survives_its_restart() {
     let health: Value = api.get("/health").await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["host_link"]["state"], "down");
+    // Why it is down (addresses, OS errors) is for operators: the logs and the studio view.
+    assert!(health["host_link"].get("error").is_none(), "{health}");
+    assert!(not_ready["host_link"].get("error").is_none(), "{not_ready}");
+    let for_operators = poll_until(
+        "the studio health view saying why the link is down",
+        PATIENCE,
+        std::time::Duration::from_millis(50),
+        async || {
+            let resp = api
+                .client
+                .get(api.url("/v1/studio/health"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+            match body["host_link"]["error"].as_str() {
+                Some(error) if !error.is_empty() => Ok(body),
+                _ => Err(body.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(for_operators["host_link"]["state"], "down");
+    let anonymous = api.get("/v1/studio/health").await;
+    assert_eq!(anonymous.status(), 401);
     for (path, body) in [
         ("/v1/studio/speak", json!({"text": "anyone there?"})),
         ("/v1/studio/script", json!({})),

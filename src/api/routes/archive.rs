@@ -8,14 +8,19 @@
 //! is not there, or a name not of exactly that form: 404 `unknown_recording`.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::stream::known_channel;
 use crate::api::{ApiError, ApiState, Result};
 use crate::bus::ArchiveFileName;
 
 #[tracing::instrument(skip_all, fields(channel = %name))]
-pub async fn list(state: web::Data<ApiState>, name: web::Path<String>) -> Result<HttpResponse> {
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.limits.archive_list.check(&state.client_key(&req))?;
     let channel = known_channel(&state, &name).await?;
     let listing = state.bus.archive_list(&channel).await?;
     Ok(HttpResponse::Ok()

@@ -4,21 +4,21 @@
 //! `snapshot` with `"resync": true` if the client fell behind. Pings every
 //! `broadcast.ping_interval_secs`; a client that answers nothing for two intervals, or whose
 //! socket accepts nothing for `broadcast.send_timeout_secs`, is dropped. An unknown channel
-//! gets an `error` frame and a close with the reason.
+//! gets an `error` frame and a close with the reason. A frame over 4 KiB (or a fragmented
+//! message over it in all) closes the socket with 1009 as soon as its header says so.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message};
-use bytestring::ByteString;
-use futures::StreamExt;
+use actix_ws::{CloseCode, Message};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use crate::api::hub::Room;
+use crate::api::ws::{self, WsReceiver, WsSender};
 use crate::api::{ApiError, ApiState, Result};
 use crate::domain::ChannelName;
 
@@ -45,6 +45,7 @@ pub async fn broadcast_ws(
     state: web::Data<ApiState>,
     query: web::Query<BroadcastQuery>,
 ) -> Result<HttpResponse> {
+    state.limits.broadcast.check(&state.client_key(&req))?;
     if state.ws_clients.fetch_add(1, Ordering::Relaxed) >= state.ws.max_clients {
         state.ws_clients.fetch_sub(1, Ordering::Relaxed);
         return Err(ApiError::Overloaded(
@@ -52,7 +53,8 @@ pub async fn broadcast_ws(
         ));
     }
     let slot = ClientSlot(state.clone());
-    let (response, mut session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+    let limits = state.ws.socket(MAX_CLIENT_FRAME);
+    let (response, mut sender, receiver) = ws::upgrade(&req, body, limits).await.map_err(|e| {
         ApiError::Invalid(crate::domain::InvalidInput::new(
             "websocket_required",
             format!("this route needs a WebSocket upgrade: {e}"),
@@ -65,7 +67,10 @@ pub async fn broadcast_ws(
     let channel = match ChannelName::parse(&requested) {
         Ok(name) => match state.store.channel_by_name(&name).await {
             Ok(Some(_)) => Ok(name),
-            Ok(None) => Err(("unknown_channel", format!("no channel named '{requested}'"))),
+            Ok(None) => Err((
+                "unknown_channel",
+                ApiError::unknown_channel(&requested).to_string(),
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "store lookup failed for a broadcast client");
                 Err((
@@ -74,30 +79,26 @@ pub async fn broadcast_ws(
                 ))
             }
         },
-        Err(e) => Err(("unknown_channel", e.message)),
+        Err(_) => Err((
+            "unknown_channel",
+            ApiError::unknown_channel(&requested).to_string(),
+        )),
     };
     let channel = match channel {
         Ok(channel) => channel,
         Err((code, message)) => {
             actix_web::rt::spawn(async move {
                 let frame = json!({"type": "error", "error": code, "message": message});
-                let _ = session.text(frame.to_string()).await;
-                let reason: String = message.chars().take(120).collect();
-                let _ = session
-                    .close(Some(CloseReason {
-                        code: CloseCode::Policy,
-                        description: Some(reason),
-                    }))
-                    .await;
+                let _ = sender.text(frame.to_string()).await;
+                sender.close(CloseCode::Policy, Some(&message)).await;
                 drop(slot);
             });
             return Ok(response);
         }
     };
     let room = state.hub.room(&channel);
-    let stream = stream.max_frame_size(MAX_CLIENT_FRAME);
     actix_web::rt::spawn(async move {
-        serve_client(&state, &room, session, stream).await;
+        serve_client(&state, &room, sender, receiver).await;
         drop(slot);
     });
     Ok(response)
@@ -106,92 +107,82 @@ pub async fn broadcast_ws(
 async fn serve_client(
     state: &ApiState,
     room: &Room,
-    mut session: actix_ws::Session,
-    mut stream: actix_ws::MessageStream,
+    mut sender: WsSender,
+    mut receiver: WsReceiver,
 ) {
     let limits = state.ws;
-    let send = |session: &mut actix_ws::Session, frame: ByteString| {
-        let mut session = session.clone();
-        async move {
-            match tokio::time::timeout(limits.send_timeout, session.text(frame)).await {
-                Ok(Ok(())) => true,
-                Ok(Err(_)) => false,
-                Err(_) => {
-                    tracing::info!("dropping a broadcast client that stopped reading");
-                    false
-                }
-            }
-        }
-    };
     let subscription = room.subscribe(state.hub.host_connected());
     let mut frames = subscription.frames;
-    if !send(&mut session, subscription.snapshot).await {
+    if sender.text(subscription.snapshot).await.is_err() {
         return;
     }
     let mut ping =
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut last_heard = Instant::now();
-    let reason = loop {
+    let ending = loop {
         tokio::select! {
             frame = frames.recv() => match frame {
                 Ok(frame) => {
-                    if !send(&mut session, frame).await {
-                        break None;
+                    if sender.text(frame).await.is_err() {
+                        break Ending::Gone;
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "broadcast client fell behind; resyncing it");
                     let snapshot = room.resync(&mut frames, state.hub.host_connected());
-                    if !send(&mut session, snapshot).await {
-                        break None;
+                    if sender.text(snapshot).await.is_err() {
+                        break Ending::Gone;
                     }
                 }
-                Err(RecvError::Closed) => break Some(CloseCode::Away),
+                Err(RecvError::Closed) => break Ending::Close(CloseCode::Away, None),
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() > limits.ping_interval * 2 + Duration::from_secs(1) {
                     tracing::info!("dropping a broadcast client that stopped answering pings");
-                    break Some(CloseCode::Away);
+                    break Ending::Close(CloseCode::Away, None);
                 }
-                let ping_sent = tokio::time::timeout(limits.send_timeout, session.ping(b"")).await;
-                if !matches!(ping_sent, Ok(Ok(()))) {
-                    break None;
+                if sender.ping().await.is_err() {
+                    break Ending::Gone;
                 }
             }
-            incoming = stream.next() => {
+            incoming = receiver.recv() => {
                 last_heard = Instant::now();
                 match incoming {
                     Some(Ok(Message::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            break None;
+                        if sender.pong(&bytes).await.is_err() {
+                            break Ending::Gone;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(Message::Close(_))) | None => break Ending::Gone,
                     Some(Ok(Message::Text(_) | Message::Binary(_))) => {
                         let frame = json!({
                             "type": "error",
                             "error": "read_only",
                             "message": "this socket only sends; use the HTTP routes to talk to the station",
                         });
-                        if !send(&mut session, frame.to_string().into()).await {
-                            break None;
+                        if sender.text(frame.to_string()).await.is_err() {
+                            break Ending::Gone;
                         }
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::info!(error = %e, "broadcast client sent a bad frame; closing");
-                        break Some(CloseCode::Protocol);
+                        tracing::info!(error = %e, "broadcast client sent a frame it may not; closing");
+                        break Ending::Close(e.close_code(), Some(e.to_string()));
                     }
                 }
             }
         }
     };
-    if let Some(code) = reason {
-        let _ = session
-            .close(Some(CloseReason {
-                code,
-                description: None,
-            }))
-            .await;
+    match ending {
+        Ending::Gone => tracing::debug!("broadcast client gone"),
+        Ending::Close(code, reason) => sender.close(code, reason.as_deref()).await,
     }
+}
+
+/// How a client's socket ends.
+enum Ending {
+    /// It closed, or stopped reading: nothing more to send.
+    Gone,
+    /// Close it with this code and reason.
+    Close(CloseCode, Option<String>),
 }

@@ -3,6 +3,10 @@
 //! per channel and each channel's frame clock timing (late ticks, skipped frames, tick
 //! lateness percentiles), as the host last reported them) and
 //! `GET /ready` (503 while the store or, in split mode, the host cannot be reached).
+//!
+//! Both are public, so they say *whether* the store or the host link fails, never *why*:
+//! error text can name hosts, users and paths. The why is logged, and shown to operators by
+//! `GET /v1/studio/health` (admin token), which is `/health` with the errors.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -28,36 +32,59 @@ struct HostLinkHealth {
     status: LinkStatus,
 }
 
-async fn store_health(state: &ApiState) -> StoreHealth {
+/// Whether the answer may carry error text (the admin view) or not (the public one).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    Public,
+    Admin,
+}
+
+async fn store_health(state: &ApiState, detail: Detail) -> StoreHealth {
     match state.store.ping().await {
         Ok(()) => StoreHealth {
             backend: state.store.backend(),
             ok: true,
             error: None,
         },
-        Err(e) => StoreHealth {
-            backend: state.store.backend(),
-            ok: false,
-            error: Some(e.to_string()),
-        },
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the store is unreachable");
+            StoreHealth {
+                backend: state.store.backend(),
+                ok: false,
+                error: (detail == Detail::Admin).then(|| e.to_string()),
+            }
+        }
     }
 }
 
-fn host_link(state: &ApiState) -> HostLinkHealth {
+fn host_link(state: &ApiState, detail: Detail) -> HostLinkHealth {
+    let mut status = state.link.status();
+    if detail == Detail::Public {
+        status.error = None;
+    }
     HostLinkHealth {
         transport: if state.split { "http" } else { "in_process" },
-        status: state.link.status(),
+        status,
     }
 }
 
 pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
-    let store = store_health(&state).await;
+    health_with(&state, Detail::Public).await
+}
+
+/// `GET /v1/studio/health`: `/health` with the store's and the host link's error text.
+pub async fn health_for_operators(state: web::Data<ApiState>) -> HttpResponse {
+    health_with(&state, Detail::Admin).await
+}
+
+async fn health_with(state: &ApiState, detail: Detail) -> HttpResponse {
+    let store = store_health(state, detail).await;
     HttpResponse::Ok().json(json!({
         "status": "ok",
         "role": state.role,
         "version": env!("CARGO_PKG_VERSION"),
         "store": store,
-        "host_link": host_link(&state),
+        "host_link": host_link(state, detail),
         "broadcast_clients": state.hub.clients(),
         "stream_listeners": state.streams.listeners(),
         "livekit": state.hub.livekit_status(),
@@ -66,8 +93,8 @@ pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
-    let store = store_health(&state).await;
-    let link = host_link(&state);
+    let store = store_health(&state, Detail::Public).await;
+    let link = host_link(&state, Detail::Public);
     let host_ok = state.link.is_up();
     let mut problems = Vec::new();
     if !store.ok {

@@ -11,34 +11,41 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 
 use crate::api::ApiState;
-use crate::web::require_bearer;
+use crate::web::{require_bearer, resource};
 
-/// Mounts the routes (the caller adds `ApiState` as app data).
+/// Mounts the routes (the caller adds `ApiState` as app data). A known path asked with a
+/// method it does not answer gets 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health))
-        .route("/health", web::head().to(health::health))
-        .route("/ready", web::get().to(health::ready))
-        .route("/ready", web::head().to(health::ready))
-        .route("/ws/broadcast", web::get().to(broadcast::broadcast_ws))
-        .route("/v1/room/join", web::post().to(room::join))
-        .route(
-            "/v1/channels/{name}/stream",
-            web::get().to(stream::stream_channel),
-        )
-        .route(
-            "/v1/channels/{name}/stream",
-            web::head().to(stream::head_stream),
-        )
-        .route("/v1/channels/{name}/archive", web::get().to(archive::list))
-        .route(
-            "/v1/channels/{name}/archive/{file}",
-            web::get().to(archive::file),
-        )
-        .service(
-            web::scope("/v1/studio")
-                // The admin token is checked before anything reads a request's body.
-                .wrap(from_fn(require_bearer::<ApiState, _>))
-                .route("/speak", web::post().to(studio::speak))
-                .route("/script", web::post().to(studio::script)),
-        );
+    cfg.service(
+        resource("/health", "GET, HEAD")
+            .route(web::get().to(health::health))
+            .route(web::head().to(health::health)),
+    )
+    .service(
+        resource("/ready", "GET, HEAD")
+            .route(web::get().to(health::ready))
+            .route(web::head().to(health::ready)),
+    )
+    .service(resource("/ws/broadcast", "GET").route(web::get().to(broadcast::broadcast_ws)))
+    .service(resource("/v1/room/join", "POST").route(web::post().to(room::join)))
+    .service(
+        resource("/v1/channels/{name}/stream", "GET, HEAD")
+            .route(web::get().to(stream::stream_channel))
+            .route(web::head().to(stream::head_stream)),
+    )
+    .service(resource("/v1/channels/{name}/archive", "GET").route(web::get().to(archive::list)))
+    .service(
+        // HEAD gets the same headers (type, length) without the body.
+        resource("/v1/channels/{name}/archive/{file}", "GET, HEAD")
+            .route(web::get().to(archive::file))
+            .route(web::head().to(archive::file)),
+    )
+    .service(
+        web::scope("/v1/studio")
+            // The admin token is checked before anything reads a request's body.
+            .wrap(from_fn(require_bearer::<ApiState, _>))
+            .service(resource("/speak", "POST").route(web::post().to(studio::speak)))
+            .service(resource("/script", "POST").route(web::post().to(studio::script)))
+            .service(resource("/health", "GET").route(web::get().to(health::health_for_operators))),
+    );
 }

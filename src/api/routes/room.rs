@@ -13,7 +13,6 @@ use livekit_api::access_token::{AccessToken, Claims, VideoGrants};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::api::rate_limit::{Decision, client_address, client_key, retry_after_secs};
 use crate::api::{ApiError, ApiState, Result};
 use crate::domain::ChannelName;
 
@@ -72,11 +71,9 @@ pub async fn join(
     state: web::Data<ApiState>,
     body: web::Json<JoinRequest>,
 ) -> Result<HttpResponse> {
-    let client = client_key(client_address(&req, state.trusted_proxy_hops).as_deref());
+    let client = state.client_key(&req);
     tracing::Span::current().record("client", client.as_str());
-    if let Decision::Limited { retry_after } = state.join_limiter.check(&client) {
-        return Err(ApiError::RateLimited(retry_after_secs(retry_after)));
-    }
+    state.limits.join.check(&client)?;
 
     let credentials = state
         .livekit

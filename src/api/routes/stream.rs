@@ -9,7 +9,7 @@
 //! `Accept-Ranges: none` saying so. Browsers send `Range: bytes=0-` for media and accept 200.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use futures::StreamExt;
 
 use crate::api::{ApiError, ApiState, Result};
@@ -39,10 +39,18 @@ fn ogg_headers() -> HttpResponseBuilder {
 
 #[tracing::instrument(skip_all, fields(channel = %name))]
 pub async fn stream_channel(
+    req: HttpRequest,
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
+    state.limits.stream.check(&state.client_key(&req))?;
     let channel = known_channel(&state, &name).await?;
+    let listening: usize = state.streams.listeners().values().sum();
+    if listening >= state.max_stream_listeners {
+        return Err(ApiError::Overloaded(
+            "this instance has as many stream listeners as it takes; try again later".into(),
+        ));
+    }
     let pages = state.streams.listen(&channel).await?;
     tracing::info!("stream listener joined");
     Ok(ogg_headers().streaming(pages.map(Ok::<_, actix_web::Error>)))

@@ -665,6 +665,8 @@ pub struct Archive {
     tz: Tz,
     clock: Arc<dyn Clock>,
     recorders: Mutex<HashMap<ChannelName, Recorder>>,
+    /// What listings have read from the recordings' tails (see [`LengthCache`]).
+    lengths: Arc<Mutex<LengthCache>>,
 }
 
 impl Archive {
@@ -683,6 +685,7 @@ impl Archive {
             tz,
             clock,
             recorders: Mutex::new(HashMap::new()),
+            lengths: Arc::default(),
         }))
     }
 
@@ -727,10 +730,13 @@ impl Archive {
             .and_then(|r| lock(&r.recording).clone());
         let dir = self.channel_dir(channel);
         let tz = self.tz;
-        tokio::task::spawn_blocking(move || list_recordings(&dir, tz, recording.as_ref()))
-            .await
-            .map_err(|e| BusError::Internal(format!("archive listing: {e}")))?
-            .map_err(|e| BusError::Internal(format!("archive listing: {e}")))
+        let lengths = self.lengths.clone();
+        tokio::task::spawn_blocking(move || {
+            list_recordings(&dir, tz, recording.as_ref(), &mut lock(&lengths))
+        })
+        .await
+        .map_err(|e| BusError::Internal(format!("archive listing: {e}")))?
+        .map_err(|e| BusError::Internal(format!("archive listing: {e}")))
     }
 
     /// One file of the channel's archive, streamed from disk.
@@ -785,12 +791,52 @@ fn read_stream(
     })
 }
 
+/// The programme length of each recording a listing has read, by path, with the file's size
+/// and modification time when it was read. A listing reads a file's tail again only when
+/// either has changed, which is exactly when the recorder has written to it: a listing of 14
+/// days (336 files) then reads one tail, the hour being recorded, instead of all of them.
+#[derive(Default)]
+struct LengthCache {
+    granules: HashMap<PathBuf, (u64, Option<std::time::SystemTime>, u64)>,
+}
+
+impl LengthCache {
+    /// The last granule position of the recording at `path`, of `meta`, read if need be.
+    fn granule(&mut self, path: &Path, meta: &std::fs::Metadata) -> u64 {
+        let (size, modified) = (meta.len(), meta.modified().ok());
+        if let Some((s, m, granule)) = self.granules.get(path)
+            && (*s, *m) == (size, modified)
+            && modified.is_some()
+        {
+            return *granule;
+        }
+        let granule = match last_granule(path) {
+            Ok(granule) => granule.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "archive: cannot read a recording's length");
+                return 0;
+            }
+        };
+        self.granules
+            .insert(path.to_owned(), (size, modified, granule));
+        granule
+    }
+
+    /// Forgets the files of `dir` that are not in `listed` (deleted by retention).
+    fn keep_only(&mut self, dir: &Path, listed: &BTreeMap<ArchiveFileName, PathBuf>) {
+        let listed: std::collections::HashSet<&PathBuf> = listed.values().collect();
+        self.granules
+            .retain(|path, _| path.parent() != Some(dir) || listed.contains(path));
+    }
+}
+
 /// Lists the recordings in a channel's folder, newest first. `recording` is the file being
-/// written now.
+/// written now; `lengths` keeps what earlier listings read.
 fn list_recordings(
     dir: &Path,
     tz: Tz,
     recording: Option<&ArchiveFileName>,
+    lengths: &mut LengthCache,
 ) -> Result<Vec<Recording>, ArchiveError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -816,19 +862,14 @@ fn list_recordings(
         let Some(hour_start) = hour_start(tz, name) else {
             continue;
         };
-        let bytes = match std::fs::metadata(path) {
-            Ok(meta) => meta.len(),
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
             // Deleted meanwhile (retention): not a recording any more.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(ArchiveError::io(path)(e)),
         };
-        let granule = match last_granule(path) {
-            Ok(granule) => granule.unwrap_or(0),
-            Err(e) => {
-                tracing::warn!(error = %e, "archive: cannot read a recording's length");
-                0
-            }
-        };
+        let bytes = meta.len();
+        let granule = lengths.granule(path, &meta);
         let captions = name.with_kind(ArchiveFileKind::Captions);
         recordings.push(Recording {
             hour_start: hour_start.fixed_offset(),
@@ -839,6 +880,7 @@ fn list_recordings(
             complete: recording != Some(name),
         });
     }
+    lengths.keep_only(dir, &names);
     Ok(recordings)
 }
 
@@ -1167,8 +1209,14 @@ mod tests {
         bytes.extend_from_slice(b"OggS\0\0partial");
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(last_granule(&path).unwrap(), Some(20 * FRAME as u64));
-        let listing =
-            list_recordings(&dir.path().join("radio24"), chrono_tz::Asia::Tokyo, None).unwrap();
+        let mut lengths = LengthCache::default();
+        let listing = list_recordings(
+            &dir.path().join("radio24"),
+            chrono_tz::Asia::Tokyo,
+            None,
+            &mut lengths,
+        )
+        .unwrap();
         assert_eq!(listing.len(), 1);
         assert_eq!(listing[0].duration_secs, 0.4);
         assert_eq!(
@@ -1184,5 +1232,54 @@ mod tests {
             Some("2026-11-28T09.json")
         );
         assert!(listing[0].complete);
+    }
+
+    #[test]
+    fn listings_read_a_recordings_tail_again_only_after_it_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = writer(dir.path());
+        feed(&mut w, at("2026-11-28T09:10:00+09:00"), 25);
+        let channel_dir = dir.path().join("radio24");
+        let path = channel_dir.join("2026-11-28T09.ogg");
+        let list = |lengths: &mut LengthCache| {
+            list_recordings(&channel_dir, chrono_tz::Asia::Tokyo, None, lengths).unwrap()[0]
+                .duration_secs
+        };
+        let mut lengths = LengthCache::default();
+        assert_eq!(list(&mut lengths), 0.4);
+
+        // The tail overwritten in place, size and modification time kept: not read again.
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last_page = bytes.windows(4).rposition(|w| w == b"OggS").unwrap();
+        // The last page's granule position says 100 s now.
+        bytes[last_page + 6..last_page + 14]
+            .copy_from_slice(&(100 * u64::from(RATE)).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(list(&mut lengths), 0.4, "the cached length");
+        let now_says = list(&mut LengthCache::default());
+        assert_eq!(now_says, 100.0, "the tail read afresh");
+
+        // Written to (it grew): read again.
+        bytes.extend_from_slice(b"more");
+        std::fs::write(&path, &bytes).unwrap();
+        let afresh = list(&mut LengthCache::default());
+        assert_ne!(afresh, 100.0);
+        assert_eq!(list(&mut lengths), afresh);
+
+        // Deleted: forgotten.
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            list_recordings(&channel_dir, chrono_tz::Asia::Tokyo, None, &mut lengths)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(lengths.granules.is_empty());
     }
 }

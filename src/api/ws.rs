@@ -1,0 +1,448 @@
+//! Every WebSocket the API serves is opened here, so each one has the same bounds.
+//!
+//! - **Reading.** actix-ws reads all the bytes a client has sent before it decodes a frame, so
+//!   a frame header that claims 2^40 bytes would be buffered for as long as the client keeps
+//!   sending. [`FrameGuard`] sits between the connection and the decoder. It reads each frame
+//!   header as it passes and refuses a frame (or a fragmented message, counted whole) that
+//!   declares more than the route's limit, before its payload is read. It also hands the
+//!   decoder one frame at a time, so the bytes buffered and not yet decoded never exceed one
+//!   frame plus a header. A refusal closes the socket with 1009 (message too big).
+//! - **Writing.** Every send (text, ping, pong, close) has the same time limit, so a client
+//!   that stops reading is dropped after it, whatever it makes the server send.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures::{Stream, StreamExt};
+
+/// What one socket may receive and how long a send may wait.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// Largest frame a client may send (its payload, in bytes).
+    pub max_frame: usize,
+    /// Largest message a client may send, all its fragments together.
+    pub max_message: usize,
+    /// Longest a send may wait for the client to take it.
+    pub send_timeout: Duration,
+}
+
+/// Why a socket stopped reading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// A frame or message over the limit; closed with 1009.
+    #[error("{0}")]
+    TooBig(String),
+    /// A frame that breaks RFC 6455; closed with 1002.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl ReadError {
+    /// The close code this error ends the socket with.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ReadError::TooBig(_) => CloseCode::Size,
+            ReadError::Protocol(_) => CloseCode::Protocol,
+        }
+    }
+}
+
+/// The client stopped taking what the server sends (the send timed out or the socket closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client is gone or stopped reading")]
+pub struct Gone;
+
+/// Upgrades `req` to a WebSocket bounded by `limits`: the handshake answer to return, and the
+/// two halves of the socket.
+pub async fn upgrade(
+    req: &HttpRequest,
+    body: web::Payload,
+    limits: SocketLimits,
+) -> Result<(HttpResponse, WsSender, WsReceiver), actix_web::Error> {
+    let refusal = Rc::new(Cell::new(None));
+    let guard: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(FrameGuard::new(body, limits, refusal.clone()));
+    let mut guarded = Payload::Stream { payload: guard };
+    let body = web::Payload::from_request(req, &mut guarded).await?;
+    let (response, session, stream) = actix_ws::handle(req, body)?;
+    Ok((
+        response,
+        WsSender {
+            session,
+            send_timeout: limits.send_timeout,
+        },
+        WsReceiver {
+            stream: stream.max_frame_size(limits.max_frame),
+            refusal,
+        },
+    ))
+}
+
+/// The sending half: every send waits at most the socket's send timeout.
+#[derive(Clone)]
+pub struct WsSender {
+    session: Session,
+    send_timeout: Duration,
+}
+
+impl WsSender {
+    pub async fn text(&mut self, frame: impl Into<ByteString>) -> Result<(), Gone> {
+        let sent = tokio::time::timeout(self.send_timeout, self.session.text(frame)).await;
+        matches!(sent, Ok(Ok(()))).then_some(()).ok_or(Gone)
+    }
+
+    pub async fn ping(&mut self) -> Result<(), Gone> {
+        let sent = tokio::time::timeout(self.send_timeout, self.session.ping(b"")).await;
+        matches!(sent, Ok(Ok(()))).then_some(()).ok_or(Gone)
+    }
+
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Gone> {
+        let sent = tokio::time::timeout(self.send_timeout, self.session.pong(payload)).await;
+        matches!(sent, Ok(Ok(()))).then_some(()).ok_or(Gone)
+    }
+
+    /// Closes the socket with `code` and a reason (cut to what a close frame holds).
+    pub async fn close(self, code: CloseCode, reason: Option<&str>) {
+        let reason = CloseReason {
+            code,
+            description: reason.map(|r| cut_to_bytes(r, 123).to_owned()),
+        };
+        let _ = tokio::time::timeout(self.send_timeout, self.session.close(Some(reason))).await;
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut_to_bytes(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The receiving half.
+pub struct WsReceiver {
+    stream: MessageStream,
+    refusal: Rc<Cell<Option<ReadError>>>,
+}
+
+impl WsReceiver {
+    /// The next message; `None` when the client has gone. After an error the socket is to be
+    /// closed with [`ReadError::close_code`].
+    pub async fn recv(&mut self) -> Option<Result<Message, ReadError>> {
+        match self.stream.next().await? {
+            Ok(message) => Some(Ok(message)),
+            Err(e) => Some(Err(match self.refusal.take() {
+                Some(refusal) => refusal,
+                None => match e {
+                    actix_ws::ProtocolError::Overflow => {
+                        ReadError::TooBig("a frame over the size limit".to_owned())
+                    }
+                    other => ReadError::Protocol(other.to_string()),
+                },
+            })),
+        }
+    }
+}
+
+/// Largest control frame payload (RFC 6455 §5.5).
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// The bytes of a client's WebSocket as they arrive, checked frame header by frame header and
+/// handed on one frame at a time (see the module doc).
+struct FrameGuard<S> {
+    inner: S,
+    limits: SocketLimits,
+    /// Bytes read from `inner` and not yet handed on (at most one read of the connection).
+    held: Bytes,
+    /// The current frame header while it arrives (at most 14 bytes).
+    header: Vec<u8>,
+    /// Payload bytes of the current frame still to pass; 0 while reading a header.
+    remaining: u64,
+    /// Bytes so far of a fragmented data message, while one is open.
+    message: Option<u64>,
+    /// A frame ended in what was last handed on: wait one poll so the decoder takes it
+    /// before more is read.
+    pause: bool,
+    /// Why the guard refused the stream (read by [`WsReceiver`]); once set, no more is read.
+    refusal: Rc<Cell<Option<ReadError>>>,
+    refused: bool,
+}
+
+impl<S> FrameGuard<S> {
+    fn new(inner: S, limits: SocketLimits, refusal: Rc<Cell<Option<ReadError>>>) -> Self {
+        Self {
+            inner,
+            limits,
+            held: Bytes::new(),
+            header: Vec::with_capacity(14),
+            remaining: 0,
+            message: None,
+            pause: false,
+            refusal,
+            refused: false,
+        }
+    }
+
+    /// Length of the header in `self.header` once all of it has arrived.
+    fn header_len(&self) -> Option<usize> {
+        let [_, second, ..] = self.header[..] else {
+            return None;
+        };
+        let extended = match second & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if second & 0x80 != 0 { 4 } else { 0 };
+        let len = 2 + extended + mask;
+        (self.header.len() >= len).then_some(len)
+    }
+
+    /// Checks a complete header; on success the frame's payload length.
+    fn check_header(&mut self) -> Result<u64, ReadError> {
+        let (first, second) = (self.header[0], self.header[1]);
+        let declared = match second & 0x7f {
+            126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+            127 => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&self.header[2..10]);
+                u64::from_be_bytes(bytes)
+            }
+            short => u64::from(short),
+        };
+        let fin = first & 0x80 != 0;
+        let opcode = first & 0x0f;
+        if opcode >= 8 {
+            if declared > MAX_CONTROL_PAYLOAD || !fin {
+                return Err(ReadError::Protocol(
+                    "a control frame over 125 bytes or fragmented".to_owned(),
+                ));
+            }
+            return Ok(declared);
+        }
+        let max_frame = self.limits.max_frame as u64;
+        if declared > max_frame {
+            return Err(ReadError::TooBig(format!(
+                "a frame of {declared} bytes; the limit is {max_frame}"
+            )));
+        }
+        let so_far = if opcode == 0 {
+            self.message.unwrap_or(0) + declared
+        } else {
+            declared
+        };
+        let max_message = self.limits.max_message as u64;
+        if so_far > max_message {
+            return Err(ReadError::TooBig(format!(
+                "a message of more than {max_message} bytes in fragments; the limit is {max_message}"
+            )));
+        }
+        self.message = (!fin).then_some(so_far);
+        Ok(declared)
+    }
+
+    /// How many bytes at the front of `held` to hand on now, and whether a frame ends there.
+    fn walk(&mut self) -> Result<(usize, bool), ReadError> {
+        let mut taken = 0;
+        while taken < self.held.len() {
+            if self.remaining == 0 {
+                self.header.push(self.held[taken]);
+                taken += 1;
+                if self.header_len().is_none() {
+                    continue;
+                }
+                let declared = self.check_header()?;
+                self.header.clear();
+                if declared == 0 {
+                    return Ok((taken, true));
+                }
+                self.remaining = declared;
+            } else {
+                let available = (self.held.len() - taken) as u64;
+                let step = self.remaining.min(available);
+                taken += step as usize;
+                self.remaining -= step;
+                if self.remaining == 0 {
+                    return Ok((taken, true));
+                }
+            }
+        }
+        Ok((taken, false))
+    }
+}
+
+impl<S> Stream for FrameGuard<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.refused {
+            return Poll::Ready(None);
+        }
+        if this.pause {
+            this.pause = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if this.held.is_empty() {
+            match this.inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(bytes))) => this.held = bytes,
+                other => return other,
+            }
+        }
+        match this.walk() {
+            Ok((taken, frame_ended)) => {
+                this.pause = frame_ended;
+                Poll::Ready(Some(Ok(this.held.split_to(taken))))
+            }
+            Err(refusal) => {
+                this.refused = true;
+                this.held = Bytes::new();
+                this.refusal.set(Some(refusal));
+                Poll::Ready(Some(Err(PayloadError::Overflow)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    const LIMITS: SocketLimits = SocketLimits {
+        max_frame: 1024,
+        max_message: 4096,
+        send_timeout: Duration::from_secs(1),
+    };
+
+    /// A masked client frame header for `len` payload bytes.
+    fn header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+        let mut h = vec![if fin { 0x80 } else { 0 } | opcode];
+        match len {
+            0..=125 => h.push(0x80 | len as u8),
+            126..=0xffff => {
+                h.push(0x80 | 126);
+                h.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                h.push(0x80 | 127);
+                h.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        h.extend_from_slice(&[1, 2, 3, 4]);
+        h
+    }
+
+    fn frame(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
+        let mut f = header(fin, opcode, len as u64);
+        f.extend(std::iter::repeat_n(0x55, len));
+        f
+    }
+
+    /// Everything the guard hands on for `chunks`, polled to the end, and why it stopped.
+    async fn run(chunks: Vec<Vec<u8>>) -> (Vec<Bytes>, Option<ReadError>) {
+        let refusal = Rc::new(Cell::new(None));
+        let inner = stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))));
+        let mut guard = FrameGuard::new(inner, LIMITS, refusal.clone());
+        let mut out = Vec::new();
+        while let Some(item) = guard.next().await {
+            match item {
+                Ok(bytes) => out.push(bytes),
+                Err(_) => break,
+            }
+        }
+        (out, refusal.take())
+    }
+
+    #[tokio::test]
+    async fn frames_pass_through_one_at_a_time() {
+        let mut chunk = frame(true, 1, 10);
+        chunk.extend(frame(true, 2, 300));
+        chunk.extend(frame(true, 9, 0));
+        let (out, refused) = run(vec![chunk.clone()]).await;
+        assert_eq!(refused, None);
+        let lengths: Vec<usize> = out.iter().map(Bytes::len).collect();
+        assert_eq!(lengths, vec![6 + 10, 8 + 300, 6]);
+        assert_eq!(out.concat(), chunk);
+    }
+
+    #[tokio::test]
+    async fn headers_split_across_reads_are_followed() {
+        let whole = frame(true, 2, 1000);
+        let chunks: Vec<Vec<u8>> = whole.chunks(3).map(<[u8]>::to_vec).collect();
+        let (out, refused) = run(chunks).await;
+        assert_eq!(refused, None);
+        assert_eq!(out.concat(), whole);
+    }
+
+    #[tokio::test]
+    async fn a_header_claiming_too_much_is_refused_before_its_payload() {
+        let mut chunk = header(true, 2, 1 << 40);
+        chunk.extend(vec![0; 4096]);
+        let (out, refused) = run(vec![chunk]).await;
+        assert!(matches!(refused, Some(ReadError::TooBig(_))), "{refused:?}");
+        assert!(out.is_empty(), "nothing of the frame is handed on");
+    }
+
+    #[tokio::test]
+    async fn a_frame_one_over_the_limit_is_refused_and_one_at_it_passes() {
+        let (_, refused) = run(vec![frame(true, 2, LIMITS.max_frame)]).await;
+        assert_eq!(refused, None);
+        let (_, refused) = run(vec![frame(true, 2, LIMITS.max_frame + 1)]).await;
+        assert!(matches!(refused, Some(ReadError::TooBig(_))));
+    }
+
+    #[tokio::test]
+    async fn a_fragmented_message_is_bounded_as_a_whole() {
+        // 4 × 1024 = the message limit exactly: accepted.
+        let mut at_limit = frame(false, 2, 1024);
+        for _ in 0..2 {
+            at_limit.extend(frame(false, 0, 1024));
+        }
+        at_limit.extend(frame(true, 0, 1024));
+        let (_, refused) = run(vec![at_limit]).await;
+        assert_eq!(refused, None);
+
+        // A fifth fragment: refused at its header, after the four before it.
+        let mut over = frame(false, 2, 1024);
+        for _ in 0..3 {
+            over.extend(frame(false, 0, 1024));
+        }
+        over.extend(frame(true, 0, 1));
+        let (out, refused) = run(vec![over]).await;
+        assert!(matches!(refused, Some(ReadError::TooBig(_))), "{refused:?}");
+        assert_eq!(out.iter().map(Bytes::len).sum::<usize>(), 4 * (8 + 1024));
+    }
+
+    #[tokio::test]
+    async fn control_frames_between_fragments_do_not_count_and_may_not_be_large() {
+        let mut chunk = frame(false, 1, 1024);
+        chunk.extend(frame(true, 9, 125));
+        chunk.extend(frame(true, 0, 1024));
+        let (_, refused) = run(vec![chunk]).await;
+        assert_eq!(refused, None);
+        let (_, refused) = run(vec![frame(true, 9, 126)]).await;
+        assert!(matches!(refused, Some(ReadError::Protocol(_))));
+    }
+
+    #[test]
+    fn close_reasons_are_cut_on_a_character_boundary() {
+        let reason = "é".repeat(100);
+        let cut = cut_to_bytes(&reason, 123);
+        assert_eq!(cut.len(), 122);
+    }
+}
