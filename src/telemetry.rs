@@ -125,4 +125,48 @@ mod tests {
         assert!(!log.contains("s3cret"), "{log}");
         assert!(!log.contains('?'), "{log}");
     }
+
+    /// What the log says for a request that ended with `error`.
+    fn log_of_failure(error: actix_web::Error) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let request = actix_web::test::TestRequest::post()
+                .uri("/v1/room/join")
+                .to_srv_request();
+            let span = RequestSpan::on_request_start(&request);
+            let outcome: Result<ServiceResponse, Error> = Err(error);
+            RequestSpan::on_request_end(span, &outcome);
+        });
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_failed_request_is_logged_once_at_a_level_that_says_whose_fault() {
+        let client_error = actix_web::error::ErrorBadRequest("the body is not JSON");
+        let log = log_of_failure(client_error);
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(
+            log.contains(" INFO ") && log.contains("status=400"),
+            "{log}"
+        );
+        assert!(log.contains("the body is not JSON"), "{log}");
+
+        let unavailable = actix_web::error::ErrorServiceUnavailable("the host is down");
+        let log = log_of_failure(unavailable);
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(
+            log.contains(" WARN ") && log.contains("status=503"),
+            "{log}"
+        );
+
+        // What a client sent, quoted in an error, is cut to 200 characters.
+        let long = actix_web::error::ErrorBadRequest("x".repeat(5_000));
+        let log = log_of_failure(long);
+        assert!(log.len() < 1_000, "{} bytes logged", log.len());
+    }
 }
