@@ -78,6 +78,27 @@ pub struct Settings {
     pub news: NewsSettings,
     pub stream: StreamSettings,
     pub archive: ArchiveSettings,
+    pub queue: QueueSettings,
+}
+
+/// The call-in queue (`/ws/ptt`, `POST /v1/queue`) and what one caller may put in it (API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Longest typed call-in, in characters.
+    pub max_text_chars: usize,
+    /// Longest recorded call-in, in seconds.
+    pub max_audio_secs: u32,
+    /// Largest WebSocket frame a caller may send on `/ws/ptt`, in bytes.
+    pub max_frame_bytes: usize,
+    /// Items one caller may have waiting on a channel at once.
+    pub max_waiting_per_user: u32,
+    /// Items one caller may send to a channel in an hour.
+    pub max_per_user_per_hour: u32,
+    /// Minutes an item may wait before it is dropped as `expired`.
+    pub ttl_minutes: u32,
+    /// Hours a recording is kept after its item ends.
+    pub audio_retention_hours: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +170,10 @@ pub struct BusSettings {
 pub struct AuthSettings {
     pub admin_token: Option<SecretString>,
     pub admin_token_file: PathBuf,
+    /// Signs callers' tokens; unset = derived from the admin token. Every API instance of a
+    /// station needs the same one.
+    #[serde(default)]
+    pub caller_secret: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -504,6 +529,30 @@ impl Settings {
             if per_minute == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        let queue = &self.queue;
+        for (key, value) in [
+            ("queue.max_text_chars", queue.max_text_chars as u64),
+            ("queue.max_audio_secs", u64::from(queue.max_audio_secs)),
+            (
+                "queue.max_waiting_per_user",
+                u64::from(queue.max_waiting_per_user),
+            ),
+            (
+                "queue.max_per_user_per_hour",
+                u64::from(queue.max_per_user_per_hour),
+            ),
+            ("queue.ttl_minutes", u64::from(queue.ttl_minutes)),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if !(1024..=1024 * 1024).contains(&queue.max_frame_bytes) {
+            return Err(invalid(
+                "queue.max_frame_bytes",
+                "must be between 1024 and 1048576 bytes",
+            ));
         }
         if self.stream.max_listeners == 0 {
             return Err(invalid("stream.max_listeners", "must be at least 1"));

@@ -130,6 +130,7 @@ impl WsLimits {
         ws::SocketLimits {
             max_frame,
             max_message: max_frame,
+            skip_up_to: None,
             send_timeout: self.send_timeout,
         }
     }

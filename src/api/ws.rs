@@ -20,7 +20,7 @@ use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 use futures::{Stream, StreamExt};
 
@@ -31,13 +31,21 @@ pub struct SocketLimits {
     pub max_frame: usize,
     /// Largest message a client may send, all its fragments together.
     pub max_message: usize,
+    /// Unfragmented data frames over `max_frame` but at most this big are skipped (their
+    /// bytes read and thrown away as they pass, never buffered) and reported as
+    /// [`ReadError::Skipped`], and the socket stays open; bigger ones close it. `None`: every
+    /// frame over `max_frame` closes it.
+    pub skip_up_to: Option<usize>,
     /// Longest a send may wait for the client to take it.
     pub send_timeout: Duration,
 }
 
-/// Why a socket stopped reading.
+/// What was wrong with what a client sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// A frame over the limit that was skipped; the socket stays open.
+    #[error("a frame of {declared} bytes was skipped; the limit is {limit}")]
+    Skipped { declared: u64, limit: usize },
     /// A frame or message over the limit; closed with 1009.
     #[error("{0}")]
     TooBig(String),
@@ -47,11 +55,12 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    /// The close code this error ends the socket with.
-    pub fn close_code(&self) -> CloseCode {
+    /// The close code this error ends the socket with; `None` when it does not end it.
+    pub fn close_code(&self) -> Option<CloseCode> {
         match self {
-            ReadError::TooBig(_) => CloseCode::Size,
-            ReadError::Protocol(_) => CloseCode::Protocol,
+            ReadError::Skipped { .. } => None,
+            ReadError::TooBig(_) => Some(CloseCode::Size),
+            ReadError::Protocol(_) => Some(CloseCode::Protocol),
         }
     }
 }
@@ -68,7 +77,7 @@ pub async fn upgrade(
     body: web::Payload,
     limits: SocketLimits,
 ) -> Result<(HttpResponse, WsSender, WsReceiver), actix_web::Error> {
-    let refusal = Rc::new(Cell::new(None));
+    let refusal = Rc::new(Notices::default());
     let guard: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
         Box::pin(FrameGuard::new(body, limits, refusal.clone()));
     let mut guarded = Payload::Stream { payload: guard };
@@ -132,25 +141,51 @@ fn cut_to_bytes(text: &str, max: usize) -> &str {
 /// The receiving half.
 pub struct WsReceiver {
     stream: MessageStream,
-    refusal: Rc<Cell<Option<ReadError>>>,
+    refusal: Rc<Notices>,
+}
+
+/// What the guard tells the receiver: why it ended the stream, and frames it skipped.
+#[derive(Default)]
+struct Notices {
+    refusal: Cell<Option<ReadError>>,
+    /// The declared size and limit of a frame skipped and not yet reported.
+    skipped: Cell<Option<(u64, usize)>>,
 }
 
 impl WsReceiver {
-    /// The next message; `None` when the client has gone. After an error the socket is to be
-    /// closed with [`ReadError::close_code`].
+    /// The next message; `None` when the client has gone. An error with a
+    /// [`ReadError::close_code`] ends the socket (close it with that code); a skipped frame
+    /// does not.
     pub async fn recv(&mut self) -> Option<Result<Message, ReadError>> {
-        match self.stream.next().await? {
-            Ok(message) => Some(Ok(message)),
-            Err(e) => Some(Err(match self.refusal.take() {
-                Some(refusal) => refusal,
-                None => match e {
-                    actix_ws::ProtocolError::Overflow => {
-                        ReadError::TooBig("a frame over the size limit".to_owned())
+        let notices = self.refusal.clone();
+        std::future::poll_fn(|cx| {
+            if let Some((declared, limit)) = notices.skipped.take() {
+                return Poll::Ready(Some(Err(ReadError::Skipped { declared, limit })));
+            }
+            match self.stream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(match notices.refusal.take() {
+                    Some(refusal) => refusal,
+                    None => match e {
+                        actix_ws::ProtocolError::Overflow => {
+                            ReadError::TooBig("a frame over the size limit".to_owned())
+                        }
+                        other => ReadError::Protocol(other.to_string()),
+                    },
+                }))),
+                Poll::Ready(Some(Ok(message))) => Poll::Ready(Some(Ok(message))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => {
+                    // The guard may have skipped a frame meanwhile (it wakes this task).
+                    match notices.skipped.take() {
+                        Some((declared, limit)) => {
+                            Poll::Ready(Some(Err(ReadError::Skipped { declared, limit })))
+                        }
+                        None => Poll::Pending,
                     }
-                    other => ReadError::Protocol(other.to_string()),
-                },
-            })),
-        }
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -158,7 +193,8 @@ impl WsReceiver {
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
 /// The bytes of a client's WebSocket as they arrive, checked frame header by frame header and
-/// handed on one frame at a time (see the module doc).
+/// handed on one frame at a time (see the module doc). A header is held back until it is
+/// whole, so a frame can be skipped, header and all, without the decoder seeing any of it.
 struct FrameGuard<S> {
     inner: S,
     limits: SocketLimits,
@@ -166,29 +202,38 @@ struct FrameGuard<S> {
     held: Bytes,
     /// The current frame header while it arrives (at most 14 bytes).
     header: Vec<u8>,
-    /// Payload bytes of the current frame still to pass; 0 while reading a header.
+    /// Payload bytes of the current frame still to pass (or skip); 0 while in a header.
     remaining: u64,
+    /// The current frame's payload is being thrown away.
+    skipping: bool,
     /// Bytes so far of a fragmented data message, while one is open.
     message: Option<u64>,
     /// A frame ended in what was last handed on: wait one poll so the decoder takes it
     /// before more is read.
     pause: bool,
-    /// Why the guard refused the stream (read by [`WsReceiver`]); once set, no more is read.
-    refusal: Rc<Cell<Option<ReadError>>>,
+    /// What the receiver is told ([`WsReceiver`]); once refused, no more is read.
+    notices: Rc<Notices>,
     refused: bool,
 }
 
+/// What a whole header says to do with its frame.
+enum Verdict {
+    Pass(u64),
+    Skip(u64),
+}
+
 impl<S> FrameGuard<S> {
-    fn new(inner: S, limits: SocketLimits, refusal: Rc<Cell<Option<ReadError>>>) -> Self {
+    fn new(inner: S, limits: SocketLimits, notices: Rc<Notices>) -> Self {
         Self {
             inner,
             limits,
             held: Bytes::new(),
             header: Vec::with_capacity(14),
             remaining: 0,
+            skipping: false,
             message: None,
             pause: false,
-            refusal,
+            notices,
             refused: false,
         }
     }
@@ -208,8 +253,8 @@ impl<S> FrameGuard<S> {
         (self.header.len() >= len).then_some(len)
     }
 
-    /// Checks a complete header; on success the frame's payload length.
-    fn check_header(&mut self) -> Result<u64, ReadError> {
+    /// Checks a complete header.
+    fn check_header(&mut self) -> Result<Verdict, ReadError> {
         let (first, second) = (self.header[0], self.header[1]);
         let declared = match second & 0x7f {
             126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
@@ -228,10 +273,20 @@ impl<S> FrameGuard<S> {
                     "a control frame over 125 bytes or fragmented".to_owned(),
                 ));
             }
-            return Ok(declared);
+            return Ok(Verdict::Pass(declared));
         }
         let max_frame = self.limits.max_frame as u64;
         if declared > max_frame {
+            let skippable = fin
+                && opcode != 0
+                && self.message.is_none()
+                && self
+                    .limits
+                    .skip_up_to
+                    .is_some_and(|most| declared <= most as u64);
+            if skippable {
+                return Ok(Verdict::Skip(declared));
+            }
             return Err(ReadError::TooBig(format!(
                 "a frame of {declared} bytes; the limit is {max_frame}"
             )));
@@ -248,36 +303,55 @@ impl<S> FrameGuard<S> {
             )));
         }
         self.message = (!fin).then_some(so_far);
-        Ok(declared)
+        Ok(Verdict::Pass(declared))
     }
 
-    /// How many bytes at the front of `held` to hand on now, and whether a frame ends there.
-    fn walk(&mut self) -> Result<(usize, bool), ReadError> {
-        let mut taken = 0;
-        while taken < self.held.len() {
+    /// Moves what is to be handed on now from `held` into `out`: up to the end of one frame.
+    /// True when a frame ended there.
+    fn walk(&mut self, out: &mut BytesMut) -> Result<bool, ReadError> {
+        while !self.held.is_empty() {
             if self.remaining == 0 {
-                self.header.push(self.held[taken]);
-                taken += 1;
+                let byte = self.held[0];
+                self.held.advance(1);
+                self.header.push(byte);
                 if self.header_len().is_none() {
                     continue;
                 }
-                let declared = self.check_header()?;
-                self.header.clear();
-                if declared == 0 {
-                    return Ok((taken, true));
+                let verdict = self.check_header()?;
+                let header = std::mem::take(&mut self.header);
+                match verdict {
+                    Verdict::Pass(0) => {
+                        out.extend_from_slice(&header);
+                        return Ok(true);
+                    }
+                    Verdict::Pass(declared) => {
+                        out.extend_from_slice(&header);
+                        self.remaining = declared;
+                        self.skipping = false;
+                    }
+                    Verdict::Skip(declared) => {
+                        self.remaining = declared;
+                        self.skipping = true;
+                        self.notices
+                            .skipped
+                            .set(Some((declared, self.limits.max_frame)));
+                    }
                 }
-                self.remaining = declared;
+                self.header = header;
+                self.header.clear();
             } else {
-                let available = (self.held.len() - taken) as u64;
-                let step = self.remaining.min(available);
-                taken += step as usize;
-                self.remaining -= step;
-                if self.remaining == 0 {
-                    return Ok((taken, true));
+                let step = self.remaining.min(self.held.len() as u64) as usize;
+                let payload = self.held.split_to(step);
+                self.remaining -= step as u64;
+                if !self.skipping {
+                    out.extend_from_slice(&payload);
+                    if self.remaining == 0 {
+                        return Ok(true);
+                    }
                 }
             }
         }
-        Ok((taken, false))
+        Ok(false)
     }
 }
 
@@ -297,22 +371,29 @@ where
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        if this.held.is_empty() {
-            match this.inner.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(bytes))) => this.held = bytes,
-                other => return other,
+        let mut out = BytesMut::new();
+        loop {
+            if this.held.is_empty() {
+                match this.inner.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(bytes))) => this.held = bytes,
+                    other => return other,
+                }
             }
-        }
-        match this.walk() {
-            Ok((taken, frame_ended)) => {
-                this.pause = frame_ended;
-                Poll::Ready(Some(Ok(this.held.split_to(taken))))
-            }
-            Err(refusal) => {
-                this.refused = true;
-                this.held = Bytes::new();
-                this.refusal.set(Some(refusal));
-                Poll::Ready(Some(Err(PayloadError::Overflow)))
+            match this.walk(&mut out) {
+                Ok(true) => {
+                    this.pause = true;
+                    return Poll::Ready(Some(Ok(out.freeze())));
+                }
+                // What was read is used up in the middle of a frame: hand on what there is.
+                Ok(false) if !out.is_empty() => return Poll::Ready(Some(Ok(out.freeze()))),
+                // Used up in a header, or in a frame being skipped: read on.
+                Ok(false) => {}
+                Err(refusal) => {
+                    this.refused = true;
+                    this.held = Bytes::new();
+                    this.notices.refusal.set(Some(refusal));
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
             }
         }
     }
@@ -326,6 +407,7 @@ mod tests {
     const LIMITS: SocketLimits = SocketLimits {
         max_frame: 1024,
         max_message: 4096,
+        skip_up_to: None,
         send_timeout: Duration::from_secs(1),
     };
 
@@ -355,9 +437,14 @@ mod tests {
 
     /// Everything the guard hands on for `chunks`, polled to the end, and why it stopped.
     async fn run(chunks: Vec<Vec<u8>>) -> (Vec<Bytes>, Option<ReadError>) {
-        let refusal = Rc::new(Cell::new(None));
+        let (out, notices) = run_with(LIMITS, chunks).await;
+        (out, notices.refusal.take())
+    }
+
+    async fn run_with(limits: SocketLimits, chunks: Vec<Vec<u8>>) -> (Vec<Bytes>, Rc<Notices>) {
+        let notices = Rc::new(Notices::default());
         let inner = stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))));
-        let mut guard = FrameGuard::new(inner, LIMITS, refusal.clone());
+        let mut guard = FrameGuard::new(inner, limits, notices.clone());
         let mut out = Vec::new();
         while let Some(item) = guard.next().await {
             match item {
@@ -365,7 +452,35 @@ mod tests {
                 Err(_) => break,
             }
         }
-        (out, refusal.take())
+        (out, notices)
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_skipped_whole_when_skipping_is_on() {
+        let limits = SocketLimits {
+            skip_up_to: Some(4096),
+            ..LIMITS
+        };
+        let mut chunk = frame(true, 2, 2000);
+        chunk.extend(frame(true, 1, 10));
+        // Split mid-header and mid-payload of the skipped frame.
+        let chunks = vec![
+            chunk[..2].to_vec(),
+            chunk[2..900].to_vec(),
+            chunk[900..].to_vec(),
+        ];
+        let (out, notices) = run_with(limits, chunks).await;
+        assert_eq!(notices.refusal.take(), None);
+        assert_eq!(notices.skipped.take(), Some((2000, 1024)));
+        assert_eq!(
+            out.concat(),
+            frame(true, 1, 10),
+            "only the next frame is handed on"
+        );
+
+        // Over what may be skipped: refused.
+        let (_, notices) = run_with(limits, vec![frame(true, 2, 5000)]).await;
+        assert!(matches!(notices.refusal.take(), Some(ReadError::TooBig(_))));
     }
 
     #[tokio::test]

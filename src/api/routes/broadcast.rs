@@ -165,10 +165,18 @@ async fn serve_client(
                         }
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::info!(error = %e, "broadcast client sent a frame it may not; closing");
-                        break Ending::Close(e.close_code(), Some(e.to_string()));
-                    }
+                    Some(Err(e)) => match e.close_code() {
+                        Some(code) => {
+                            tracing::info!(error = %e, "broadcast client sent a frame it may not; closing");
+                            break Ending::Close(code, Some(e.to_string()));
+                        }
+                        None => {
+                            let frame = json!({"type": "error", "error": "frame_too_big", "message": e.to_string()});
+                            if sender.text(frame.to_string()).await.is_err() {
+                                break Ending::Gone;
+                            }
+                        }
+                    },
                 }
             }
         }
