@@ -4,7 +4,7 @@
 //! A release `radio24 serve` runs in a child process. N clients open `/ws/broadcast` by hand
 //! over TCP, each sends a binary frame header claiming 2^40 bytes, then writes M MB of payload
 //! as fast as the server takes it (1 MiB writes, stopping when the server closes). The
-//! server's VmRSS is sampled every 50 ms: before, at its peak during, and 3 s after the last
+//! server's VmRSS is sampled every 5 ms: before, at its peak during, and 3 s after the last
 //! client ends. Before the frame guard, one such client grew the server by ~400 MB.
 
 mod common;
@@ -65,7 +65,7 @@ async fn run(server: &Server, clients: usize, megabytes: usize) {
     let mut peak = before;
     while !tasks.iter().all(|t| t.is_finished()) {
         peak = peak.max(rss_mb(pid));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = started.elapsed();
     let mut opened = 0;

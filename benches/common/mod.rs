@@ -131,6 +131,10 @@ pub async fn start_server(env: &[(&str, &str)]) -> Server {
         assert!(Instant::now() < deadline, "radio24 did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let voice = env
+        .iter()
+        .find(|(k, _)| *k == "RADIO24__VOICE__BACKEND")
+        .map_or(voice, |(_, v)| *v);
     println!("(server: release radio24, voice {voice}, 2 workers)");
     server
 }
