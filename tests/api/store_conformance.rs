@@ -167,7 +167,7 @@ async fn postgres_store_conforms() {
     .await
     .unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.len(), 3);
     assert!(
         store.migrate().await.unwrap().is_empty(),
         "migrations apply once"
