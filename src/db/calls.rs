@@ -371,3 +371,144 @@ pub(super) fn audio_from_columns(id: Uuid, sample_rate: i32, pcm: Vec<u8>) -> Re
         .map_err(|_| StoreError::Corrupt(format!("queue_audio {id}: sample_rate {sample_rate}")))?;
     Ok(CallAudio { sample_rate, pcm })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn columns(meta: serde_json::Value) -> CallColumns {
+        CallColumns {
+            id: Uuid::nil(),
+            user_id: Some("ann".into()),
+            kind: "text".into(),
+            text: Some("hi".into()),
+            meta: Some(meta),
+            enqueued_at: Some(Utc::now()),
+            status: Some("queued".into()),
+        }
+    }
+
+    #[test]
+    fn stamps_have_one_width_so_text_order_is_time_order() {
+        let whole = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let times = [
+            whole,
+            whole + chrono::TimeDelta::microseconds(1),
+            whole + chrono::TimeDelta::milliseconds(500),
+            whole + chrono::TimeDelta::seconds(1),
+        ];
+        let stamps: Vec<String> = times.iter().map(|t| stamp(*t)).collect();
+        assert_eq!(stamps[0], "2026-11-30T12:00:00.000000Z");
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+        for (time, text) in times.iter().zip(&stamps) {
+            assert_eq!(parse_stamp(text, "t").unwrap(), *time);
+        }
+        // SQLite's column default (milliseconds) reads too; what is not a time is corrupt.
+        assert!(parse_stamp("2026-11-30T12:00:00.123Z", "t").is_ok());
+        assert!(matches!(
+            parse_stamp("yesterday", "t"),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn absent_meta_keys_read_as_none_or_zero_and_unknown_ones_are_kept() {
+        let call =
+            StoredCall::try_from(columns(json!({"channel": "radio24", "later": [1]}))).unwrap();
+        let item = call.item();
+        assert_eq!((item.priority, item.requeues), (0, 0));
+        assert_eq!((item.duration_ms, item.sample_rate), (None, None));
+        assert_eq!(
+            (item.transcript, item.reason, item.ended_at),
+            (None, None, None)
+        );
+        let written = call.meta.to_json().unwrap();
+        assert_eq!(
+            written,
+            json!({"channel": "radio24", "priority": 0, "requeues": 0, "later": [1]})
+        );
+    }
+
+    #[test]
+    fn a_new_audio_call_records_its_length_and_rate() {
+        let call = NewCall {
+            channel: ChannelName::parse("radio24").unwrap(),
+            user_id: "bob".into(),
+            text: None,
+            audio: Some(CallAudio {
+                sample_rate: 16_000,
+                pcm: vec![0; 32_000],
+            }),
+        };
+        assert_eq!(
+            Meta::new(&call).to_json().unwrap(),
+            json!({"channel": "radio24", "priority": 0, "duration_ms": 1000,
+                   "sample_rate": 16000, "requeues": 0})
+        );
+    }
+
+    #[test]
+    fn rows_that_cannot_be_read_are_corrupt() {
+        let corrupt =
+            |row: CallColumns| matches!(StoredCall::try_from(row), Err(StoreError::Corrupt(_)));
+        assert!(corrupt(columns(json!({"priority": 1}))), "no channel");
+        assert!(corrupt(columns(json!({"channel": "Bad Name"}))));
+        assert!(corrupt(columns(
+            json!({"channel": "a", "priority": "high"})
+        )));
+        assert!(corrupt(columns(
+            json!({"channel": "a", "ended_at": "soon"})
+        )));
+        assert!(corrupt(CallColumns {
+            meta: None,
+            ..columns(json!({}))
+        }));
+        assert!(corrupt(CallColumns {
+            kind: "phone".into(),
+            ..columns(json!({"channel": "a"}))
+        }));
+        assert!(corrupt(CallColumns {
+            status: None,
+            ..columns(json!({"channel": "a"}))
+        }));
+        assert!(corrupt(CallColumns {
+            user_id: None,
+            ..columns(json!({"channel": "a"}))
+        }));
+    }
+
+    #[test]
+    fn status_changes_compare_and_set_and_keep_the_item_s_history() {
+        let at = now();
+        let mut call = StoredCall::try_from(columns(json!({"channel": "a"}))).unwrap();
+        assert!(!call.change_status(&[CallStatus::Live], CallStatus::Done, Some("x"), at));
+        assert_eq!(
+            (call.status, &call.meta.reason),
+            (CallStatus::Queued, &None)
+        );
+
+        assert!(call.change_status(&[CallStatus::Queued], CallStatus::Live, None, at));
+        assert!(call.change_status(
+            &[CallStatus::Live],
+            CallStatus::Queued,
+            Some("host_lost"),
+            at
+        ));
+        assert_eq!(call.meta.requeues, 1);
+        assert_eq!(call.meta.ended_at, None);
+        assert!(call.change_status(&[CallStatus::Queued], CallStatus::Dropped, None, at));
+        assert_eq!(call.meta.ended_at, Some(at));
+        assert_eq!(
+            call.meta.reason.as_deref(),
+            Some("host_lost"),
+            "kept without a new one"
+        );
+        // Taken back from a final status: no longer ended (so its recording is kept).
+        assert!(call.change_status(&[CallStatus::Dropped], CallStatus::Queued, None, at));
+        assert_eq!((call.meta.ended_at, call.meta.requeues), (None, 1));
+        let ended = call.meta.to_json().unwrap();
+        assert!(ended.get("ended_at").is_none(), "{ended}");
+    }
+}
