@@ -1,4 +1,4 @@
-//! The store: channels and schedules (and, later, the call-in queue) behind one [`Store`]
+//! The store: channels, schedules and the call-in queue ([`calls`]) behind one [`Store`]
 //! trait, with two adapters — [`postgres::PgStore`] (production; the seed's schema exactly,
 //! through diesel-async without libpq) and [`sqlite::SqliteStore`] (a file, the default, so
 //! `radio24 serve` needs nothing installed). One conformance suite runs against both
@@ -8,6 +8,7 @@
 //! (`POSTGRES_*`), `database.sqlite_path`, `database.max_connections`,
 //! `database.acquire_timeout_ms`.
 
+pub mod calls;
 pub mod postgres;
 mod schema;
 pub mod seed;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use crate::config::{DatabaseTarget, Settings};
 use crate::domain::{Block, ChannelName};
+pub use calls::{CallAudio, CallItem, CallKind, CallStatus, CallerLimits, EnqueueRefusal, NewCall};
 
 /// The store's errors.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,65 @@ pub trait Store: Send + Sync + 'static {
         block: Block,
         prompt: Option<&str>,
     ) -> Result<ScheduleEntry>;
+
+    // ---- The call-in queue ([`calls`]). Positions count from 1 and follow the queue's
+    // order: priority (highest first), then `enqueued_at`, then id.
+
+    /// Adds a call as `queued` (its audio, if any, in `queue_audio`) unless the caller is
+    /// over `limits` on that channel, checked in the same transaction. `Ok(Err(_))` is a
+    /// refusal; `Ok(Ok((item, position)))` the new item and its place.
+    async fn enqueue_call(
+        &self,
+        call: NewCall,
+        limits: CallerLimits,
+    ) -> Result<std::result::Result<(CallItem, u32), EnqueueRefusal>>;
+    /// Atomically takes the first `queued` item of `channel` and makes it `live`; `None` when
+    /// nothing waits. Never hands one item to two callers, even from two processes
+    /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: an IMMEDIATE transaction).
+    async fn claim_next_call(&self, channel: &ChannelName) -> Result<Option<CallItem>>;
+    /// One item.
+    async fn call(&self, id: Uuid) -> Result<Option<CallItem>>;
+    /// The recording of an audio item, while it is kept.
+    async fn call_audio(&self, id: Uuid) -> Result<Option<CallAudio>>;
+    /// Moves an item to `to` if its status is one of `from` (compare-and-set), recording
+    /// `reason` (when given) and, for `done`/`dropped`, `ended_at` (any other `to` clears
+    /// it, so an item taken back is not purged as ended). Going back to `queued` from `live`
+    /// adds one to `requeues`. `None` when the item does not exist or was not in `from`.
+    async fn set_call_status(
+        &self,
+        id: Uuid,
+        from: &[CallStatus],
+        to: CallStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<CallItem>>;
+    /// Sets an item's priority; `None` when it does not exist.
+    async fn set_call_priority(&self, id: Uuid, priority: i32) -> Result<Option<CallItem>>;
+    /// Records the transcript of an audio item; `None` when it does not exist.
+    async fn set_call_transcript(&self, id: Uuid, transcript: &str) -> Result<Option<CallItem>>;
+    /// The `queued` items of `channel` in queue order (position = index + 1).
+    async fn queued_calls(&self, channel: &ChannelName) -> Result<Vec<CallItem>>;
+    /// Items of `channel`, optionally only those in `status`, oldest first, at most `limit`
+    /// (the newest `limit` of them).
+    async fn list_calls(
+        &self,
+        channel: &ChannelName,
+        status: Option<CallStatus>,
+        limit: u32,
+    ) -> Result<Vec<CallItem>>;
+    /// A caller's items on `channel` that are not final, or ended after `ended_since`,
+    /// oldest first (what a reconnecting caller is told about).
+    async fn calls_of_user(
+        &self,
+        channel: &ChannelName,
+        user_id: &str,
+        ended_since: DateTime<Utc>,
+    ) -> Result<Vec<CallItem>>;
+    /// The `live` items of `channel` (at most one, unless a host was lost).
+    async fn live_calls(&self, channel: &ChannelName) -> Result<Vec<CallItem>>;
+    /// Drops (reason `expired`) every `queued` item enqueued before `before`; returns them.
+    async fn expire_calls(&self, before: DateTime<Utc>) -> Result<Vec<CallItem>>;
+    /// Deletes the recordings of items that ended before `before`; returns how many.
+    async fn purge_call_audio(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// Connects to the store the settings name and applies pending migrations (PostgreSQL under

@@ -1,12 +1,18 @@
 //! PostgreSQL adapter: diesel-async's `AsyncPgConnection` (pure Rust, no libpq) in a
 //! deadpool pool, and migrations from `migrations/postgres` applied under an advisory lock
 //! so two processes never migrate at once.
+//!
+//! The call-in queue: the queries on `meta` are SQL written out (`sql_query`), so they spell
+//! `meta->>'channel'` as the index does (diesel's JSON operators bind the key as a parameter,
+//! which a generic plan cannot match to an expression index); the rest is the DSL. Items are
+//! claimed with `FOR UPDATE SKIP LOCKED`, and edited under their row lock.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
@@ -14,10 +20,11 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::schema::pg::{channel, schedule};
+use super::calls::{self, CallColumns, Meta, StoredCall};
+use super::schema::pg::{channel, queue, queue_audio, schedule};
 use super::{
-    Channel, Result, ScheduleEntry, Store, StoreError, map_write_error, parse_block,
-    parse_channel_name, parse_hour,
+    CallAudio, CallItem, CallStatus, CallerLimits, Channel, EnqueueRefusal, NewCall, Result,
+    ScheduleEntry, Store, StoreError, map_write_error, parse_block, parse_channel_name, parse_hour,
 };
 use crate::domain::{Block, ChannelName};
 
@@ -74,6 +81,79 @@ fn to_entry((id, channel_id, hour, block, prompt): ScheduleRow) -> Result<Schedu
     })
 }
 
+/// A `queue` row, read by the DSL (`as_select`) and by `sql_query` (by name) alike.
+#[derive(Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = queue, check_for_backend(diesel::pg::Pg))]
+struct CallRow {
+    id: Uuid,
+    user_id: Option<String>,
+    kind: String,
+    text: Option<String>,
+    meta: Option<serde_json::Value>,
+    enqueued_at: Option<DateTime<Utc>>,
+    status: Option<String>,
+}
+
+impl CallRow {
+    fn stored(self) -> Result<StoredCall> {
+        StoredCall::try_from(CallColumns {
+            id: self.id,
+            user_id: self.user_id,
+            kind: self.kind,
+            text: self.text,
+            meta: self.meta,
+            enqueued_at: self.enqueued_at,
+            status: self.status,
+        })
+    }
+}
+
+fn to_items(rows: Vec<CallRow>) -> Result<Vec<CallItem>> {
+    rows.into_iter()
+        .map(|row| Ok(row.stored()?.item()))
+        .collect()
+}
+
+/// [`CallRow`]'s columns, for `sql_query`.
+const CALL_COLUMNS: &str = "id, user_id, kind, text, meta, enqueued_at, status";
+
+/// The queue's order ([`Store`]'s): priority, highest first, then arrival, then id. Priority
+/// is compared as JSON, so a row holding something other than a number there sorts somewhere
+/// (and is reported `Corrupt` when read) rather than failing the query with a cast error.
+const QUEUE_ORDER: &str = "COALESCE(meta->'priority', '0'::jsonb) DESC, enqueued_at, id";
+
+#[derive(QueryableByName)]
+struct Now {
+    #[diesel(sql_type = Timestamptz)]
+    now: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct CallerCounts {
+    #[diesel(sql_type = BigInt)]
+    waiting: i64,
+    #[diesel(sql_type = BigInt)]
+    this_hour: i64,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Writes back what [`StoredCall`]'s edits change: the status and meta.
+async fn write_back(conn: &mut AsyncPgConnection, call: &StoredCall) -> Result<()> {
+    diesel::update(queue::table.find(call.id))
+        .set((
+            queue::status.eq(call.status.as_str()),
+            queue::meta.eq(call.meta.to_json()?),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     url: SecretString,
@@ -110,6 +190,36 @@ impl PgStore {
                 self.acquire_timeout
             ))),
         }
+    }
+
+    /// Reads one item under its row lock, lets `edit` change it (`false`: leave it as it is,
+    /// and answer `None`), and writes it back: a read-modify-write of `meta` in Rust, where
+    /// the same edits are made for both adapters.
+    async fn modify(
+        &self,
+        id: Uuid,
+        edit: impl FnOnce(&mut StoredCall) -> bool + Send + 'static,
+    ) -> Result<Option<CallItem>> {
+        let mut conn = self.conn().await?;
+        conn.transaction(async move |conn| {
+            let row: Option<CallRow> = queue::table
+                .find(id)
+                .select(CallRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let mut call = row.stored()?;
+            if !edit(&mut call) {
+                return Ok(None);
+            }
+            write_back(conn, &call).await?;
+            Ok(Some(call.item()))
+        })
+        .await
     }
 
     /// Applies pending migrations under an advisory lock; returns the versions applied.
@@ -270,5 +380,295 @@ impl Store for PgStore {
             .await
             .map_err(|e| map_write_error(e, "schedule slot"))?;
         to_entry(row)
+    }
+
+    #[tracing::instrument(skip_all, fields(channel = %call.channel))]
+    async fn enqueue_call(
+        &self,
+        call: NewCall,
+        limits: CallerLimits,
+    ) -> Result<std::result::Result<(CallItem, u32), EnqueueRefusal>> {
+        let meta = Meta::new(&call).to_json()?;
+        let kind = call.kind();
+        let NewCall {
+            channel,
+            user_id,
+            text,
+            audio,
+        } = call;
+        let audio = audio
+            .map(|a| Ok::<_, StoreError>((calls::rate_column(&a)?, a.pcm)))
+            .transpose()?;
+        let mut conn = self.conn().await?;
+        conn.transaction(async move |conn| {
+            // One enqueue at a time per caller and channel: the advisory lock is held to the
+            // end of the transaction, and the counts below (a statement of their own, so a
+            // snapshot taken once the lock is held) see every item an earlier enqueue of this
+            // caller's committed; two sockets cannot both slip under a limit. Chosen over
+            // SERIALIZABLE, which would fail the losers of a race and need a retry loop: the
+            // lock makes them wait instead, and only for the same caller. The two-key form
+            // keeps clear of the migration lock's one-key space; a hash collision only makes
+            // two callers wait for each other. clock_timestamp() is read after the lock is
+            // held (the FROM runs first): one time for the hour's window and the new row,
+            // in the order the caller's enqueues were serialised.
+            let Now { now } = diesel::sql_query(
+                "SELECT clock_timestamp() AS now \
+                 FROM pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+            )
+            .bind::<Text, _>(channel.as_str())
+            .bind::<Text, _>(&user_id)
+            .get_result(conn)
+            .await?;
+            let counts: CallerCounts = diesel::sql_query(
+                "SELECT count(*) FILTER (WHERE status = 'queued') AS waiting, \
+                        count(*) FILTER (WHERE enqueued_at > $3) AS this_hour \
+                 FROM queue WHERE user_id = $1 AND meta->>'channel' = $2",
+            )
+            .bind::<Text, _>(&user_id)
+            .bind::<Text, _>(channel.as_str())
+            .bind::<Timestamptz, _>(now - chrono::TimeDelta::hours(1))
+            .get_result(conn)
+            .await?;
+            if counts.waiting >= i64::from(limits.max_waiting) {
+                return Ok(Err(EnqueueRefusal::TooManyWaiting));
+            }
+            if counts.this_hour >= i64::from(limits.max_per_hour) {
+                return Ok(Err(EnqueueRefusal::TooManyThisHour));
+            }
+            let row: CallRow = diesel::insert_into(queue::table)
+                .values((
+                    queue::id.eq(Uuid::new_v4()),
+                    queue::user_id.eq(Some(&user_id)),
+                    queue::kind.eq(kind.as_str()),
+                    queue::text.eq(text.as_deref()),
+                    queue::meta.eq(Some(meta)),
+                    queue::enqueued_at.eq(Some(now)),
+                    queue::status.eq(Some(CallStatus::Queued.as_str())),
+                ))
+                .returning(CallRow::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|e| map_write_error(e, "call"))?;
+            let stored = row.stored()?;
+            if let Some((sample_rate, pcm)) = &audio {
+                diesel::insert_into(queue_audio::table)
+                    .values((
+                        queue_audio::queue_id.eq(stored.id),
+                        queue_audio::sample_rate.eq(sample_rate),
+                        queue_audio::pcm.eq(pcm),
+                    ))
+                    .execute(conn)
+                    .await
+                    .map_err(|e| map_write_error(e, "call audio"))?;
+            }
+            let Count { n } = diesel::sql_query(
+                "SELECT count(*) AS n FROM queue \
+                 WHERE meta->>'channel' = $1 AND status = 'queued' \
+                   AND (COALESCE(meta->'priority', '0'::jsonb) > to_jsonb($2::int4) \
+                        OR (COALESCE(meta->'priority', '0'::jsonb) = to_jsonb($2::int4) \
+                            AND (enqueued_at, id) < ($3, $4)))",
+            )
+            .bind::<Text, _>(channel.as_str())
+            .bind::<Integer, _>(stored.meta.priority)
+            .bind::<Timestamptz, _>(stored.enqueued_at)
+            .bind::<diesel::sql_types::Uuid, _>(stored.id)
+            .get_result(conn)
+            .await?;
+            let position = u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
+            Ok(Ok((stored.item(), position)))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(channel = %channel))]
+    async fn claim_next_call(&self, channel: &ChannelName) -> Result<Option<CallItem>> {
+        let mut conn = self.conn().await?;
+        // One statement: the head is locked as it is chosen, and a head another claim holds
+        // is skipped rather than waited for (that claim takes it). A head claimed and
+        // committed meanwhile is re-checked against `status = 'queued'` and passed over.
+        let row: Option<CallRow> = diesel::sql_query(format!(
+            "UPDATE queue SET status = 'live' \
+             WHERE status = 'queued' AND id = ( \
+                 SELECT id FROM queue WHERE meta->>'channel' = $1 AND status = 'queued' \
+                 ORDER BY {QUEUE_ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING {CALL_COLUMNS}"
+        ))
+        .bind::<Text, _>(channel.as_str())
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        row.map(|row| Ok(row.stored()?.item())).transpose()
+    }
+
+    async fn call(&self, id: Uuid) -> Result<Option<CallItem>> {
+        let mut conn = self.conn().await?;
+        let row: Option<CallRow> = queue::table
+            .find(id)
+            .select(CallRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?;
+        row.map(|row| Ok(row.stored()?.item())).transpose()
+    }
+
+    async fn call_audio(&self, id: Uuid) -> Result<Option<CallAudio>> {
+        let mut conn = self.conn().await?;
+        let row: Option<(i32, Vec<u8>)> = queue_audio::table
+            .find(id)
+            .select((queue_audio::sample_rate, queue_audio::pcm))
+            .first(&mut conn)
+            .await
+            .optional()?;
+        row.map(|(rate, pcm)| calls::audio_from_columns(id, rate, pcm))
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(%id, to = to.as_str()))]
+    async fn set_call_status(
+        &self,
+        id: Uuid,
+        from: &[CallStatus],
+        to: CallStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<CallItem>> {
+        let from = from.to_vec();
+        let reason = reason.map(str::to_owned);
+        let at = calls::now();
+        self.modify(id, move |call| {
+            call.change_status(&from, to, reason.as_deref(), at)
+        })
+        .await
+    }
+
+    async fn set_call_priority(&self, id: Uuid, priority: i32) -> Result<Option<CallItem>> {
+        self.modify(id, move |call| {
+            call.meta.priority = priority;
+            true
+        })
+        .await
+    }
+
+    async fn set_call_transcript(&self, id: Uuid, transcript: &str) -> Result<Option<CallItem>> {
+        let transcript = transcript.to_owned();
+        self.modify(id, move |call| {
+            call.meta.transcript = Some(transcript);
+            true
+        })
+        .await
+    }
+
+    async fn queued_calls(&self, channel: &ChannelName) -> Result<Vec<CallItem>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<CallRow> = diesel::sql_query(format!(
+            "SELECT {CALL_COLUMNS} FROM queue \
+             WHERE meta->>'channel' = $1 AND status = 'queued' ORDER BY {QUEUE_ORDER}"
+        ))
+        .bind::<Text, _>(channel.as_str())
+        .load(&mut conn)
+        .await?;
+        to_items(rows)
+    }
+
+    async fn list_calls(
+        &self,
+        channel: &ChannelName,
+        status: Option<CallStatus>,
+        limit: u32,
+    ) -> Result<Vec<CallItem>> {
+        let mut conn = self.conn().await?;
+        let mut rows: Vec<CallRow> = diesel::sql_query(format!(
+            "SELECT {CALL_COLUMNS} FROM queue \
+             WHERE meta->>'channel' = $1 AND ($2::text IS NULL OR status = $2) \
+             ORDER BY enqueued_at DESC, id DESC LIMIT $3"
+        ))
+        .bind::<Text, _>(channel.as_str())
+        .bind::<Nullable<Text>, _>(status.map(CallStatus::as_str))
+        .bind::<BigInt, _>(i64::from(limit))
+        .load(&mut conn)
+        .await?;
+        rows.reverse();
+        to_items(rows)
+    }
+
+    async fn calls_of_user(
+        &self,
+        channel: &ChannelName,
+        user_id: &str,
+        ended_since: DateTime<Utc>,
+    ) -> Result<Vec<CallItem>> {
+        let mut conn = self.conn().await?;
+        // `ended_at` is always written in `calls::stamp`'s fixed-width form: comparing the
+        // text compares the times, and a malformed value cannot fail the query.
+        let rows: Vec<CallRow> = diesel::sql_query(format!(
+            "SELECT {CALL_COLUMNS} FROM queue \
+             WHERE user_id = $1 AND meta->>'channel' = $2 \
+               AND (status IN ('queued', 'live') OR meta->>'ended_at' >= $3) \
+             ORDER BY enqueued_at, id"
+        ))
+        .bind::<Text, _>(user_id)
+        .bind::<Text, _>(channel.as_str())
+        .bind::<Text, _>(calls::stamp(ended_since))
+        .load(&mut conn)
+        .await?;
+        to_items(rows)
+    }
+
+    async fn live_calls(&self, channel: &ChannelName) -> Result<Vec<CallItem>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<CallRow> = diesel::sql_query(format!(
+            "SELECT {CALL_COLUMNS} FROM queue \
+             WHERE meta->>'channel' = $1 AND status = 'live' ORDER BY enqueued_at, id"
+        ))
+        .bind::<Text, _>(channel.as_str())
+        .load(&mut conn)
+        .await?;
+        to_items(rows)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn expire_calls(&self, before: DateTime<Utc>) -> Result<Vec<CallItem>> {
+        let at = calls::now();
+        let mut conn = self.conn().await?;
+        conn.transaction(async move |conn| {
+            // Locked in id order, so two sweeps at once cannot deadlock. An item claimed
+            // meanwhile is waited for, re-checked (no longer queued) and left alone.
+            let rows: Vec<CallRow> = diesel::sql_query(format!(
+                "SELECT {CALL_COLUMNS} FROM queue \
+                 WHERE status = 'queued' AND enqueued_at < $1 ORDER BY id FOR UPDATE"
+            ))
+            .bind::<Timestamptz, _>(before)
+            .load(conn)
+            .await?;
+            let mut expired = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut call = row.stored()?;
+                call.change_status(
+                    &[CallStatus::Queued],
+                    CallStatus::Dropped,
+                    Some("expired"),
+                    at,
+                );
+                write_back(conn, &call).await?;
+                expired.push(call.item());
+            }
+            expired.sort_by_key(|item| (item.enqueued_at, item.id));
+            Ok(expired)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn purge_call_audio(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        // Only final items: one taken back to `queued` has no `ended_at`, but check anyway.
+        let purged = diesel::sql_query(
+            "DELETE FROM queue_audio USING queue \
+             WHERE queue_audio.queue_id = queue.id AND queue.status IN ('done', 'dropped') \
+               AND queue.meta->>'ended_at' < $1",
+        )
+        .bind::<Text, _>(calls::stamp(before))
+        .execute(&mut conn)
+        .await?;
+        Ok(purged as u64)
     }
 }

@@ -1,16 +1,29 @@
 //! One conformance suite for every store adapter: SQLite on a temp file, PostgreSQL on a
-//! throw-away database.
+//! throw-away database. The call-in queue has a suite of its own, and races between two
+//! store instances (two pools, as two processes would have) on one database.
 
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{SubsecRound, TimeDelta, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
 use radio24::db::postgres::PgStore;
 use radio24::db::sqlite::SqliteStore;
-use radio24::db::{Store, StoreError, seed};
+use radio24::db::{
+    CallAudio, CallItem, CallKind, CallStatus, CallerLimits, EnqueueRefusal, NewCall, Store,
+    StoreError, seed,
+};
 use radio24::domain::{Block, ChannelName};
 use secrecy::SecretString;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+use uuid::Uuid;
 
-use crate::helpers::{PATIENCE, TestDb};
+use crate::helpers::{Deadline, PATIENCE, TestDb};
 
 fn name(s: &str) -> ChannelName {
     ChannelName::parse(s).unwrap()
@@ -167,10 +180,707 @@ async fn postgres_store_conforms() {
     .await
     .unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.len(), 3);
     assert!(
         store.migrate().await.unwrap().is_empty(),
         "migrations apply once"
     );
     conformance(Arc::new(store)).await;
+}
+
+// ---- The call-in queue.
+
+/// Limits no test reaches unless it means to.
+const ROOMY: CallerLimits = CallerLimits {
+    max_waiting: 10_000,
+    max_per_hour: 10_000,
+};
+
+fn text_call(channel: &ChannelName, user: &str, text: &str) -> NewCall {
+    NewCall {
+        channel: channel.clone(),
+        user_id: user.to_owned(),
+        text: Some(text.to_owned()),
+        audio: None,
+    }
+}
+
+fn audio_call(channel: &ChannelName, user: &str, audio: &CallAudio) -> NewCall {
+    NewCall {
+        channel: channel.clone(),
+        user_id: user.to_owned(),
+        text: None,
+        audio: Some(audio.clone()),
+    }
+}
+
+/// 100 ms at 24 kHz, every byte value in it.
+fn recording() -> CallAudio {
+    CallAudio {
+        sample_rate: 24_000,
+        pcm: (0..4800u32).map(|i| (i * 37 % 256) as u8).collect(),
+    }
+}
+
+/// Enqueues within [`ROOMY`] limits: the item and its position.
+async fn enqueue(store: &dyn Store, call: NewCall) -> (CallItem, u32) {
+    store.enqueue_call(call, ROOMY).await.unwrap().unwrap()
+}
+
+fn ids(items: &[CallItem]) -> Vec<Uuid> {
+    items.iter().map(|item| item.id).collect()
+}
+
+/// Direct access to a store's database, for rows the store itself never writes.
+enum Raw {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(QueryableByName)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+impl Raw {
+    /// Inserts a `queued` row of `kind` with `meta` (SQL: a quoted literal or NULL), the
+    /// other columns left to their defaults.
+    async fn insert(&self, id: Uuid, kind: &str, meta: &str) {
+        let sql = format!(
+            "INSERT INTO queue (id, user_id, kind, meta, status) \
+             VALUES ('{id}', 'raw-user', '{kind}', {meta}, 'queued')"
+        );
+        match self {
+            Raw::Sqlite(_) => {
+                self.sqlite(move |conn| {
+                    diesel::connection::SimpleConnection::batch_execute(conn, &sql).unwrap()
+                })
+                .await
+            }
+            Raw::Postgres(url) => {
+                let mut conn = Self::postgres(url).await;
+                diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &sql)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// A row's `meta` as the database holds it.
+    async fn meta(&self, id: Uuid) -> String {
+        match self {
+            Raw::Sqlite(_) => {
+                let sql = format!("SELECT meta AS line FROM queue WHERE id = '{id}'");
+                self.sqlite(move |conn| {
+                    diesel::RunQueryDsl::get_result::<Line>(diesel::sql_query(sql), conn)
+                        .unwrap()
+                        .line
+                })
+                .await
+            }
+            Raw::Postgres(url) => {
+                let mut conn = Self::postgres(url).await;
+                diesel_async::RunQueryDsl::get_result::<Line>(
+                    diesel::sql_query(format!(
+                        "SELECT meta::text AS line FROM queue WHERE id = '{id}'"
+                    )),
+                    &mut conn,
+                )
+                .await
+                .unwrap()
+                .line
+            }
+        }
+    }
+
+    /// Runs `op` on a connection of its own to the SQLite file, within [`PATIENCE`].
+    async fn sqlite<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut diesel::SqliteConnection) -> T + Send + 'static,
+    ) -> T {
+        let Raw::Sqlite(path) = self else {
+            unreachable!("a SQLite connection to a PostgreSQL store")
+        };
+        let path = path.to_str().unwrap().to_owned();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut conn =
+                <diesel::SqliteConnection as diesel::Connection>::establish(&path).unwrap();
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                "PRAGMA busy_timeout = 5000;",
+            )
+            .unwrap();
+            op(&mut conn)
+        });
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .unwrap_or_else(|_| panic!("SQLite: no answer after {PATIENCE:?}"))
+            .unwrap()
+    }
+
+    async fn postgres(url: &str) -> diesel_async::AsyncPgConnection {
+        tokio::time::timeout(
+            PATIENCE,
+            <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("PostgreSQL: no connection after {PATIENCE:?}"))
+        .unwrap()
+    }
+}
+
+async fn queue_conformance(store: Arc<dyn Store>, raw: Raw) {
+    let store = store.as_ref();
+    let (a, b) = (name("calls-a"), name("calls-b"));
+    let audio = recording();
+
+    // Nothing waits yet.
+    assert_eq!(store.claim_next_call(&a).await.unwrap(), None);
+    assert!(store.queued_calls(&a).await.unwrap().is_empty());
+    assert_eq!(store.call(Uuid::new_v4()).await.unwrap(), None);
+
+    // Text and audio items on two channels: each told its place on its channel.
+    let (t1, pos) = enqueue(store, text_call(&a, "ann", "first")).await;
+    assert_eq!(pos, 1);
+    assert_eq!(
+        (t1.channel.as_str(), t1.user_id.as_str(), t1.kind, t1.status),
+        ("calls-a", "ann", CallKind::Text, CallStatus::Queued)
+    );
+    assert_eq!(t1.text.as_deref(), Some("first"));
+    assert_eq!((t1.priority, t1.requeues), (0, 0));
+    assert_eq!((t1.duration_ms, t1.sample_rate), (None, None));
+    assert_eq!(
+        (&t1.transcript, &t1.reason, t1.ended_at),
+        (&None, &None, None)
+    );
+    let (a1, pos) = enqueue(store, audio_call(&a, "bob", &audio)).await;
+    assert_eq!(pos, 2);
+    assert_eq!((a1.kind, a1.text.as_deref()), (CallKind::Audio, None));
+    assert_eq!((a1.duration_ms, a1.sample_rate), (Some(100), Some(24_000)));
+    let (b1, pos) = enqueue(store, text_call(&b, "ann", "other channel")).await;
+    assert_eq!(pos, 1);
+    let (t2, pos) = enqueue(store, text_call(&a, "cat", "third")).await;
+    assert_eq!(pos, 3);
+    // The store sets the time, finer than milliseconds, in the order the items came.
+    assert!(t1.enqueued_at < a1.enqueued_at && a1.enqueued_at < t2.enqueued_at);
+    assert!(
+        [&t1, &a1, &b1, &t2]
+            .iter()
+            .any(|item| item.enqueued_at.timestamp_subsec_micros() % 1000 != 0),
+        "enqueued_at has microseconds"
+    );
+
+    // What was written reads back the same, the recording byte for byte.
+    for item in [&t1, &a1, &b1, &t2] {
+        assert_eq!(store.call(item.id).await.unwrap().as_ref(), Some(item));
+    }
+    assert_eq!(store.call_audio(a1.id).await.unwrap(), Some(audio.clone()));
+    assert_eq!(store.call_audio(t1.id).await.unwrap(), None);
+    assert_eq!(store.call_audio(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        ids(&store.queued_calls(&a).await.unwrap()),
+        [t1.id, a1.id, t2.id]
+    );
+    assert_eq!(ids(&store.queued_calls(&b).await.unwrap()), [b1.id]);
+
+    // Priority first (a raised item moves ahead, a lowered one behind), then arrival.
+    let raised = store.set_call_priority(t2.id, 5).await.unwrap().unwrap();
+    assert_eq!((raised.priority, raised.id), (5, t2.id));
+    assert_eq!(store.call(t2.id).await.unwrap(), Some(raised));
+    assert_eq!(
+        ids(&store.queued_calls(&a).await.unwrap()),
+        [t2.id, t1.id, a1.id]
+    );
+    assert_eq!(
+        store.set_call_priority(Uuid::new_v4(), 1).await.unwrap(),
+        None
+    );
+    let (t3, pos) = enqueue(store, text_call(&a, "dan", "fourth")).await;
+    assert_eq!(pos, 4);
+    store.set_call_priority(t3.id, 5).await.unwrap().unwrap();
+    store.set_call_priority(t1.id, -1).await.unwrap().unwrap();
+    let (t4, pos) = enqueue(store, text_call(&a, "eve", "fifth")).await;
+    assert_eq!(pos, 4, "ahead of the lowered item");
+    let queued = store.queued_calls(&a).await.unwrap();
+    assert_eq!(ids(&queued), [t2.id, t3.id, a1.id, t4.id, t1.id]);
+
+    let transcribed = store
+        .set_call_transcript(a1.id, "hello radio")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(transcribed.transcript.as_deref(), Some("hello radio"));
+    assert_eq!(store.call(a1.id).await.unwrap(), Some(transcribed));
+    assert_eq!(
+        store
+            .set_call_transcript(Uuid::new_v4(), "x")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Listing: the newest `limit`, oldest first, optionally of one status.
+    let listed = |status, limit| store.list_calls(&a, status, limit);
+    let all = [t1.id, a1.id, t2.id, t3.id, t4.id];
+    assert_eq!(ids(&listed(None, 10).await.unwrap()), all);
+    assert_eq!(ids(&listed(None, 2).await.unwrap()), [t3.id, t4.id]);
+    assert!(listed(None, 0).await.unwrap().is_empty());
+    assert_eq!(
+        ids(&listed(Some(CallStatus::Queued), 10).await.unwrap()),
+        all
+    );
+    assert!(listed(Some(CallStatus::Live), 10).await.unwrap().is_empty());
+    assert_eq!(ids(&store.list_calls(&b, None, 10).await.unwrap()), [b1.id]);
+
+    // Claiming takes the head and makes it live; an empty channel has nothing to give.
+    let claimed = store.claim_next_call(&a).await.unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.status), (t2.id, CallStatus::Live));
+    assert_eq!(store.call(t2.id).await.unwrap().as_ref(), Some(&claimed));
+    assert_eq!(
+        ids(&store.queued_calls(&a).await.unwrap()),
+        [t3.id, a1.id, t4.id, t1.id]
+    );
+    assert_eq!(ids(&store.live_calls(&a).await.unwrap()), [t2.id]);
+    assert_eq!(
+        ids(&listed(Some(CallStatus::Live), 10).await.unwrap()),
+        [t2.id]
+    );
+    assert_eq!(store.claim_next_call(&b).await.unwrap().unwrap().id, b1.id);
+    assert_eq!(store.claim_next_call(&b).await.unwrap(), None);
+
+    // Status changes are compare-and-set.
+    assert_eq!(
+        store
+            .set_call_status(t2.id, &[CallStatus::Queued], CallStatus::Done, None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.call(t2.id).await.unwrap().as_ref(), Some(&claimed));
+    assert_eq!(
+        store
+            .set_call_status(Uuid::new_v4(), &[CallStatus::Live], CallStatus::Done, None)
+            .await
+            .unwrap(),
+        None
+    );
+    // Back from live to queued: one more requeue, and its place at the head again.
+    let requeued = store
+        .set_call_status(
+            t2.id,
+            &[CallStatus::Live],
+            CallStatus::Queued,
+            Some("host_lost"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            requeued.status,
+            requeued.requeues,
+            requeued.reason.as_deref()
+        ),
+        (CallStatus::Queued, 1, Some("host_lost"))
+    );
+    assert_eq!(requeued.ended_at, None);
+    assert_eq!(requeued.enqueued_at, t2.enqueued_at);
+    assert_eq!(store.call(t2.id).await.unwrap().as_ref(), Some(&requeued));
+    assert!(store.live_calls(&a).await.unwrap().is_empty());
+    let again = store.claim_next_call(&a).await.unwrap().unwrap();
+    assert_eq!((again.id, again.requeues), (t2.id, 1));
+    // Done: when it ended is recorded (and the requeue is kept).
+    let earliest = Utc::now().trunc_subsecs(6);
+    let done = store
+        .set_call_status(t2.id, &[CallStatus::Live], CallStatus::Done, Some("aired"))
+        .await
+        .unwrap()
+        .unwrap();
+    let latest = Utc::now();
+    assert_eq!(
+        (done.status, done.reason.as_deref(), done.requeues),
+        (CallStatus::Done, Some("aired"), 1)
+    );
+    let ended = done.ended_at.expect("ended_at on done");
+    assert!(
+        earliest <= ended && ended <= latest,
+        "{earliest} {ended} {latest}"
+    );
+    assert_eq!(store.call(t2.id).await.unwrap().as_ref(), Some(&done));
+    // Dropped, from either of two statuses: ended too; without a reason, none is set.
+    let dropped = store
+        .set_call_status(
+            t1.id,
+            &[CallStatus::Queued, CallStatus::Live],
+            CallStatus::Dropped,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (dropped.status, dropped.reason),
+        (CallStatus::Dropped, None)
+    );
+    assert!(dropped.ended_at.is_some());
+    assert!(store.live_calls(&a).await.unwrap().is_empty());
+
+    // A caller's items: those not final, and those ended since a time.
+    let of = |channel, user, since| store.calls_of_user(channel, user, since);
+    let long_ago = Utc::now() - TimeDelta::days(1);
+    let later = Utc::now() + TimeDelta::days(1);
+    assert_eq!(ids(&of(&a, "cat", ended).await.unwrap()), [t2.id]);
+    assert!(
+        of(&a, "cat", ended + TimeDelta::microseconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ids(&of(&a, "ann", long_ago).await.unwrap()), [t1.id]);
+    assert!(of(&a, "ann", later).await.unwrap().is_empty());
+    assert_eq!(ids(&of(&b, "ann", later).await.unwrap()), [b1.id], "live");
+    let (d2, _) = enqueue(store, text_call(&a, "dan", "again")).await;
+    assert_eq!(ids(&of(&a, "dan", later).await.unwrap()), [t3.id, d2.id]);
+    assert!(of(&a, "nobody", long_ago).await.unwrap().is_empty());
+
+    // A second recording, live (so not ended) when the first is purged.
+    let (a2, _) = enqueue(store, audio_call(&b, "fay", &audio)).await;
+    assert_eq!(store.claim_next_call(&b).await.unwrap().unwrap().id, a2.id);
+
+    // Expiry drops what waited since before the time given, on every channel; what is
+    // live or final stays as it is.
+    assert!(
+        store
+            .expire_calls(Utc::now() - TimeDelta::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let expired = store
+        .expire_calls(Utc::now() + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(ids(&expired), [a1.id, t3.id, t4.id, d2.id]);
+    for item in &expired {
+        assert_eq!(item.status, CallStatus::Dropped);
+        assert_eq!(item.reason.as_deref(), Some("expired"));
+        assert!(item.ended_at.is_some());
+        assert_eq!(store.call(item.id).await.unwrap().as_ref(), Some(item));
+    }
+    assert_eq!(expired[0].transcript.as_deref(), Some("hello radio"));
+    assert!(store.queued_calls(&a).await.unwrap().is_empty());
+    assert_eq!(
+        store.call(b1.id).await.unwrap().unwrap().status,
+        CallStatus::Live
+    );
+    assert_eq!(store.call(t2.id).await.unwrap().as_ref(), Some(&done));
+
+    // Recordings of ended items go; a live item's stays.
+    assert_eq!(
+        store
+            .purge_call_audio(Utc::now() - TimeDelta::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_call_audio(Utc::now() + TimeDelta::hours(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.call_audio(a1.id).await.unwrap(), None);
+    assert_eq!(store.call_audio(a2.id).await.unwrap(), Some(audio.clone()));
+    assert_eq!(
+        store
+            .purge_call_audio(Utc::now() + TimeDelta::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A row another writer made: its column defaults read, and keys this version does not
+    // know survive an edit.
+    let foreign = Uuid::new_v4();
+    raw.insert(
+        foreign,
+        "text",
+        r#"'{"channel": "raw", "future_key": {"kept": true}}'"#,
+    )
+    .await;
+    let item = store.call(foreign).await.unwrap().unwrap();
+    assert_eq!(
+        (item.priority, item.requeues, item.status),
+        (0, 0, CallStatus::Queued)
+    );
+    store.set_call_priority(foreign, 2).await.unwrap().unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&raw.meta(foreign).await).unwrap();
+    assert_eq!(meta["future_key"]["kept"], true, "{meta}");
+    assert_eq!(meta["priority"], 2, "{meta}");
+    assert_eq!(
+        ids(&store.queued_calls(&name("raw")).await.unwrap()),
+        [foreign]
+    );
+
+    // Rows this version cannot read are corrupt, not misread.
+    for (kind, meta) in [
+        ("phone", r#"'{"channel": "corrupt"}'"#),
+        ("text", "NULL"),
+        ("text", r#"'{"priority": 1}'"#),
+        ("text", r#"'{"channel": "Not A Channel!"}'"#),
+        ("text", r#"'{"channel": "corrupt", "priority": "high"}'"#),
+    ] {
+        let id = Uuid::new_v4();
+        raw.insert(id, kind, meta).await;
+        let err = store.call(id).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt(_)),
+            "{kind} {meta}: {err:?}"
+        );
+        let err = store.set_call_priority(id, 1).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt(_)),
+            "{kind} {meta}: {err:?}"
+        );
+    }
+    let err = store.queued_calls(&name("corrupt")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
+/// Per caller and channel: `max_waiting` items queued at once, `max_per_hour` enqueued
+/// in the last hour whatever became of them.
+async fn limits_conformance(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let (ch, other) = (name("limits"), name("limits-other"));
+    let limits = CallerLimits {
+        max_waiting: 2,
+        max_per_hour: 3,
+    };
+    let enqueue = |channel, user| store.enqueue_call(text_call(channel, user, "hi"), limits);
+    let (x1, pos) = enqueue(&ch, "xena").await.unwrap().unwrap();
+    assert_eq!(pos, 1);
+    let (x2, pos) = enqueue(&ch, "xena").await.unwrap().unwrap();
+    assert_eq!(pos, 2);
+    assert_eq!(
+        enqueue(&ch, "xena").await.unwrap(),
+        Err(EnqueueRefusal::TooManyWaiting)
+    );
+    // Another caller, or the same caller on another channel, is not held back.
+    let (y1, pos) = enqueue(&ch, "yuri").await.unwrap().unwrap();
+    assert_eq!(pos, 3);
+    assert_eq!(enqueue(&other, "xena").await.unwrap().unwrap().1, 1);
+    assert_eq!(
+        ids(&store.queued_calls(&ch).await.unwrap()),
+        [x1.id, x2.id, y1.id],
+        "a refusal writes nothing"
+    );
+
+    // A claimed item no longer waits, but still counts for the hour.
+    assert_eq!(store.claim_next_call(&ch).await.unwrap().unwrap().id, x1.id);
+    let (_, pos) = enqueue(&ch, "xena").await.unwrap().unwrap();
+    assert_eq!(pos, 3);
+    assert_eq!(
+        enqueue(&ch, "xena").await.unwrap(),
+        Err(EnqueueRefusal::TooManyWaiting)
+    );
+    assert_eq!(store.claim_next_call(&ch).await.unwrap().unwrap().id, x2.id);
+    assert_eq!(
+        enqueue(&ch, "xena").await.unwrap(),
+        Err(EnqueueRefusal::TooManyThisHour)
+    );
+    store
+        .set_call_status(x1.id, &[CallStatus::Live], CallStatus::Done, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        enqueue(&ch, "xena").await.unwrap(),
+        Err(EnqueueRefusal::TooManyThisHour)
+    );
+    assert!(enqueue(&ch, "yuri").await.unwrap().is_ok());
+}
+
+/// Spawns `tasks` and awaits them all, within one [`PATIENCE`] deadline.
+async fn race<T: Send + 'static>(
+    what: &str,
+    tasks: Vec<impl Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let total = tasks.len();
+    let mut set = JoinSet::new();
+    for task in tasks {
+        set.spawn(task);
+    }
+    let mut deadline = Deadline::new(format!("{total} racing {what}"), PATIENCE);
+    let mut ended = Vec::with_capacity(total);
+    while let Some(result) = deadline.step(set.join_next()).await {
+        ended.push(result.unwrap());
+        deadline.saw(format!("{} of {total} ended", ended.len()));
+    }
+    ended
+}
+
+/// Two stores (two pools) claim from one queue of 200 items, two loops each: every item
+/// is claimed once, none twice, none left.
+async fn claims_race(first: Arc<dyn Store>, second: Arc<dyn Store>) {
+    let ch = name("claims");
+    let mut enqueued = HashSet::new();
+    for i in 0..200 {
+        let store = if i % 2 == 0 { &first } else { &second };
+        let user = format!("caller-{}", i % 7);
+        let (item, pos) = enqueue(store.as_ref(), text_call(&ch, &user, "race")).await;
+        assert_eq!(pos, i + 1);
+        enqueued.insert(item.id);
+    }
+    let start = Arc::new(Barrier::new(4));
+    let loops = [&first, &second, &first, &second].map(|store| {
+        let (store, ch, start) = (Arc::clone(store), ch.clone(), Arc::clone(&start));
+        async move {
+            start.wait().await;
+            let mut claimed = Vec::new();
+            while let Some(item) = store.claim_next_call(&ch).await.unwrap() {
+                assert_eq!(item.status, CallStatus::Live);
+                claimed.push(item.id);
+            }
+            claimed
+        }
+    });
+    let claimed: Vec<Uuid> = race("claim loops", loops.into_iter().collect())
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let distinct: HashSet<Uuid> = claimed.iter().copied().collect();
+    assert_eq!(distinct.len(), claimed.len(), "an item was claimed twice");
+    assert_eq!(distinct, enqueued, "every item was claimed");
+    assert!(first.queued_calls(&ch).await.unwrap().is_empty());
+    assert_eq!(second.live_calls(&ch).await.unwrap().len(), 200);
+}
+
+/// Twenty enqueues of one caller at once, through two stores: exactly `max_waiting` go in
+/// (places 1 to 3); with `max_per_hour` the tighter limit, exactly that many.
+async fn enqueue_race(first: Arc<dyn Store>, second: Arc<dyn Store>) {
+    let ch = name("enqueues");
+    let attempts = |user: &'static str, limits: CallerLimits| {
+        let start = Arc::new(Barrier::new(20));
+        (0..20)
+            .map(|i| {
+                let store = Arc::clone(if i % 2 == 0 { &first } else { &second });
+                let (ch, start) = (ch.clone(), Arc::clone(&start));
+                async move {
+                    start.wait().await;
+                    store
+                        .enqueue_call(text_call(&ch, user, "me too"), limits)
+                        .await
+                        .unwrap()
+                        .map(|(_, pos)| pos)
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let waiting = CallerLimits {
+        max_waiting: 3,
+        max_per_hour: 100,
+    };
+    let outcomes = race("enqueues", attempts("rush", waiting)).await;
+    let mut positions: Vec<u32> = outcomes.iter().filter_map(|o| o.ok()).collect();
+    positions.sort();
+    assert_eq!(positions, [1, 2, 3], "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(_) | Err(EnqueueRefusal::TooManyWaiting))),
+        "{outcomes:?}"
+    );
+    assert_eq!(first.queued_calls(&ch).await.unwrap().len(), 3);
+
+    let hourly = CallerLimits {
+        max_waiting: 100,
+        max_per_hour: 2,
+    };
+    let outcomes = race("enqueues", attempts("hurry", hourly)).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(_) | Err(EnqueueRefusal::TooManyThisHour))),
+        "{outcomes:?}"
+    );
+    assert_eq!(second.queued_calls(&ch).await.unwrap().len(), 5);
+}
+
+/// A fresh SQLite file and two stores open on it (two pools, as two processes would have).
+async fn sqlite_pair() -> (tempfile::TempDir, PathBuf, Arc<dyn Store>, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radio24.db");
+    let first = SqliteStore::open(&path, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let second = SqliteStore::open(&path, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    (dir, path, Arc::new(first), Arc::new(second))
+}
+
+/// A throw-away PostgreSQL database, migrated, and two stores connected to it.
+async fn postgres_pair() -> Option<(TestDb, Arc<dyn Store>, Arc<dyn Store>)> {
+    let db = TestDb::create().await?;
+    let url = SecretString::from(db.url.clone());
+    let first = PgStore::connect(&url, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    first.migrate().await.unwrap();
+    let second = PgStore::connect(&url, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    Some((db, Arc::new(first), Arc::new(second)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_call_queue_conforms() {
+    let (_dir, path, store, _) = sqlite_pair().await;
+    queue_conformance(Arc::clone(&store), Raw::Sqlite(path)).await;
+    limits_conformance(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_call_queue_conforms() {
+    let Some((db, store, _)) = postgres_pair().await else {
+        return;
+    };
+    queue_conformance(Arc::clone(&store), Raw::Postgres(db.url.clone())).await;
+    limits_conformance(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_stores_claim_each_call_once() {
+    let (_dir, _, first, second) = sqlite_pair().await;
+    claims_race(first, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_stores_claim_each_call_once() {
+    let Some((_db, first, second)) = postgres_pair().await else {
+        return;
+    };
+    claims_race(first, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_enqueues_keep_the_caller_limits() {
+    let (_dir, _, first, second) = sqlite_pair().await;
+    enqueue_race(first, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_enqueues_keep_the_caller_limits() {
+    let Some((_db, first, second)) = postgres_pair().await else {
+        return;
+    };
+    enqueue_race(first, second).await;
 }
