@@ -489,14 +489,20 @@ impl Drop for TestDb {
                 .build()
                 .expect("runtime");
             // A server that stops answering leaves the database behind, not the test hanging.
-            let dropped = rt.block_on(tokio::time::timeout(PATIENCE, async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&admin).await {
-                    let _ =
-                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            }));
+            // The timeout is made inside the runtime: made outside, it has no timer to
+            // register with and panics, and the database was left behind.
+            let dropped = rt.block_on(async {
+                tokio::time::timeout(PATIENCE, async {
+                    if let Ok(mut conn) = AsyncPgConnection::establish(&admin).await {
+                        let _ = diesel::sql_query(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                })
+                .await
+            });
             if dropped.is_err() {
                 eprintln!("test database {name} left behind: no answer after {PATIENCE:?}");
             }

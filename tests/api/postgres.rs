@@ -160,7 +160,7 @@ async fn migrate_with_the_seed_env_names_creates_the_seed_schema_exactly() {
     drop(conn);
 
     let out = run_migrate(&migrated).await;
-    assert!(out.contains("applied 2 migration(s)"), "{out}");
+    assert!(out.contains("applied 3 migration(s)"), "{out}");
     assert_eq!(
         run_migrate(&migrated).await.trim(),
         "database is up to date"
@@ -174,7 +174,8 @@ async fn migrate_with_the_seed_env_names_creates_the_seed_schema_exactly() {
     );
     assert_eq!(actual, expected);
 
-    // The only addition is the (channel_id, hour) index, and it reverses cleanly.
+    // The seed's tables are exactly as the seed has them; the additions are indexes (the
+    // schedule's (channel_id, hour), the call-in queue's) and the `queue_audio` table.
     let mut conn = connect(&migrated.url).await;
     let indexes: Vec<Line> = diesel::sql_query(
         "SELECT indexname AS line FROM pg_indexes WHERE schemaname = 'public' \
@@ -189,7 +190,10 @@ async fn migrate_with_the_seed_env_names_creates_the_seed_schema_exactly() {
         [
             "channel_name_key",
             "channel_pkey",
+            "queue_channel_status",
             "queue_pkey",
+            "queue_queued_enqueued",
+            "queue_user_enqueued",
             "schedule_channel_hour",
             "schedule_pkey"
         ]
