@@ -99,6 +99,8 @@ pub struct QueueSettings {
     pub ttl_minutes: u32,
     /// Hours a recording is kept after its item ends.
     pub audio_retention_hours: u32,
+    /// Call-ins one client (address) may send per minute, whoever it says it is.
+    pub enqueues_per_minute: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -525,6 +527,7 @@ impl Settings {
             ),
             ("stream.opens_per_minute", self.stream.opens_per_minute),
             ("archive.list_per_minute", self.archive.list_per_minute),
+            ("queue.enqueues_per_minute", self.queue.enqueues_per_minute),
         ] {
             if per_minute == 0 {
                 return Err(invalid(key, "must be at least 1"));

@@ -352,6 +352,17 @@ async fn api_state(
         }),
         std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
     );
+    let callers = crate::api::callers::CallerKeys::new(
+        settings
+            .auth
+            .caller_secret
+            .as_ref()
+            .filter(|s| is_set(&Some((*s).clone())))
+            .unwrap_or(&admin_token),
+    );
+    let queue =
+        crate::api::queue::CallQueue::new(store.clone(), hub.clone(), settings.queue.clone());
+    queue.spawn_sweeper();
     let livekit = LivekitJoin::from_settings(&settings.livekit);
     if let Err(missing) = &livekit.credentials {
         tracing::warn!(
@@ -387,7 +398,10 @@ async fn api_state(
                 "archive listings",
                 settings.archive.list_per_minute,
             ),
+            call_ins: ClientLimiter::per_minute("call-ins", settings.queue.enqueues_per_minute),
         },
+        queue,
+        callers,
         max_stream_listeners: settings.stream.max_listeners,
         trusted_proxy_hops: settings.server.trusted_proxy_hops,
         streams,

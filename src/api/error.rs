@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Too many requests from one client; it may try again after this many seconds.
     #[error("too many requests from this client; try again in {0} s")]
     RateLimited(u64),
+    /// Over a per-caller limit of the call-in queue (`too_many_waiting`, ...).
+    #[error("{message}")]
+    Limited { code: &'static str, message: String },
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -95,7 +98,7 @@ impl ResponseError for ApiError {
             },
             ApiError::LivekitNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::LivekitToken(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -127,6 +130,7 @@ impl ResponseError for ApiError {
             ApiError::LivekitNotConfigured(_) => ("livekit_not_configured", self.to_string()),
             ApiError::LivekitToken(_) => ("internal", "internal error; see the logs".to_owned()),
             ApiError::RateLimited(_) => ("rate_limited", self.to_string()),
+            ApiError::Limited { code, message } => (*code, message.clone()),
         };
         // Only faults of ours are errors; the station being (partly) unavailable is a
         // warning, logged once per request by the request's span (telemetry::RequestSpan).

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::api::queue::QueueSummary;
 use crate::bus::{HostEvent, OnAir, PlayoutTiming, PublisherStatus};
 use crate::domain::ChannelName;
 
@@ -56,12 +57,24 @@ struct Snapshot<'a> {
     resync: bool,
     /// Who listens to the channel on this instance.
     listeners: Listeners,
+    /// The channel's call-in queue: how many wait, and their ids in order.
+    queue: &'a QueueSummary,
+}
+
+/// A change of the channel's call-in queue (no text, audio or callers).
+#[derive(Debug, Serialize)]
+struct QueueFrame<'a> {
+    r#type: &'static str,
+    channel: &'a ChannelName,
+    #[serde(flatten)]
+    queue: &'a QueueSummary,
 }
 
 #[derive(Default)]
 struct RoomState {
     on_air: Option<OnAir>,
     captions: VecDeque<RecentCaption>,
+    queue: QueueSummary,
 }
 
 /// One channel's state and fan-out.
@@ -99,7 +112,21 @@ impl Room {
             host_connected,
             resync,
             listeners: self.listeners(),
+            queue: &st.queue,
         })
+    }
+
+    /// The channel's call-in queue changed: kept for snapshots, and sent to the clients as
+    /// `{"type": "queue", "channel", "length", "ids"}`.
+    pub fn set_queue(&self, queue: QueueSummary) {
+        let mut st = self.lock();
+        let frame = to_frame(&QueueFrame {
+            r#type: "queue",
+            channel: &self.channel,
+            queue: &queue,
+        });
+        st.queue = queue;
+        let _ = self.frames.send(frame);
     }
 
     /// Who listens to this channel on this instance now.

@@ -4,11 +4,13 @@
 //!
 //! Config keys read here: `auth.*`, `broadcast.*`, `server.allowed_origin`,
 //! `server.max_text_chars`, `station.default_channel`, `schedule.default`, `livekit.*`,
-//! `stream.*`.
+//! `stream.*`, `queue.*`.
 
+pub mod callers;
 pub mod error;
 pub mod hub;
 pub mod programme;
+pub mod queue;
 pub mod rate_limit;
 pub mod routes;
 pub mod stream;
@@ -56,6 +58,10 @@ pub struct ApiState {
     pub trusted_proxy_hops: usize,
     /// The live audio relay (one upstream per channel).
     pub streams: Arc<stream::StreamRelay>,
+    /// The call-in queue.
+    pub queue: Arc<queue::CallQueue>,
+    /// Issues and checks callers' tokens.
+    pub callers: callers::CallerKeys,
 }
 
 /// The per-client rate limits, one per kind of request.
@@ -68,6 +74,8 @@ pub struct ClientLimits {
     pub stream: ClientLimiter,
     /// `GET /v1/channels/{name}/archive` (`archive.list_per_minute`).
     pub archive_list: ClientLimiter,
+    /// Call-ins, over `/ws/ptt` and `POST /v1/queue` (`queue.enqueues_per_minute`).
+    pub call_ins: ClientLimiter,
 }
 
 impl ApiState {

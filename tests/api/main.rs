@@ -8,6 +8,7 @@ mod archive;
 mod bounds;
 mod broadcast;
 mod bus_contract;
+mod callins;
 mod engine;
 mod fake_livekit;
 mod fake_openai;

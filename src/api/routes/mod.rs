@@ -3,6 +3,8 @@
 mod archive;
 mod broadcast;
 mod health;
+mod ptt;
+mod queue;
 pub mod room;
 mod stream;
 mod studio;
@@ -27,6 +29,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(health::ready)),
     )
     .service(resource("/ws/broadcast", "GET").route(web::get().to(broadcast::broadcast_ws)))
+    .service(resource("/ws/ptt", "GET").route(web::get().to(ptt::ptt_ws)))
+    .service(
+        // POST is public (a typed call-in); GET is the operators' listing (token checked
+        // in the handler: a GET has no body to hold).
+        resource("/v1/queue", "GET, POST")
+            .route(web::post().to(queue::enqueue))
+            .route(web::get().to(queue::list)),
+    )
+    .service(
+        resource("/v1/queue/{id}/audio", "GET")
+            .wrap(from_fn(require_bearer::<ApiState, _>))
+            .route(web::get().to(queue::audio)),
+    )
+    .service(
+        resource("/v1/queue/{id}", "PATCH")
+            .wrap(from_fn(require_bearer::<ApiState, _>))
+            .route(web::patch().to(queue::moderate)),
+    )
     .service(resource("/v1/room/join", "POST").route(web::post().to(room::join)))
     .service(
         resource("/v1/channels/{name}/stream", "GET, HEAD")

@@ -1,0 +1,294 @@
+//! The call-in queue as the API runs it: checks what callers send, puts it in the store, and
+//! tells everyone concerned when the queue changes: each caller's own sockets (their items'
+//! positions and statuses, [`QueueChange`]) and `/ws/broadcast` (the channel's queue length
+//! and item ids in order, never text, audio or who sent them). A task drops items that waited
+//! longer than `queue.ttl_minutes` and deletes recordings `queue.audio_retention_hours` after
+//! their item ended.
+//!
+//! Changes are announced within this API instance. With several instances on one database,
+//! a caller connected to another instance learns of a change at that instance's next change
+//! or at the sweep (every 10 s).
+//!
+//! Listener audio and call-in text never reach the logs: items are logged by id only.
+//!
+//! Config keys read (by the caller that builds it): `queue.*`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::api::callers::Caller;
+use crate::api::hub::Hub;
+use crate::api::{ApiError, Result};
+use crate::config::QueueSettings;
+use crate::db::{CallAudio, CallItem, CallStatus, CallerLimits, EnqueueRefusal, NewCall, Store};
+use crate::domain::{ChannelName, InvalidInput, SpokenText};
+
+/// Sample rates a recording may have.
+pub const SAMPLE_RATES: [u32; 3] = [16_000, 24_000, 48_000];
+
+/// How often waiting items are checked for expiry and old recordings deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Changes buffered for the sockets; one that falls further behind re-reads its items.
+const CHANGES: usize = 1024;
+
+/// A change to one channel's queue: the waiting items in order, and the items whose status
+/// changed (each caller's sockets pick out their own).
+#[derive(Debug, Clone)]
+pub struct QueueChange {
+    pub channel: ChannelName,
+    /// The `queued` items' ids and callers, first to air first.
+    pub order: Arc<Vec<(Uuid, String)>>,
+    /// Items that changed status (or were added) in this change.
+    pub changed: Vec<CallItem>,
+}
+
+impl QueueChange {
+    /// `id`'s position (from 1), while it waits.
+    pub fn position_of(&self, id: Uuid) -> Option<u32> {
+        self.order
+            .iter()
+            .position(|(item, _)| *item == id)
+            .map(|i| i as u32 + 1)
+    }
+}
+
+/// What `/ws/broadcast` clients learn of a channel's queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueSummary {
+    pub length: usize,
+    pub ids: Vec<Uuid>,
+}
+
+/// The limits callers are held to, as the `ready` frame tells them.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CallLimits {
+    pub max_text_chars: usize,
+    pub max_audio_secs: u32,
+    pub max_frame_bytes: usize,
+    pub sample_rates: [u32; 3],
+    pub max_waiting: u32,
+    pub max_per_hour: u32,
+}
+
+/// The queue service.
+pub struct CallQueue {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    settings: QueueSettings,
+    changes: broadcast::Sender<QueueChange>,
+}
+
+impl CallQueue {
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, settings: QueueSettings) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(CHANGES);
+        Arc::new(Self {
+            store,
+            hub,
+            settings,
+            changes,
+        })
+    }
+
+    /// The limits, as callers are told them.
+    pub fn limits(&self) -> CallLimits {
+        CallLimits {
+            max_text_chars: self.settings.max_text_chars,
+            max_audio_secs: self.settings.max_audio_secs,
+            max_frame_bytes: self.settings.max_frame_bytes,
+            sample_rates: SAMPLE_RATES,
+            max_waiting: self.settings.max_waiting_per_user,
+            max_per_hour: self.settings.max_per_user_per_hour,
+        }
+    }
+
+    /// Most bytes of PCM a recording at `sample_rate` may have.
+    pub fn max_audio_bytes(&self, sample_rate: u32) -> usize {
+        self.settings.max_audio_secs as usize * sample_rate as usize * 2
+    }
+
+    /// Changes to every channel's queue on this instance, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<QueueChange> {
+        self.changes.subscribe()
+    }
+
+    /// Checks a typed call-in: trimmed, 1 to `queue.max_text_chars` characters, no control
+    /// characters.
+    pub fn check_text(&self, raw: &str) -> std::result::Result<String, InvalidInput> {
+        SpokenText::parse(raw, self.settings.max_text_chars).map(|t| t.as_str().to_owned())
+    }
+
+    /// Checks a recording's announced format.
+    pub fn check_format(
+        &self,
+        encoding: &str,
+        sample_rate: u32,
+    ) -> std::result::Result<(), InvalidInput> {
+        if encoding != "pcm_s16le" {
+            return Err(InvalidInput::new(
+                "unsupported_encoding",
+                "encoding must be pcm_s16le (16-bit little-endian mono PCM)",
+            ));
+        }
+        if !SAMPLE_RATES.contains(&sample_rate) {
+            return Err(InvalidInput::new(
+                "unsupported_sample_rate",
+                "sample_rate must be 16000, 24000 or 48000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a call-in of `caller` to `channel`'s queue; the item and its position.
+    pub async fn enqueue(
+        &self,
+        channel: &ChannelName,
+        caller: &Caller,
+        text: Option<String>,
+        audio: Option<CallAudio>,
+    ) -> Result<(CallItem, u32)> {
+        if let Some(audio) = &audio {
+            if audio.pcm.is_empty() || audio.pcm.len() % 2 != 0 {
+                return Err(InvalidInput::new(
+                    "invalid_audio",
+                    "the recording is empty or not whole 16-bit samples",
+                )
+                .into());
+            }
+        }
+        let call = NewCall {
+            channel: channel.clone(),
+            user_id: caller.user_id.clone(),
+            text,
+            audio,
+        };
+        let limits = CallerLimits {
+            max_waiting: self.settings.max_waiting_per_user,
+            max_per_hour: self.settings.max_per_user_per_hour,
+        };
+        match self.store.enqueue_call(call, limits).await? {
+            Ok((item, position)) => {
+                tracing::info!(id = %item.id, %channel, kind = item.kind.as_str(), position, "call-in queued");
+                self.announce(channel, vec![item.clone()]).await;
+                Ok((item, position))
+            }
+            Err(EnqueueRefusal::TooManyWaiting) => Err(ApiError::Limited {
+                code: "too_many_waiting",
+                message: format!(
+                    "you already have {} call-ins waiting on this channel",
+                    limits.max_waiting
+                ),
+            }),
+            Err(EnqueueRefusal::TooManyThisHour) => Err(ApiError::Limited {
+                code: "too_many_this_hour",
+                message: format!(
+                    "you sent {} call-ins to this channel in the last hour; try again later",
+                    limits.max_per_hour
+                ),
+            }),
+        }
+    }
+
+    /// Withdraws a waiting item of `caller`'s.
+    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<CallItem> {
+        let not_yours = || {
+            ApiError::Invalid(InvalidInput::new(
+                "unknown_item",
+                "no waiting call-in of yours has that id",
+            ))
+        };
+        let item = self.store.call(id).await?.ok_or_else(not_yours)?;
+        if item.user_id != caller.user_id {
+            return Err(not_yours());
+        }
+        let dropped = self
+            .store
+            .set_call_status(
+                id,
+                &[CallStatus::Queued],
+                CallStatus::Dropped,
+                Some("cancelled"),
+            )
+            .await?
+            .ok_or_else(|| {
+                ApiError::Invalid(InvalidInput::new(
+                    "not_waiting",
+                    "that call-in is no longer waiting",
+                ))
+            })?;
+        tracing::info!(%id, "call-in cancelled by its caller");
+        self.announce(&dropped.channel, vec![dropped.clone()]).await;
+        Ok(dropped)
+    }
+
+    /// Tells the caller sockets and `/ws/broadcast` about a change of `channel`'s queue in
+    /// which `changed` items changed.
+    pub async fn announce(&self, channel: &ChannelName, changed: Vec<CallItem>) {
+        let queued = match self.store.queued_calls(channel).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "could not read the queue to announce a change");
+                return;
+            }
+        };
+        let order: Vec<(Uuid, String)> = queued.iter().map(|i| (i.id, i.user_id.clone())).collect();
+        self.hub.room(channel).set_queue(QueueSummary {
+            length: order.len(),
+            ids: order.iter().map(|(id, _)| *id).collect(),
+        });
+        // Nobody subscribed is normal.
+        let _ = self.changes.send(QueueChange {
+            channel: channel.clone(),
+            order: Arc::new(order),
+            changed,
+        });
+    }
+
+    /// Drops items that waited too long and deletes old recordings, every
+    /// [`SWEEP_EVERY`], for as long as the runtime runs.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let queue = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                let Some(queue) = queue.upgrade() else { return };
+                queue.sweep().await;
+            }
+        });
+    }
+
+    async fn sweep(&self) {
+        let now = Utc::now();
+        let ttl = chrono::Duration::minutes(i64::from(self.settings.ttl_minutes));
+        match self.store.expire_calls(now - ttl).await {
+            Ok(expired) => {
+                let mut channels: Vec<ChannelName> =
+                    expired.iter().map(|i| i.channel.clone()).collect();
+                channels.sort();
+                channels.dedup();
+                for channel in channels {
+                    let changed: Vec<CallItem> = expired
+                        .iter()
+                        .filter(|i| i.channel == channel)
+                        .cloned()
+                        .collect();
+                    tracing::info!(%channel, expired = changed.len(), "call-ins expired");
+                    self.announce(&channel, changed).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not expire old call-ins"),
+        }
+        let kept = chrono::Duration::hours(i64::from(self.settings.audio_retention_hours));
+        match self.store.purge_call_audio(now - kept).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(recordings = n, "old call-in recordings deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not delete old call-in recordings"),
+        }
+    }
+}
