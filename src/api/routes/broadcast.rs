@@ -7,7 +7,6 @@
 //! gets an `error` frame and a close with the reason. A frame over 4 KiB (or a fragmented
 //! message over it in all) closes the socket with 1009 as soon as its header says so.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -17,8 +16,9 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
+use super::sockets::{self, SocketSlot};
 use crate::api::hub::Room;
-use crate::api::ws::{self, WsReceiver, WsSender};
+use crate::api::ws::{WsReceiver, WsSender};
 use crate::api::{ApiError, ApiState, Result};
 use crate::domain::ChannelName;
 
@@ -30,36 +30,15 @@ pub struct BroadcastQuery {
     channel: Option<String>,
 }
 
-/// Counts a connected client for as long as it lives.
-struct ClientSlot(web::Data<ApiState>);
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.0.ws_clients.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 pub async fn broadcast_ws(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<ApiState>,
     query: web::Query<BroadcastQuery>,
 ) -> Result<HttpResponse> {
-    state.limits.broadcast.check(&state.client_key(&req))?;
-    if state.ws_clients.fetch_add(1, Ordering::Relaxed) >= state.ws.max_clients {
-        state.ws_clients.fetch_sub(1, Ordering::Relaxed);
-        return Err(ApiError::Overloaded(
-            "too many broadcast clients on this instance; try again later".into(),
-        ));
-    }
-    let slot = ClientSlot(state.clone());
+    let slot = SocketSlot::take(&state, &req)?;
     let limits = state.ws.socket(MAX_CLIENT_FRAME);
-    let (response, mut sender, receiver) = ws::upgrade(&req, body, limits).await.map_err(|e| {
-        ApiError::Invalid(crate::domain::InvalidInput::new(
-            "websocket_required",
-            format!("this route needs a WebSocket upgrade: {e}"),
-        ))
-    })?;
+    let (response, sender, receiver) = sockets::upgrade(&req, body, limits).await?;
     let requested = query
         .into_inner()
         .channel
@@ -87,12 +66,8 @@ pub async fn broadcast_ws(
     let channel = match channel {
         Ok(channel) => channel,
         Err((code, message)) => {
-            actix_web::rt::spawn(async move {
-                let frame = json!({"type": "error", "error": code, "message": message});
-                let _ = sender.text(frame.to_string()).await;
-                sender.close(CloseCode::Policy, Some(&message)).await;
-                drop(slot);
-            });
+            let frame = json!({"type": "error", "error": code, "message": message});
+            sockets::refuse(sender, slot, frame, message);
             return Ok(response);
         }
     };

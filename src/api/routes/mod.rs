@@ -6,6 +6,7 @@ mod health;
 mod ptt;
 mod queue;
 pub mod room;
+mod sockets;
 mod stream;
 mod studio;
 

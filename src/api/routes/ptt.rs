@@ -13,7 +13,6 @@
 //! The audio and the text are never logged.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::sockets::{self, SocketSlot};
 use crate::api::callers::Caller;
 use crate::api::queue::QueueChange;
 use crate::api::ws::{self, WsReceiver, WsSender};
@@ -92,30 +92,14 @@ impl From<ApiError> for Refusal {
     }
 }
 
-/// Counts a connected socket for as long as it lives.
-struct SocketSlot(web::Data<ApiState>);
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        self.0.ws_clients.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 pub async fn ptt_ws(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<ApiState>,
     query: web::Query<PttQuery>,
 ) -> Result<HttpResponse> {
+    let slot = SocketSlot::take(&state, &req)?;
     let client = state.client_key(&req);
-    state.limits.broadcast.check(&client)?;
-    if state.ws_clients.fetch_add(1, Ordering::Relaxed) >= state.ws.max_clients {
-        state.ws_clients.fetch_sub(1, Ordering::Relaxed);
-        return Err(ApiError::Overloaded(
-            "too many sockets on this instance; try again later".into(),
-        ));
-    }
-    let slot = SocketSlot(state.clone());
     let max_frame = state.queue.limits().max_frame_bytes;
     let limits = ws::SocketLimits {
         max_frame,
@@ -124,12 +108,7 @@ pub async fn ptt_ws(
         skip_up_to: Some(max_frame * SKIPPABLE_FRAMES),
         send_timeout: state.ws.send_timeout,
     };
-    let (response, mut sender, receiver) = ws::upgrade(&req, body, limits).await.map_err(|e| {
-        ApiError::Invalid(InvalidInput::new(
-            "websocket_required",
-            format!("this route needs a WebSocket upgrade: {e}"),
-        ))
-    })?;
+    let (response, sender, receiver) = sockets::upgrade(&req, body, limits).await?;
     let requested = query
         .into_inner()
         .channel
@@ -141,12 +120,8 @@ pub async fn ptt_ws(
                 ApiError::UnknownChannel(_) => Refusal("unknown_channel", e.to_string()),
                 other => other.into(),
             };
-            actix_web::rt::spawn(async move {
-                let frame = json!({"type": "error", "code": code, "message": message});
-                let _ = sender.text(frame.to_string()).await;
-                sender.close(CloseCode::Policy, Some(&message)).await;
-                drop(slot);
-            });
+            let frame = json!({"type": "error", "code": code, "message": message});
+            sockets::refuse(sender, slot, frame, message);
             return Ok(response);
         }
     };
