@@ -75,7 +75,15 @@ struct RoomState {
     on_air: Option<OnAir>,
     captions: VecDeque<RecentCaption>,
     queue: QueueSummary,
+    /// When the last `queue` frame went out, and whether one is scheduled.
+    queue_sent_at: Option<tokio::time::Instant>,
+    queue_flush_scheduled: bool,
 }
+
+/// `queue` frames go out at most this often per channel: the first change at once, later
+/// ones within this, coalesced to the latest state. At 50 call-ins a second and 1 000
+/// listeners that is 4 000 frames a second instead of 50 000.
+const QUEUE_FRAME_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One channel's state and fan-out.
 pub struct Room {
@@ -118,14 +126,38 @@ impl Room {
 
     /// The channel's call-in queue changed: kept for snapshots, and sent to the clients as
     /// `{"type": "queue", "channel", "length", "ids"}`.
-    pub fn set_queue(&self, queue: QueueSummary) {
+    /// Snapshots always carry the latest; frames are coalesced (see [`QUEUE_FRAME_EVERY`]).
+    pub fn set_queue(self: &Arc<Self>, queue: QueueSummary) {
         let mut st = self.lock();
+        st.queue = queue;
+        if st.queue_flush_scheduled {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let due = st
+            .queue_sent_at
+            .map_or(now, |sent| sent + QUEUE_FRAME_EVERY);
+        if due <= now {
+            self.send_queue(&mut st, now);
+            return;
+        }
+        st.queue_flush_scheduled = true;
+        let room = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let mut st = room.lock();
+            st.queue_flush_scheduled = false;
+            room.send_queue(&mut st, tokio::time::Instant::now());
+        });
+    }
+
+    fn send_queue(&self, st: &mut RoomState, now: tokio::time::Instant) {
         let frame = to_frame(&QueueFrame {
             r#type: "queue",
             channel: &self.channel,
-            queue: &queue,
+            queue: &st.queue,
         });
-        st.queue = queue;
+        st.queue_sent_at = Some(now);
         let _ = self.frames.send(frame);
     }
 
@@ -417,5 +449,39 @@ mod tests {
         ));
         hub.apply(caption(10));
         assert!(sub.frames.try_recv().unwrap().contains("line 10"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_frames_are_coalesced_to_the_latest_state() {
+        let hub = Hub::new(64, 3);
+        let room = hub.room(&name());
+        let mut sub = room.subscribe(true);
+        let summary = |n: usize| QueueSummary {
+            length: n,
+            ids: (0..n).map(|_| Uuid::new_v4()).collect(),
+        };
+        let length = |frame: &ByteString| {
+            let v: serde_json::Value = serde_json::from_str(frame).unwrap();
+            assert_eq!(v["type"], "queue");
+            v["length"].as_u64().unwrap()
+        };
+        // The first change goes out at once.
+        room.set_queue(summary(1));
+        assert_eq!(length(&sub.frames.try_recv().unwrap()), 1);
+        // Three more within the interval: one frame, with the last of them, after it.
+        for n in 2..=4 {
+            room.set_queue(summary(n));
+        }
+        assert!(
+            sub.frames.try_recv().is_err(),
+            "nothing before the interval ends"
+        );
+        tokio::time::sleep(QUEUE_FRAME_EVERY).await;
+        tokio::task::yield_now().await;
+        assert_eq!(length(&sub.frames.recv().await.unwrap()), 4);
+        assert!(sub.frames.try_recv().is_err(), "and only one");
+        // Snapshots always have the latest.
+        let snap: serde_json::Value = serde_json::from_str(&room.subscribe(true).snapshot).unwrap();
+        assert_eq!(snap["queue"]["length"], 4);
     }
 }

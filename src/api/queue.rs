@@ -58,6 +58,9 @@ impl QueueChange {
     }
 }
 
+/// Most item ids a `queue` frame lists (the first to air); `length` counts them all.
+const MAX_LISTED_IDS: usize = 100;
+
 /// What `/ws/broadcast` clients learn of a channel's queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct QueueSummary {
@@ -239,7 +242,11 @@ impl CallQueue {
         let order: Vec<(Uuid, String)> = queued.iter().map(|i| (i.id, i.user_id.clone())).collect();
         self.hub.room(channel).set_queue(QueueSummary {
             length: order.len(),
-            ids: order.iter().map(|(id, _)| *id).collect(),
+            ids: order
+                .iter()
+                .take(MAX_LISTED_IDS)
+                .map(|(id, _)| *id)
+                .collect(),
         });
         // Nobody subscribed is normal.
         let _ = self.changes.send(QueueChange {
