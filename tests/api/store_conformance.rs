@@ -180,7 +180,7 @@ async fn postgres_store_conforms() {
     .await
     .unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied.len(), 3);
+    assert_eq!(applied.len(), 4);
     assert!(
         store.migrate().await.unwrap().is_empty(),
         "migrations apply once"

@@ -1,0 +1,1 @@
+DROP INDEX queue_claim_order;
