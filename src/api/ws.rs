@@ -6,7 +6,10 @@
 //!   header as it passes and refuses a frame (or a fragmented message, counted whole) that
 //!   declares more than the route's limit, before its payload is read. It also hands the
 //!   decoder one frame at a time, so the bytes buffered and not yet decoded never exceed one
-//!   frame plus a header. A refusal closes the socket with 1009 (message too big).
+//!   frame plus a header. A refusal closes the socket with 1009 (message too big). A route
+//!   may instead have frames over its limit, up to a ceiling, skipped: their bytes are read
+//!   and thrown away as they pass, the receiver reports [`ReadError::Skipped`], and the
+//!   socket stays open (`/ws/ptt` does; a caller's mistake should not cost the call).
 //! - **Writing.** Every send (text, ping, pong, close) has the same time limit, so a client
 //!   that stops reading is dropped after it, whatever it makes the server send.
 
