@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, arg, rss_mb, start_server};
+use common::{Server, arg, rss_mb, runtime, start_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -95,13 +95,7 @@ async fn run(server: &Server, clients: usize, megabytes: usize) {
 fn main() {
     let clients = arg("--clients", 50.0) as usize;
     let megabytes = arg("--megabytes", 20.0) as usize;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => panic!("runtime: {e}"),
-    };
+    let runtime = runtime();
     runtime.block_on(async {
         let server = start_server(&[("RADIO24__VOICE__BACKEND", "none")]).await;
         run(&server, clients, megabytes).await;

@@ -20,7 +20,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, arg, start_server};
+use common::{Server, arg, runtime, start_server};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::{SinkExt, StreamExt};
 use radio24::db::postgres::PgStore;
@@ -190,26 +190,35 @@ async fn fill(store: &dyn Store, items: usize) {
     }
 }
 
-/// Claims per second through the store, two claimers at once until the queue is empty.
-async fn store_claims(store: Arc<dyn Store>) -> (usize, f64) {
+/// Claims per second of two `claimer`s at once, each claiming until it finds nothing left
+/// (it returns how many it claimed).
+async fn two_claimers<F, Fut>(claimer: F) -> (usize, f64)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = usize> + Send + 'static,
+{
     let started = Instant::now();
-    let claimers: Vec<_> = (0..2)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut n = 0;
-                while let Ok(Some(_)) = store.claim_next_call(&channel()).await {
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    let claimers: Vec<_> = (0..2).map(|_| tokio::spawn(claimer())).collect();
     let mut claimed = 0;
     for c in claimers {
         claimed += c.await.unwrap_or(0);
     }
     (claimed, claimed as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Claims per second through the store.
+async fn store_claims(store: Arc<dyn Store>) -> (usize, f64) {
+    two_claimers(|| {
+        let store = store.clone();
+        async move {
+            let mut n = 0;
+            while let Ok(Some(_)) = store.claim_next_call(&channel()).await {
+                n += 1;
+            }
+            n
+        }
+    })
+    .await
 }
 
 #[derive(diesel::QueryableByName)]
@@ -219,42 +228,35 @@ struct Claimed {
     id: uuid::Uuid,
 }
 
-/// Claims per second by a raw `SKIP LOCKED` loop, two claimers at once.
+/// Claims per second by a raw `SKIP LOCKED` loop, a connection per claimer.
 async fn raw_claims(url: &str) -> (usize, f64) {
-    let started = Instant::now();
-    let claimers: Vec<_> = (0..2)
-        .map(|_| {
-            let url = url.to_owned();
-            tokio::spawn(async move {
-                let Ok(mut conn) = AsyncPgConnection::establish(&url).await else {
-                    return 0;
+    two_claimers(|| {
+        let url = url.to_owned();
+        async move {
+            let Ok(mut conn) = AsyncPgConnection::establish(&url).await else {
+                return 0;
+            };
+            let mut n = 0;
+            loop {
+                let claimed: Vec<Claimed> = match diesel::sql_query(
+                    "UPDATE queue SET status = 'live' WHERE id = (SELECT id FROM queue \
+                     WHERE status = 'queued' ORDER BY enqueued_at, id LIMIT 1 \
+                     FOR UPDATE SKIP LOCKED) RETURNING id",
+                )
+                .load(&mut conn)
+                .await
+                {
+                    Ok(rows) => rows,
+                    Err(e) => panic!("raw claim: {e}"),
                 };
-                let mut n = 0;
-                loop {
-                    let claimed: Vec<Claimed> = match diesel::sql_query(
-                        "UPDATE queue SET status = 'live' WHERE id = (SELECT id FROM queue \
-                         WHERE status = 'queued' ORDER BY enqueued_at, id LIMIT 1 \
-                         FOR UPDATE SKIP LOCKED) RETURNING id",
-                    )
-                    .load(&mut conn)
-                    .await
-                    {
-                        Ok(rows) => rows,
-                        Err(e) => panic!("raw claim: {e}"),
-                    };
-                    if claimed.is_empty() {
-                        return n;
-                    }
-                    n += 1;
+                if claimed.is_empty() {
+                    return n;
                 }
-            })
-        })
-        .collect();
-    let mut claimed = 0;
-    for c in claimers {
-        claimed += c.await.unwrap_or(0);
-    }
-    (claimed, claimed as f64 / started.elapsed().as_secs_f64())
+                n += 1;
+            }
+        }
+    })
+    .await
 }
 
 async fn execute(url: &str, sql: &str) {
@@ -332,13 +334,7 @@ fn main() {
     let rate = arg("--rate", 50.0);
     let secs = arg("--seconds", 20.0);
     let items = arg("--items", 2000.0) as usize;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => panic!("runtime: {e}"),
-    };
+    let runtime = runtime();
     runtime.block_on(async {
         enqueue_benchmark(listeners_n, rate, secs).await;
         claim_benchmark(items).await;

@@ -27,7 +27,7 @@ use radio24::host::clock::{Clock, ScaledClock, SystemClock};
 use radio24::host::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
 use radio24::host::{Host, HostConfig};
 
-use common::{arg, cpu_seconds, settings};
+use common::{arg, cpu_seconds, runtime, settings};
 use fake_openai::{Behaviour, FakeOpenAi};
 
 fn radio24() -> ChannelName {
@@ -227,13 +227,7 @@ async fn speak_now_latency(rounds: usize) {
 }
 
 fn main() {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("runtime: {e}"),
-    };
+    let runtime = runtime();
     let hours = arg("--hours", 24.0);
     let speed = arg("--speed", 360.0);
     runtime.block_on(async {

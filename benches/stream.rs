@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, arg, cpu_seconds, listen, start_server};
+use common::{Server, arg, cpu_seconds, listen, runtime, start_server};
 use radio24::domain::ChannelName;
 use radio24::host::outputs::ogg_stream::{OggEncoder, OggStreamConfig};
 
@@ -80,13 +80,7 @@ fn main() {
     let listeners = arg("--listeners", 1000.0) as usize;
     let secs = arg("--seconds", 20.0);
     encode_cost();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("runtime: {e}"),
-    };
+    let runtime = runtime();
     runtime.block_on(async {
         let server = start_server(&[]).await;
         let (idle, _) = measure(&server, 0, secs).await;

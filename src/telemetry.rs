@@ -104,22 +104,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn request_logs_carry_the_path_but_never_the_query_string() {
+    /// What `work` logs, as text.
+    fn logged(work: impl FnOnce()) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, work);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn request_logs_carry_the_path_but_never_the_query_string() {
+        let log = logged(|| {
             let request = actix_web::test::TestRequest::get()
                 .uri("/v1/channels/radio24/stream?token=s3cret&x=1")
                 .to_srv_request();
             let span = RequestSpan::on_request_start(&request);
             span.in_scope(|| tracing::warn!("something in the request"));
         });
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(log.contains("/v1/channels/radio24/stream"), "{log}");
         assert!(log.contains("something in the request"), "{log}");
         assert!(!log.contains("s3cret"), "{log}");
@@ -128,21 +133,14 @@ mod tests {
 
     /// What the log says for a request that ended with `error`.
     fn log_of_failure(error: actix_web::Error) -> String {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        logged(|| {
             let request = actix_web::test::TestRequest::post()
                 .uri("/v1/room/join")
                 .to_srv_request();
             let span = RequestSpan::on_request_start(&request);
             let outcome: Result<ServiceResponse, Error> = Err(error);
             RequestSpan::on_request_end(span, &outcome);
-        });
-        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+        })
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::stream::known_channel;
+use super::known_channel;
 use crate::api::{ApiError, ApiState, Result};
 use crate::bus::ArchiveFileName;
 

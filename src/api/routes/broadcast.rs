@@ -16,11 +16,11 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
+use super::known_channel;
 use super::sockets::{self, SocketSlot};
 use crate::api::hub::Room;
 use crate::api::ws::{WsReceiver, WsSender};
-use crate::api::{ApiError, ApiState, Result};
-use crate::domain::ChannelName;
+use crate::api::{ApiState, Result};
 
 /// Largest frame accepted from a client (they have nothing to say here but pongs).
 const MAX_CLIENT_FRAME: usize = 4 * 1024;
@@ -43,29 +43,10 @@ pub async fn broadcast_ws(
         .into_inner()
         .channel
         .unwrap_or_else(|| state.default_channel.to_string());
-    let channel = match ChannelName::parse(&requested) {
-        Ok(name) => match state.store.channel_by_name(&name).await {
-            Ok(Some(_)) => Ok(name),
-            Ok(None) => Err((
-                "unknown_channel",
-                ApiError::unknown_channel(&requested).to_string(),
-            )),
-            Err(e) => {
-                tracing::error!(error = %e, "store lookup failed for a broadcast client");
-                Err((
-                    "store_unavailable",
-                    "the database is not reachable right now".to_owned(),
-                ))
-            }
-        },
-        Err(_) => Err((
-            "unknown_channel",
-            ApiError::unknown_channel(&requested).to_string(),
-        )),
-    };
-    let channel = match channel {
+    let channel = match known_channel(&state, &requested).await {
         Ok(channel) => channel,
-        Err((code, message)) => {
+        Err(e) => {
+            let (code, message) = sockets::error_frame_of(&e);
             let frame = json!({"type": "error", "error": code, "message": message});
             sockets::refuse(sender, slot, frame, message);
             return Ok(response);

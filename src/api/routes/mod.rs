@@ -13,7 +13,8 @@ mod studio;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::api::ApiState;
+use crate::api::{ApiError, ApiState, Result};
+use crate::domain::ChannelName;
 use crate::web::{require_bearer, resource};
 
 /// Mounts the routes (the caller adds `ApiState` as app data). A known path asked with a
@@ -69,4 +70,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/script", "POST").route(web::post().to(studio::script)))
             .service(resource("/health", "GET").route(web::get().to(health::health_for_operators))),
     );
+}
+
+/// The channel named in a path or query, checked against the store (a name that does not
+/// parse cannot be a channel: 404 as well).
+pub(super) async fn known_channel(state: &ApiState, name: &str) -> Result<ChannelName> {
+    let unknown = || ApiError::unknown_channel(name);
+    let channel = ChannelName::parse(name).map_err(|_| unknown())?;
+    match state.store.channel_by_name(&channel).await? {
+        Some(_) => Ok(channel),
+        None => Err(unknown()),
+    }
+}
+
+/// The channel a request body names, or the default one, checked against the store.
+pub(super) async fn channel_or_default(
+    state: &ApiState,
+    channel: Option<ChannelName>,
+) -> Result<ChannelName> {
+    let channel = channel.unwrap_or_else(|| state.default_channel.clone());
+    match state.store.channel_by_name(&channel).await? {
+        Some(_) => Ok(channel),
+        None => Err(ApiError::unknown_channel(channel.as_str())),
+    }
 }

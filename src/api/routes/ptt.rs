@@ -23,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::known_channel;
 use super::sockets::{self, SocketSlot};
 use crate::api::callers::Caller;
 use crate::api::queue::QueueChange;
@@ -75,19 +76,7 @@ impl From<InvalidInput> for Refusal {
 
 impl From<ApiError> for Refusal {
     fn from(e: ApiError) -> Self {
-        let response = actix_web::ResponseError::error_response(&e);
-        // The codes callers can act on; failures of ours are generic.
-        let code = match &e {
-            ApiError::Invalid(i) => i.code,
-            ApiError::Limited { code, .. } => code,
-            ApiError::Store(_) => "store_unavailable",
-            _ => "internal",
-        };
-        let message = if response.status().is_server_error() {
-            "the call-in could not be taken right now; try again shortly".to_owned()
-        } else {
-            e.to_string()
-        };
+        let (code, message) = sockets::error_frame_of(&e);
         Refusal(code, message)
     }
 }
@@ -113,13 +102,10 @@ pub async fn ptt_ws(
         .into_inner()
         .channel
         .unwrap_or_else(|| state.default_channel.to_string());
-    let channel = match super::stream::known_channel(&state, &requested).await {
+    let channel = match known_channel(&state, &requested).await {
         Ok(channel) => channel,
         Err(e) => {
-            let Refusal(code, message) = match e {
-                ApiError::UnknownChannel(_) => Refusal("unknown_channel", e.to_string()),
-                other => other.into(),
-            };
+            let (code, message) = sockets::error_frame_of(&e);
             let frame = json!({"type": "error", "code": code, "message": message});
             sockets::refuse(sender, slot, frame, message);
             return Ok(response);

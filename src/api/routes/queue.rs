@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::channel_or_default;
 use crate::api::{ApiError, ApiState, Result};
 use crate::db::{CallItem, CallStatus};
 use crate::domain::{ChannelName, InvalidInput};
@@ -27,15 +28,6 @@ pub struct EnqueueRequest {
     text: String,
     user_id: Option<String>,
     caller_token: Option<String>,
-}
-
-/// The named channel (or the default one), checked against the store.
-async fn channel_or_default(state: &ApiState, channel: Option<ChannelName>) -> Result<ChannelName> {
-    let channel = channel.unwrap_or_else(|| state.default_channel.clone());
-    match state.store.channel_by_name(&channel).await? {
-        Some(_) => Ok(channel),
-        None => Err(ApiError::unknown_channel(channel.as_str())),
-    }
 }
 
 /// `POST /v1/queue`.

@@ -82,12 +82,7 @@ pub async fn join(
         .map_err(|missing| ApiError::LivekitNotConfigured(missing.clone()))?;
 
     let body = body.into_inner();
-    let channel = body
-        .channel
-        .unwrap_or_else(|| state.default_channel.clone());
-    if state.store.channel_by_name(&channel).await?.is_none() {
-        return Err(ApiError::unknown_channel(channel.as_str()));
-    }
+    let channel = super::channel_or_default(&state, body.channel).await?;
 
     let id = uuid::Uuid::new_v4();
     let identity = format!("listener-{id}");

@@ -1,6 +1,7 @@
 //! What the WebSocket routes share: the per-client connect rate and the per-instance cap
 //! (`broadcast.connects_per_minute`, `broadcast.max_clients`, one budget for all sockets),
-//! the bounded upgrade, and refusing a socket with an error frame and a close.
+//! the bounded upgrade, what an error frame says for an [`ApiError`], and refusing a socket
+//! with an error frame and a close.
 
 use std::sync::atomic::Ordering;
 
@@ -63,4 +64,27 @@ pub(super) fn refuse(
         sender.close(CloseCode::Policy, Some(&reason)).await;
         drop(slot);
     });
+}
+
+/// The code and message an error frame carries for `e`. Failures of ours are generic, and
+/// their cause is logged (a socket has no request span to log it).
+pub(super) fn error_frame_of(e: &ApiError) -> (&'static str, String) {
+    use actix_web::ResponseError;
+    let code = match e {
+        ApiError::Invalid(i) => i.code,
+        ApiError::Limited { code, .. } => code,
+        ApiError::UnknownChannel(_) => "unknown_channel",
+        ApiError::RateLimited(_) => "rate_limited",
+        ApiError::Store(_) => "store_unavailable",
+        _ => "internal",
+    };
+    if e.status_code().is_server_error() {
+        tracing::warn!(error = %e, "a socket's request failed");
+        (
+            code,
+            "the station cannot do that right now; try again shortly".to_owned(),
+        )
+    } else {
+        (code, e.to_string())
+    }
 }

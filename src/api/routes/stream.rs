@@ -12,19 +12,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use futures::StreamExt;
 
+use super::known_channel;
 use crate::api::{ApiError, ApiState, Result};
-use crate::domain::ChannelName;
-
-/// The channel named in the path, checked against the store (a name that does not parse
-/// cannot be a channel: 404 as well).
-pub(super) async fn known_channel(state: &ApiState, name: &str) -> Result<ChannelName> {
-    let unknown = || ApiError::unknown_channel(name);
-    let channel = ChannelName::parse(name).map_err(|_| unknown())?;
-    match state.store.channel_by_name(&channel).await? {
-        Some(_) => Ok(channel),
-        None => Err(unknown()),
-    }
-}
 
 fn ogg_headers() -> HttpResponseBuilder {
     let mut builder = HttpResponse::Ok();

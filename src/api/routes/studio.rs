@@ -5,18 +5,10 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::api::{ApiError, ApiState, Result};
+use super::channel_or_default;
+use crate::api::{ApiState, Result};
 use crate::bus::{ScriptRequest, SpeakRequest};
-use crate::domain::{ChannelName, SpokenText};
-
-/// The named channel (or the default one), checked against the store.
-async fn known_channel(state: &ApiState, channel: Option<ChannelName>) -> Result<ChannelName> {
-    let channel = channel.unwrap_or_else(|| state.default_channel.clone());
-    match state.store.channel_by_name(&channel).await? {
-        Some(_) => Ok(channel),
-        None => Err(ApiError::unknown_channel(channel.as_str())),
-    }
-}
+use crate::domain::SpokenText;
 
 #[tracing::instrument(skip_all, fields(channel, mode))]
 pub async fn speak(
@@ -25,7 +17,7 @@ pub async fn speak(
 ) -> Result<HttpResponse> {
     let mut body = body.into_inner();
     let text = SpokenText::parse(&body.text, state.max_text_chars)?;
-    let channel = known_channel(&state, body.channel.take()).await?;
+    let channel = channel_or_default(&state, body.channel.take()).await?;
     tracing::Span::current()
         .record("channel", channel.as_str())
         .record("mode", format!("{:?}", body.mode));
@@ -46,7 +38,7 @@ pub async fn script(
     body: web::Json<ScriptRequest>,
 ) -> Result<HttpResponse> {
     let mut body = body.into_inner();
-    let channel = known_channel(&state, body.channel.take()).await?;
+    let channel = channel_or_default(&state, body.channel.take()).await?;
     tracing::Span::current().record("channel", channel.as_str());
     body.channel = Some(channel);
     let script = state.bus.generate_script(body).await?;
