@@ -79,6 +79,7 @@ pub struct Settings {
     pub stream: StreamSettings,
     pub archive: ArchiveSettings,
     pub queue: QueueSettings,
+    pub moderation: ModerationSettings,
 }
 
 /// The call-in queue (`/ws/ptt`, `POST /v1/queue`) and what one caller may put in it (API).
@@ -283,6 +284,20 @@ pub struct OpenAiSettings {
     pub realtime_voice: String,
     pub speech_model: String,
     pub speech_voice: String,
+    /// Transcribes recorded call-ins (`/v1/audio/transcriptions`).
+    pub transcribe_model: String,
+    /// Checks call-ins before they air (`/v1/moderations`).
+    pub moderation_model: String,
+}
+
+/// What keeps a call-in off air (host).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationSettings {
+    /// With `openai.api_key` set, text and transcripts go through `/v1/moderations`.
+    pub use_openai: bool,
+    /// Words or phrases that keep a call-in off air, matched case-insensitively.
+    pub blocked_words: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -559,6 +574,22 @@ impl Settings {
         }
         if self.stream.max_listeners == 0 {
             return Err(invalid("stream.max_listeners", "must be at least 1"));
+        }
+        let words = &self.moderation.blocked_words;
+        if words.len() > 10_000 {
+            return Err(invalid(
+                "moderation.blocked_words",
+                "holds more than 10000 entries",
+            ));
+        }
+        if let Some(bad) = words
+            .iter()
+            .find(|w| w.trim().is_empty() || w.chars().count() > 200)
+        {
+            return Err(invalid(
+                "moderation.blocked_words",
+                format!("{bad:?}: each entry must be 1 to 200 characters"),
+            ));
         }
         for (key, url) in [
             ("livekit.ws_url", &self.livekit.ws_url),
