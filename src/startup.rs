@@ -343,15 +343,6 @@ async fn api_state(
         )
         .with_stream_listeners(streams.clone()),
     );
-    let link = HostLink::spawn(
-        bus.clone(),
-        Arc::new(ProgrammeSync {
-            store: store.clone(),
-            bus: bus.clone(),
-            hub: hub.clone(),
-        }),
-        std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
-    );
     let callers = crate::api::callers::CallerKeys::new(
         settings
             .auth
@@ -363,6 +354,24 @@ async fn api_state(
     let queue =
         crate::api::queue::CallQueue::new(store.clone(), hub.clone(), settings.queue.clone());
     queue.spawn_sweeper();
+    let switchboard = crate::api::switchboard::Switchboard::new(
+        store.clone(),
+        bus.clone(),
+        queue.clone(),
+        crate::api::switchboard::confirm_grace(std::time::Duration::from_millis(
+            settings.bus.request_timeout_ms,
+        )),
+    );
+    let link = HostLink::spawn(
+        bus.clone(),
+        Arc::new(ProgrammeSync {
+            store: store.clone(),
+            bus: bus.clone(),
+            hub: hub.clone(),
+            switchboard: switchboard.clone(),
+        }),
+        std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
+    );
     let livekit = LivekitJoin::from_settings(&settings.livekit);
     if let Err(missing) = &livekit.credentials {
         tracing::warn!(
@@ -401,6 +410,7 @@ async fn api_state(
             call_ins: ClientLimiter::per_minute("call-ins", settings.queue.enqueues_per_minute),
         },
         queue,
+        switchboard,
         callers,
         max_stream_listeners: settings.stream.max_listeners,
         trusted_proxy_hops: settings.server.trusted_proxy_hops,

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// Over a per-caller limit of the call-in queue (`too_many_waiting`, ...).
     #[error("{message}")]
     Limited { code: &'static str, message: String },
+    /// The request cannot be done in the state things are in (`queue_empty`, ...).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -99,6 +102,7 @@ impl ResponseError for ApiError {
             ApiError::LivekitNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::LivekitToken(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::RateLimited(_) | ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -130,7 +134,9 @@ impl ResponseError for ApiError {
             ApiError::LivekitNotConfigured(_) => ("livekit_not_configured", self.to_string()),
             ApiError::LivekitToken(_) => ("internal", "internal error; see the logs".to_owned()),
             ApiError::RateLimited(_) => ("rate_limited", self.to_string()),
-            ApiError::Limited { code, message } => (*code, message.clone()),
+            ApiError::Limited { code, message } | ApiError::Conflict { code, message } => {
+                (*code, message.clone())
+            }
         };
         // Only faults of ours are errors; the station being (partly) unavailable is a
         // warning, logged once per request by the request's span (telemetry::RequestSpan).

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::api::queue::QueueSummary;
-use crate::bus::{HostEvent, OnAir, PlayoutTiming, PublisherStatus};
+use crate::bus::{HostEvent, OnAir, PlayoutTiming, PublisherStatus, Speaker};
 use crate::domain::ChannelName;
 
 /// A caption kept for the snapshot.
@@ -26,6 +26,8 @@ pub struct RecentCaption {
     pub index: u32,
     pub text: String,
     pub at: DateTime<Utc>,
+    /// The host, or a caller on air.
+    pub speaker: Speaker,
 }
 
 /// Where the hub learns how many listen to a channel's HTTP stream on this instance.
@@ -211,11 +213,16 @@ impl Room {
                     on_air.segment = Some(segment.clone());
                 }
             }
+            // Calls reach listeners as captions and queue frames; these are for the queue.
+            HostEvent::CallerWanted { .. }
+            | HostEvent::CallLive { .. }
+            | HostEvent::CallEnded(_) => return,
             HostEvent::Caption {
                 segment_id,
                 index,
                 text,
                 at,
+                speaker,
                 ..
             } => {
                 if st.captions.len() >= self.recent_limit {
@@ -226,6 +233,7 @@ impl Room {
                     index: *index,
                     text: text.clone(),
                     at: *at,
+                    speaker: *speaker,
                 });
             }
             HostEvent::SegmentEnded { segment_id, .. } => {
@@ -372,6 +380,7 @@ mod tests {
             index: i,
             text: format!("line {i}"),
             at: Utc::now(),
+            speaker: Speaker::Host,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod rate_limit;
 pub mod routes;
 pub mod stream;
+pub mod switchboard;
 pub mod ws;
 
 use std::path::Path;
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub streams: Arc<stream::StreamRelay>,
     /// The call-in queue.
     pub queue: Arc<queue::CallQueue>,
+    /// Puts callers through to the host.
+    pub switchboard: Arc<switchboard::Switchboard>,
     /// Issues and checks callers' tokens.
     pub callers: callers::CallerKeys,
 }

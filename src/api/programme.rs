@@ -1,12 +1,14 @@
 //! Keeps the host's view of the programme in step with the store: every time the host link
 //! (re)connects, the channels and their schedules are read from the store and pushed over
-//! the bus, so a restarted host picks up where it was. Host events go to the [`Hub`].
+//! the bus, so a restarted host picks up where it was. Host events go to the [`Hub`] and the
+//! [`Switchboard`].
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::hub::Hub;
+use super::switchboard::Switchboard;
 use crate::bus::link::LinkHandler;
 use crate::bus::{BusError, ChannelProgramme, HostBus, HostEvent, Programme, ScheduleSlot};
 use crate::db::{Store, StoreError};
@@ -50,6 +52,7 @@ pub struct ProgrammeSync {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn HostBus>,
     pub hub: Arc<Hub>,
+    pub switchboard: Arc<Switchboard>,
 }
 
 #[async_trait]
@@ -62,6 +65,7 @@ impl LinkHandler for ProgrammeSync {
     }
 
     async fn event(&self, event: HostEvent) {
+        self.switchboard.event(&event);
         self.hub.apply(event);
     }
 

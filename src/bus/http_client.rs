@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use super::archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
 use super::audio::PageSplitter;
 use super::{
-    AudioStream, BusError, ErrorBody, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection,
-    Script, ScriptRequest, SpeakAccepted, SpeakRequest,
+    AudioStream, BusError, CallAccepted, CallHandoff, ErrorBody, EventStream, HostBus, HostEvent,
+    OnAir, Programme, Rejection, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
 };
 use crate::domain::ChannelName;
 
@@ -183,6 +183,12 @@ impl HostBus for HttpHostBus {
     async fn speak(&self, req: SpeakRequest) -> Result<SpeakAccepted, BusError> {
         let path = "speak";
         expect_body(self.call(Method::POST, path, Some(&req)).await?, path)
+    }
+
+    #[tracing::instrument(skip_all, fields(bus = "http", call = %call.call_id))]
+    async fn take_call(&self, call: CallHandoff) -> Result<CallAccepted, BusError> {
+        let path = "calls";
+        expect_body(self.call(Method::POST, path, Some(&call)).await?, path)
     }
 
     async fn now_playing(&self, channel: &ChannelName) -> Result<OnAir, BusError> {

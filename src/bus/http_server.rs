@@ -4,7 +4,8 @@
 //! every [`KEEPALIVE`]) and `GET /stream?channel=NAME` (the channel's live Ogg/Opus stream,
 //! header pages then live pages; the API relays one per channel), `GET /archive?channel=NAME`
 //! (the channel's recordings) and `GET /archive/{file}?channel=NAME` (one recording file,
-//! streamed from disk with its length). All of them require
+//! streamed from disk with its length), and `POST /calls` (a listener's call to air, JSON
+//! with the recording base64, up to [`MAX_CALL_BODY`]). All of them require
 //! `Authorization: Bearer <bus.token>`.
 
 use std::sync::Arc;
@@ -20,13 +21,17 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::archive::ArchiveFileName;
-use super::{BusError, HostBus, Programme, Rejection, ScriptRequest, SpeakRequest};
+use super::{BusError, CallHandoff, HostBus, Programme, Rejection, ScriptRequest, SpeakRequest};
 use crate::domain::ChannelName;
 use crate::web::{BearerProtected, error_response, require_bearer};
 
 /// How often the event stream sends a blank line when there are no events, so the API can
 /// tell a quiet host from a dead connection.
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// Largest `POST /calls` body: two minutes of 48 kHz 16-bit audio, base64 (15.4 MB), and
+/// the JSON around it. The host checks the recording's length itself.
+pub const MAX_CALL_BODY: usize = 16 * 1024 * 1024;
 
 /// What the bus routes need.
 #[derive(Clone)]
@@ -81,6 +86,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
             web::post().to(generate_script),
         ))
         .service(behind_token("/speak", "POST", web::post().to(speak)))
+        .service(
+            crate::web::resource("/calls", "POST")
+                .app_data(web::JsonConfig::default().limit(MAX_CALL_BODY))
+                .wrap(from_fn(require_bearer::<BusServer, _>))
+                .route(web::post().to(take_call)),
+        )
         .service(behind_token("/now", "GET", web::get().to(now)))
         .service(behind_token(
             "/programme",
@@ -142,6 +153,15 @@ async fn speak(
     body: web::Json<SpeakRequest>,
 ) -> Result<HttpResponse, BusError> {
     let accepted = server.bus.speak(body.into_inner()).await?;
+    Ok(HttpResponse::Accepted().json(accepted))
+}
+
+#[tracing::instrument(skip_all)]
+async fn take_call(
+    server: web::Data<BusServer>,
+    body: web::Json<CallHandoff>,
+) -> Result<HttpResponse, BusError> {
+    let accepted = server.bus.take_call(body.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(accepted))
 }
 

@@ -3,7 +3,8 @@
 //! [`HttpHostBus`], a client of the host's HTTP routes ([`http_server`]). Events flow back
 //! through [`HostBus::subscribe`], kept alive by [`link::HostLink`]; a channel's live
 //! Ogg/Opus audio through [`HostBus::audio_stream`] ([`audio`]); the programme archive
-//! through [`HostBus::archive_list`] and [`HostBus::archive_file`] ([`archive`]). This module imports
+//! through [`HostBus::archive_list`] and [`HostBus::archive_file`] ([`archive`]); listeners' calls
+//! through [`HostBus::take_call`], answered by `call_live`/`call_ended` events. This module imports
 //! neither `api` nor `host`.
 //!
 //! Config keys read here: `bus.host_url`, `bus.token`, `bus.request_timeout_ms`,
@@ -105,6 +106,12 @@ pub trait HostBus: Send + Sync + 'static {
     async fn now_playing(&self, channel: &ChannelName) -> Result<OnAir, BusError>;
     /// Replace the host's view of the channels and their schedules.
     async fn set_programme(&self, programme: Programme) -> Result<(), BusError>;
+    /// Hand a listener's call to the host to air after the current segment. The host answers
+    /// at once; how the call goes comes as [`HostEvent::CallLive`] and
+    /// [`HostEvent::CallEnded`]. A channel that already has a call: `Rejected(Busy,
+    /// "call_in_progress")`; off air: `Rejected(BadRequest, "channel_off_air")`; a recording
+    /// of an unknown rate or too long: `Rejected(BadRequest)`.
+    async fn take_call(&self, call: CallHandoff) -> Result<CallAccepted, BusError>;
     /// The host's events from now on, starting with a [`HostEvent::Hello`] snapshot.
     async fn subscribe(&self) -> Result<EventStream, BusError>;
     /// The channel's live Ogg/Opus stream from now on: its two header pages, then live

@@ -185,6 +185,129 @@ pub struct Programme {
     pub channels: Vec<ChannelProgramme>,
 }
 
+/// Who is speaking in a caption: the host, or a listener on air.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    #[default]
+    Host,
+    Caller,
+}
+
+/// A listener's call, handed to the host to air (`POST /calls`). The API owns the queue and
+/// claims the item; the host owns the air and tells how it went with [`HostEvent::CallLive`]
+/// and [`HostEvent::CallEnded`].
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallHandoff {
+    /// The queue item's id; the host's events name it.
+    pub call_id: Uuid,
+    pub channel: ChannelName,
+    pub content: CallContent,
+}
+
+/// What the caller sent.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CallContent {
+    /// A typed call-in: the caller's words.
+    Text { text: String },
+    /// A recording: mono 16-bit little-endian PCM (`pcm_s16le`), base64 on the wire.
+    Audio {
+        sample_rate: u32,
+        #[serde(with = "base64_bytes")]
+        pcm: Vec<u8>,
+    },
+}
+
+/// Listener data is never logged: `Debug` says only what kind of call it is and how long.
+impl std::fmt::Debug for CallHandoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallHandoff")
+            .field("call_id", &self.call_id)
+            .field("channel", &self.channel)
+            .field("content", &self.content)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CallContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallContent::Text { text } => write!(f, "Text({} chars)", text.chars().count()),
+            CallContent::Audio { sample_rate, pcm } => {
+                write!(f, "Audio({sample_rate} Hz, {} bytes)", pcm.len())
+            }
+        }
+    }
+}
+
+/// The host took the call: it airs when the current segment ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallAccepted {
+    pub call_id: Uuid,
+    pub channel: ChannelName,
+}
+
+/// How a call ended on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// It aired, and the host answered.
+    Done,
+    /// It did not air (moderation, a failure, the channel went away); `reason` says why.
+    Dropped,
+}
+
+/// How many ended calls a [`HostEvent::Hello`] repeats.
+pub const RECENT_CALL_REPORTS: usize = 256;
+
+/// How a call went on the host.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallReport {
+    pub channel: ChannelName,
+    pub call_id: Uuid,
+    pub outcome: CallOutcome,
+    /// Why it was dropped (`moderation`, `failed: ...`, `channel_removed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What a recording said, when it was transcribed. Listener data: not in `Debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+}
+
+impl std::fmt::Debug for CallReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallReport")
+            .field("channel", &self.channel)
+            .field("call_id", &self.call_id)
+            .field("outcome", &self.outcome)
+            .field("reason", &self.reason)
+            .field(
+                "transcript",
+                &self.transcript.as_ref().map(|t| t.chars().count()),
+            )
+            .finish()
+    }
+}
+
+/// Bytes as standard base64 in JSON.
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("audio is not base64: {e}")))
+    }
+}
+
 /// What the host tells its subscribers, in order. Serialized with a `"type"` tag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -194,6 +317,14 @@ pub enum HostEvent {
     Hello {
         version: String,
         channels: Vec<OnAir>,
+        /// The calls the host holds (accepted, not yet ended). A `live` item the host
+        /// neither holds nor ended was lost with an earlier host.
+        #[serde(default)]
+        calls: Vec<Uuid>,
+        /// Calls that ended lately (the last [`RECENT_CALL_REPORTS`]), so an API that missed
+        /// their `call_ended` still records how they went.
+        #[serde(default)]
+        ended: Vec<CallReport>,
     },
     SegmentStarted {
         channel: ChannelName,
@@ -206,6 +337,9 @@ pub enum HostEvent {
         index: u32,
         text: String,
         at: DateTime<Utc>,
+        /// The host's words, or a caller's on air.
+        #[serde(default)]
+        speaker: Speaker,
     },
     SegmentEnded {
         channel: ChannelName,
@@ -215,6 +349,15 @@ pub enum HostEvent {
     },
     /// What is on air and next changed (a segment was queued): the whole state again.
     OnAir { state: OnAir },
+    /// The channel is ready for a caller (a QANDA hour, between segments, with no call on):
+    /// the API may hand one over ([`crate::bus::HostBus::take_call`]). Repeated while it
+    /// stays so.
+    CallerWanted { channel: ChannelName },
+    /// The host holds the call: it airs after the current segment. Sent when the host
+    /// accepts it, so every API instance knows that no other host has it.
+    CallLive { channel: ChannelName, call_id: Uuid },
+    /// A call ended: aired and answered (`done`), or not aired (`dropped`, with a reason).
+    CallEnded(CallReport),
 }
 
 impl HostEvent {
@@ -224,7 +367,10 @@ impl HostEvent {
             HostEvent::Hello { .. } => None,
             HostEvent::SegmentStarted { channel, .. }
             | HostEvent::Caption { channel, .. }
-            | HostEvent::SegmentEnded { channel, .. } => Some(channel),
+            | HostEvent::SegmentEnded { channel, .. }
+            | HostEvent::CallerWanted { channel }
+            | HostEvent::CallLive { channel, .. } => Some(channel),
+            HostEvent::CallEnded(report) => Some(&report.channel),
             HostEvent::OnAir { state } => Some(&state.channel),
         }
     }
@@ -266,10 +412,12 @@ mod tests {
             index: 0,
             text: "hi".into(),
             at: DateTime::<Utc>::UNIX_EPOCH,
+            speaker: Speaker::Caller,
         };
         let json: serde_json::Value = serde_json::to_value(&ev).unwrap();
         assert_eq!(json["type"], "caption");
         assert_eq!(json["text"], "hi");
+        assert_eq!(json["speaker"], "caller");
         assert_eq!(serde_json::from_value::<HostEvent>(json).unwrap(), ev);
     }
 

@@ -12,6 +12,11 @@ use uuid::Uuid;
 use super::{Result, StoreError};
 use crate::domain::ChannelName;
 
+/// The reason an item goes back from `live` to `queued` when its host was lost (it counts in
+/// `requeues`; a second loss drops it). An item handed back unaired (the host was busy)
+/// goes back without a reason and is not counted.
+pub const HOST_LOST: &str = "host_lost";
+
 /// `queue.kind`. (The seed also allows `phone`, which nothing creates yet.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -347,7 +352,8 @@ impl StoredCall {
         if !from.contains(&self.status) {
             return false;
         }
-        if self.status == CallStatus::Live && to == CallStatus::Queued {
+        if self.status == CallStatus::Live && to == CallStatus::Queued && reason == Some(HOST_LOST)
+        {
             self.meta.requeues = self.meta.requeues.saturating_add(1);
         }
         if let Some(reason) = reason {
@@ -490,12 +496,11 @@ mod tests {
         );
 
         assert!(call.change_status(&[CallStatus::Queued], CallStatus::Live, None, at));
-        assert!(call.change_status(
-            &[CallStatus::Live],
-            CallStatus::Queued,
-            Some("host_lost"),
-            at
-        ));
+        // Handed back unaired (the host was busy): not a requeue.
+        assert!(call.change_status(&[CallStatus::Live], CallStatus::Queued, None, at));
+        assert_eq!(call.meta.requeues, 0);
+        assert!(call.change_status(&[CallStatus::Queued], CallStatus::Live, None, at));
+        assert!(call.change_status(&[CallStatus::Live], CallStatus::Queued, Some(HOST_LOST), at));
         assert_eq!(call.meta.requeues, 1);
         assert_eq!(call.meta.ended_at, None);
         assert!(call.change_status(&[CallStatus::Queued], CallStatus::Dropped, None, at));

@@ -118,7 +118,7 @@ pub trait Store: Send + Sync + 'static {
     /// Moves an item to `to` if its status is one of `from` (compare-and-set), recording
     /// `reason` (when given) and, for `done`/`dropped`, `ended_at` (any other `to` clears
     /// it, so an item taken back is not purged as ended). Going back to `queued` from `live`
-    /// adds one to `requeues`. `None` when the item does not exist or was not in `from`.
+    /// with reason [`calls::HOST_LOST`] adds one to `requeues`. `None` when the item does not exist or was not in `from`.
     async fn set_call_status(
         &self,
         id: Uuid,

@@ -10,6 +10,7 @@
 //! `livekit.*`, `archive.*`.
 
 pub mod audio;
+pub mod calls;
 pub mod clock;
 pub mod outputs;
 pub mod playout;
@@ -32,13 +33,16 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::bus::{
-    ArchiveFile, ArchiveFileName, ArchiveListing, AudioStream, BusError, ChannelProgramme,
-    EventStream, HostBus, HostEvent, OnAir, Programme, Rejection, ScheduleSlot, Script,
-    ScriptRequest, SpeakAccepted, SpeakRequest,
+    ArchiveFile, ArchiveFileName, ArchiveListing, AudioStream, BusError, CallAccepted, CallHandoff,
+    ChannelProgramme, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection, ScheduleSlot,
+    Script, ScriptRequest, SpeakAccepted, SpeakRequest,
 };
 use crate::config::{Settings, is_set};
 use crate::domain::{Block, ChannelName, InvalidInput, SpokenText};
 use audio::music::MusicLibrary;
+use calls::moderation::{ModerationConfig, Moderator, OpenAiModeration};
+use calls::transcribe::{Transcriber, TranscriberConfig};
+use calls::{Call, CallDesk, CallError, Taken};
 use clock::{Clock, ScaledClock, SystemClock};
 use outputs::archive::{Archive, ArchiveConfig};
 use outputs::livekit::{LivekitConfig, Publisher};
@@ -93,6 +97,17 @@ impl From<HostError> for BusError {
     }
 }
 
+impl From<CallError> for BusError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Invalid(invalid) => invalid.into(),
+            CallError::Busy(_) => {
+                BusError::rejected(Rejection::Busy, "call_in_progress", e.to_string())
+            }
+        }
+    }
+}
+
 /// The host's settings, taken from [`Settings`].
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -114,6 +129,11 @@ pub struct HostConfig {
     pub speech_voice: String,
     pub realtime_model: String,
     pub realtime_voice: String,
+    pub transcribe_model: String,
+    pub moderation_model: String,
+    /// Check call-ins with `/v1/moderations` (when a key is set).
+    pub moderate_with_openai: bool,
+    pub blocked_words: Vec<String>,
     pub voice_timeout: Duration,
     pub espeak_binary: String,
     pub espeak_wpm: u32,
@@ -164,6 +184,10 @@ impl HostConfig {
             speech_voice: s.openai.speech_voice.clone(),
             realtime_model: s.openai.realtime_model.clone(),
             realtime_voice: s.openai.realtime_voice.clone(),
+            transcribe_model: s.openai.transcribe_model.clone(),
+            moderation_model: s.openai.moderation_model.clone(),
+            moderate_with_openai: s.moderation.use_openai,
+            blocked_words: s.moderation.blocked_words.clone(),
             voice_timeout: Duration::from_secs(s.voice.timeout_secs),
             espeak_binary: s.voice.espeak_binary.clone(),
             espeak_wpm: s.voice.espeak_wpm,
@@ -223,7 +247,10 @@ impl HostConfig {
         Ok(Some(Arc::new(writer)))
     }
 
-    async fn voices(&self) -> Result<Voices, HostError> {
+    /// The voices, and the Realtime voice again when it is the one in use (it also answers
+    /// recorded calls).
+    async fn voices(&self) -> Result<(Voices, Option<Arc<RealtimeVoice>>), HostError> {
+        let mut realtime_in_use = None;
         let espeak = match EspeakVoice::probe(&self.espeak_binary).await {
             Ok(version) => {
                 let mut config = EspeakConfig::for_language(&self.engine.language);
@@ -271,9 +298,10 @@ impl HostConfig {
                 config.voice = self.realtime_voice.clone();
                 config.first_audio_timeout = self.voice_timeout;
                 config.idle_timeout = self.voice_timeout;
-                let realtime = RealtimeVoice::new(config).map_err(config_error)?;
+                let realtime = Arc::new(RealtimeVoice::new(config).map_err(config_error)?);
+                realtime_in_use = Some(realtime.clone());
                 Voices {
-                    primary: Some(Arc::new(realtime)),
+                    primary: Some(realtime),
                     fallback: espeak,
                 }
             }
@@ -297,7 +325,42 @@ impl HostConfig {
                 "no voice available: the station airs captions only (install espeak-ng or set OPENAI_API_KEY)"
             );
         }
-        Ok(voices)
+        Ok((voices, realtime_in_use))
+    }
+}
+
+impl HostConfig {
+    /// What checks and answers listeners' calls: transcription and moderation through
+    /// OpenAI when a key is set, the word list always, and the Realtime voice when it is the
+    /// voice in use.
+    fn call_desk(&self, realtime: Option<Arc<RealtimeVoice>>) -> Result<CallDesk, HostError> {
+        let transcriber = match &self.openai_key {
+            Some(key) => Some(
+                Transcriber::new(TranscriberConfig {
+                    base_url: self.openai_base_url.clone(),
+                    api_key: key.clone(),
+                    model: self.transcribe_model.clone(),
+                    timeout: self.writer_timeout,
+                })
+                .map_err(|e| HostError::Config(format!("config key `openai.base_url`: {e}")))?,
+            ),
+            None => None,
+        };
+        let openai = match (&self.openai_key, self.moderate_with_openai) {
+            (Some(key), true) => Some(OpenAiModeration {
+                base_url: self.openai_base_url.clone(),
+                api_key: key.clone(),
+                model: self.moderation_model.clone(),
+                timeout: self.writer_timeout,
+            }),
+            _ => None,
+        };
+        let moderator = Moderator::new(ModerationConfig {
+            openai,
+            blocked_words: self.blocked_words.clone(),
+        })
+        .map_err(|e| HostError::Config(format!("config key `moderation`: {e}")))?;
+        Ok(CallDesk::new(transcriber, moderator, realtime))
     }
 }
 
@@ -343,7 +406,8 @@ impl Host {
     ) -> Result<Self, HostError> {
         let (events, _) = broadcast::channel(config.event_buffer);
         let primary_writer = config.writer()?;
-        let voices = config.voices().await?;
+        let (voices, realtime) = config.voices().await?;
+        let calls = config.call_desk(realtime)?;
         let news = if config.news.feeds.is_empty() {
             None
         } else {
@@ -380,6 +444,7 @@ impl Host {
             music,
             StationTime::new(config.timezone),
             config.engine.clone(),
+            calls,
         ));
         if services.music.is_some() {
             // First scan before anything is planned, so the first MUSIC hour finds the tracks.
@@ -584,9 +649,12 @@ impl Host {
         let channels = self.channels();
         let mut states: Vec<OnAir> = channels.values().map(|c| c.on_air()).collect();
         states.sort_by(|a, b| a.channel.cmp(&b.channel));
+        let (calls, ended) = self.inner.services.calls.snapshot();
         HostEvent::Hello {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             channels: states,
+            calls,
+            ended,
         }
     }
 }
@@ -642,6 +710,36 @@ impl HostBus for Host {
             mode: req.mode,
             queued_ahead,
         })
+    }
+
+    #[tracing::instrument(skip_all, fields(channel = %handoff.channel, call = %handoff.call_id))]
+    async fn take_call(&self, handoff: CallHandoff) -> Result<CallAccepted, BusError> {
+        let station = self.channel(Some(&handoff.channel))?;
+        if !station.state().live {
+            return Err(HostError::OffAir(station.name.clone()).into());
+        }
+        let call = Call::check(handoff)?;
+        let accepted = CallAccepted {
+            call_id: call.id,
+            channel: station.name.clone(),
+        };
+        let services = &self.inner.services;
+        match services.calls.begin(&station.name, call.id)? {
+            Taken::New => {}
+            Taken::Holding => return Ok(accepted),
+            Taken::Ended(report) => {
+                // The API missed how it went: tell it again.
+                let _ = self.inner.events.send(HostEvent::CallEnded(report));
+                return Ok(accepted);
+            }
+        }
+        tracing::info!("call taken");
+        let _ = self.inner.events.send(HostEvent::CallLive {
+            channel: station.name.clone(),
+            call_id: call.id,
+        });
+        tokio::spawn(calls::air(Arc::downgrade(&station), services.clone(), call));
+        Ok(accepted)
     }
 
     async fn now_playing(&self, channel: &ChannelName) -> Result<OnAir, BusError> {

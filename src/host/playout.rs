@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::audio::{FRAME, FRAME_DURATION, RATE};
 use super::clock::Clock;
-use crate::bus::{HostEvent, Lateness, PlayoutTiming, Segment};
+use crate::bus::{HostEvent, Lateness, PlayoutTiming, Segment, Speaker};
 use crate::domain::ChannelName;
 
 /// Length of the fade when a `now` segment cuts in (samples): 30 ms.
@@ -58,6 +58,29 @@ pub enum SegmentKind {
     StationId,
     Music,
     Filler,
+    /// A listener's turn on air: their words read out, or their recording.
+    Caller,
+    /// The host's part of a call: introducing the caller, or answering them.
+    CallHost,
+}
+
+impl SegmentKind {
+    /// Whose words its captions are.
+    pub fn speaker(self) -> Speaker {
+        if self == SegmentKind::Caller {
+            Speaker::Caller
+        } else {
+            Speaker::Host
+        }
+    }
+}
+
+/// Where a segment is in its life, as [`QueuedSegment::progress`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Waiting,
+    OnAir,
+    Ended,
 }
 
 enum Piece {
@@ -85,6 +108,7 @@ pub struct QueuedSegment {
     started_at: Mutex<Option<DateTime<Utc>>>,
     duration_ms: AtomicU64,
     audio: Mutex<AudioQueue>,
+    progress: tokio::sync::watch::Sender<Progress>,
 }
 
 impl QueuedSegment {
@@ -102,7 +126,13 @@ impl QueuedSegment {
             voice: Mutex::new(voice.into()),
             started_at: Mutex::new(None),
             audio: Mutex::new(AudioQueue::default()),
+            progress: tokio::sync::watch::Sender::new(Progress::Waiting),
         })
+    }
+
+    /// Where it is: waiting, on air, or ended (aired, or cut short).
+    pub fn progress(&self) -> tokio::sync::watch::Receiver<Progress> {
+        self.progress.subscribe()
     }
 
     /// The segment as the wire shows it: with its start time and length once known.
@@ -227,13 +257,27 @@ impl Rundown {
     /// Adds a studio segment to air after the current one and the studio segments already
     /// waiting, before the programme's own; returns how many segments air before it.
     pub fn push_after_speak(&self, segment: Arc<QueuedSegment>) -> usize {
+        self.push_call(vec![segment])
+    }
+
+    /// Adds segments (a call's, or one studio segment), in order, to air after the current
+    /// segment and the studio segments waiting, before the programme's own; returns how many
+    /// segments air before them.
+    pub fn push_call(&self, segments: Vec<Arc<QueuedSegment>>) -> usize {
         let mut inner = lock(&self.inner);
         let at = inner
             .queue
             .iter()
-            .position(|s| s.kind != SegmentKind::Speak)
+            .position(|s| {
+                !matches!(
+                    s.kind,
+                    SegmentKind::Speak | SegmentKind::Caller | SegmentKind::CallHost
+                )
+            })
             .unwrap_or(inner.queue.len());
-        inner.queue.insert(at, segment);
+        for (i, segment) in segments.into_iter().enumerate() {
+            inner.queue.insert(at + i, segment);
+        }
         at + usize::from(inner.on_air.is_some()) + usize::from(inner.cut_in.is_some())
     }
 
@@ -675,6 +719,7 @@ impl Engine {
 
     fn start(&mut self, segment: Arc<QueuedSegment>, at: DateTime<Utc>) {
         *lock(&segment.started_at) = Some(at);
+        segment.progress.send_replace(Progress::OnAir);
         let meta = segment.describe();
         if segment.kind == SegmentKind::Filler {
             self.stats.fillers.fetch_add(1, Ordering::Relaxed);
@@ -694,6 +739,7 @@ impl Engine {
 
     fn end(&mut self, interrupted: bool) {
         if let Some(on_air) = self.current.take() {
+            on_air.segment.progress.send_replace(Progress::Ended);
             let mut inner = lock(&self.rundown.inner);
             if inner
                 .on_air
@@ -777,6 +823,7 @@ impl Engine {
                         index,
                         text,
                         at,
+                        speaker: segment.kind.speaker(),
                     });
                 }
             }

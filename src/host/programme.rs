@@ -29,6 +29,8 @@ pub struct Plan {
     /// How long it should last, in seconds.
     pub target_secs: f64,
     pub kind: PlanKind,
+    /// For a call's answer: the listener's words (see [`crate::host::writer::ScriptBrief::caller`]).
+    pub caller: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +119,7 @@ impl StationTime {
             hour: self.hour(at),
             target_secs,
             kind,
+            caller: None,
         }
     }
 }

@@ -23,11 +23,12 @@ use super::audio::music;
 use super::audio::music::{MusicLibrary, Track};
 use super::audio::resample::Resampler;
 use super::audio::{FRAME, RATE};
+use super::calls::CallDesk;
 use super::clock::Clock;
 use super::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
 use super::programme::{Plan, PlanKind, StationTime};
 use super::sentences::split_sentences;
-use super::voice::{Voice, VoiceError};
+use super::voice::{Voice, VoiceAudio, VoiceError};
 use super::writer::news::NewsDesk;
 use super::writer::{ScriptBrief, ScriptWriter, TemplateWriter};
 use crate::bus::{HostEvent, OnAir, PublisherStatus, ScheduleSlot, Segment, SpeakMode};
@@ -41,6 +42,8 @@ const MUSIC_RESCAN: Duration = Duration::from_secs(300);
 const VOICE_CONCURRENCY: usize = 4;
 /// How often an idle producer looks again (clock time).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often a channel ready for a caller says so again (real time), while it stays ready.
+const CALLER_WANTED_EVERY: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -100,6 +103,9 @@ pub struct Services {
     pub config: EngineConfig,
     loudness: Mutex<LoudnessTracker>,
     station_id: Mutex<Option<StationId>>,
+    /// Listeners' calls: the one each channel holds, how the last ones ended, and what
+    /// checks and answers them.
+    pub calls: CallDesk,
 }
 
 /// The station ID: its words and its audio (chime + voice), rendered once.
@@ -120,6 +126,7 @@ impl Services {
         music: Option<MusicLibrary>,
         time: StationTime,
         config: EngineConfig,
+        calls: CallDesk,
     ) -> Self {
         Self {
             loudness: Mutex::new(LoudnessTracker::new(config.target_lufs)),
@@ -133,6 +140,7 @@ impl Services {
             time,
             config,
             station_id: Mutex::new(None),
+            calls,
         }
     }
 
@@ -184,6 +192,7 @@ impl Services {
             target_secs: super::programme::STATION_ID_SECS,
             recent: &[],
             news: &[],
+            caller: None,
         };
         let text = match self.writers.fallback.write(&brief).await {
             Ok(text) => text,
@@ -228,6 +237,7 @@ impl Services {
             target_secs: plan.target_secs,
             recent,
             news: &news,
+            caller: plan.caller.as_deref(),
         };
         if let Some(primary) = &self.writers.primary {
             for attempt in 0..=self.config.retries {
@@ -405,7 +415,14 @@ async fn collect(
     text: &str,
     target_lufs: f64,
 ) -> Result<(Vec<i16>, Option<f64>), VoiceError> {
-    let audio = voice.synthesize(text).await?;
+    normalised(voice.synthesize(text).await?, target_lufs).await
+}
+
+/// All of `audio`, at 48 kHz and brought to `target_lufs`, with the gain that did it.
+pub(super) async fn normalised(
+    audio: VoiceAudio,
+    target_lufs: f64,
+) -> Result<(Vec<i16>, Option<f64>), VoiceError> {
     let mut resampler =
         Resampler::new(audio.rate).map_err(|e| VoiceError::BadAnswer(e.to_string()))?;
     let mut chunks = audio.chunks;
@@ -495,6 +512,8 @@ pub struct ChannelStation {
     producer: Mutex<Option<JoinHandle<()>>>,
     /// The LiveKit publisher's state, when the host publishes this channel.
     livekit: Mutex<Option<PublisherStatus>>,
+    /// When the channel last said it wants a caller (real time).
+    caller_wanted_at: Mutex<Option<std::time::Instant>>,
     services: Arc<Services>,
 }
 
@@ -528,6 +547,7 @@ impl ChannelStation {
             recent: Mutex::new(VecDeque::new()),
             producer: Mutex::new(None),
             livekit: Mutex::new(None),
+            caller_wanted_at: Mutex::new(None),
             services,
         });
         let task = tokio::spawn(produce(Arc::downgrade(&station)));
@@ -645,8 +665,44 @@ impl ChannelStation {
         Ok((id, ahead))
     }
 
+    /// What every channel shares (the call pipeline airs through it).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// In a QANDA hour, with no call on, tells the API (every [`CALLER_WANTED_EVERY`]) that
+    /// the channel is ready for a caller.
+    fn want_caller(&self) {
+        let services = &self.services;
+        let state = self.state();
+        if !state.live || services.calls.is_holding(&self.name) {
+            return;
+        }
+        let block = services
+            .time
+            .slot(&state.schedule, services.clock.now())
+            .map(|s| s.block);
+        if block != Some(Block::Qanda) {
+            return;
+        }
+        let mut last = lock(&self.caller_wanted_at);
+        if last.is_some_and(|at| at.elapsed() < CALLER_WANTED_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let _ = services.events.send(HostEvent::CallerWanted {
+            channel: self.name.clone(),
+        });
+    }
+
+    /// A call ended: the next `caller_wanted` goes out at once.
+    pub fn call_ended(&self) {
+        *lock(&self.caller_wanted_at) = None;
+        self.announce();
+    }
+
     /// Tells subscribers what is on air and next (after the rundown changed).
-    fn announce(&self) {
+    pub fn announce(&self) {
         // Nobody listening is normal.
         let _ = self.services.events.send(HostEvent::OnAir {
             state: self.on_air(),
@@ -775,6 +831,7 @@ impl ChannelStation {
 async fn produce(station: Weak<ChannelStation>) {
     loop {
         let Some(st) = station.upgrade() else { return };
+        st.want_caller();
         let clock = st.services.clock.clone();
         let live = st.state().live;
         let ahead = st.playout.rundown.ready_ahead_secs();

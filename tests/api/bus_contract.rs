@@ -7,13 +7,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use radio24::bus::archive::{ArchiveFileKind, ArchiveFileName};
 use radio24::bus::{
-    BusError, ChannelProgramme, EventStream, HostBus, HostEvent, HttpHostBus, Programme, Rejection,
-    ScheduleSlot, ScriptRequest, SpeakMode, SpeakRequest,
+    BusError, CallContent, CallHandoff, CallOutcome, CallReport, ChannelProgramme, EventStream,
+    HostBus, HostEvent, HttpHostBus, Programme, Rejection, ScheduleSlot, ScriptRequest, SpeakMode,
+    SpeakRequest, Speaker,
 };
 use radio24::cli::Role;
 use radio24::domain::{Block, ChannelName};
 use radio24::host::{Host, HostConfig};
 use secrecy::SecretString;
+use uuid::Uuid;
 
 use crate::helpers::{
     BUS_TOKEN, Deadline, PATIENCE, PROGRAMME_PATIENCE, TestApp, poll_until, settings,
@@ -59,6 +61,12 @@ fn summary(event: &HostEvent) -> String {
             interrupted,
         } => format!("{channel}: ended {segment_id}, interrupted: {interrupted}"),
         HostEvent::OnAir { state } => format!("{}: on air", state.channel),
+        HostEvent::CallerWanted { channel } => format!("{channel}: caller wanted"),
+        HostEvent::CallLive { channel, call_id } => format!("{channel}: call {call_id} live"),
+        HostEvent::CallEnded(report) => format!(
+            "{}: call {} ended {:?} {:?}",
+            report.channel, report.call_id, report.outcome, report.reason
+        ),
     }
 }
 
@@ -81,7 +89,13 @@ async fn contract(bus: Arc<dyn HostBus>) {
     // The subscription opens with the whole state.
     let mut events = bus.subscribe().await.unwrap();
     match next_event(&mut events).await {
-        HostEvent::Hello { channels, version } => {
+        HostEvent::Hello {
+            channels,
+            version,
+            calls,
+            ended,
+        } => {
+            assert!(calls.is_empty() && ended.is_empty(), "no calls yet");
             assert_eq!(version, env!("CARGO_PKG_VERSION"));
             assert!(channels.iter().any(|c| c.channel.as_str() == "radio24"));
         }
@@ -344,6 +358,202 @@ async fn contract(bus: Arc<dyn HostBus>) {
     );
 }
 
+/// A text call, handed over.
+fn text_call(id: Uuid, channel_name: &str, text: &str) -> CallHandoff {
+    CallHandoff {
+        call_id: id,
+        channel: channel(channel_name),
+        content: CallContent::Text { text: text.into() },
+    }
+}
+
+/// `secs` of a 440 Hz tone at `rate`, as s16le bytes.
+pub fn tone_pcm(rate: u32, secs: f64) -> Vec<u8> {
+    (0..(f64::from(rate) * secs) as usize)
+        .flat_map(|i| {
+            {
+                let t = i as f64 / f64::from(rate);
+                ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16
+            }
+            .to_le_bytes()
+        })
+        .collect()
+}
+
+/// What a call did on air, from its `call_live` to its `call_ended`: the speaker of each
+/// caption in order (with the caller's texts), and how it ended.
+struct Aired {
+    speakers: Vec<Speaker>,
+    caller_texts: Vec<String>,
+    report: CallReport,
+}
+
+async fn air_of(events: &mut EventStream, id: Uuid) -> Aired {
+    let mut deadline = Deadline::new(format!("call {id} to air and end"), PROGRAMME_PATIENCE);
+    let mut segments = std::collections::HashSet::new();
+    let mut live = false;
+    let mut speakers = Vec::new();
+    let mut caller_texts = Vec::new();
+    loop {
+        match next_event_by(events, &mut deadline).await {
+            HostEvent::CallLive { call_id, .. } if call_id == id => live = true,
+            HostEvent::SegmentStarted { segment, .. } if live => {
+                segments.insert(segment.id);
+            }
+            HostEvent::Caption {
+                segment_id,
+                text,
+                speaker,
+                ..
+            } if segments.contains(&segment_id) => {
+                // Only the call's own segments: its captions start with the caller's turn
+                // or the host's introduction; the programme's have no caller.
+                speakers.push(speaker);
+                if speaker == Speaker::Caller {
+                    caller_texts.push(text);
+                }
+            }
+            HostEvent::CallEnded(report) if report.call_id == id => {
+                assert!(live, "call_live came first");
+                return Aired {
+                    speakers,
+                    caller_texts,
+                    report,
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The call contract: a call is taken, airs as the host's introduction, the caller's turn
+/// and the host's answer, and ends `done`; one call per channel; handing over the same call
+/// again is harmless; bad calls are refused.
+async fn call_contract(bus: Arc<dyn HostBus>) {
+    let mut events = bus.subscribe().await.unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        HostEvent::Hello { .. }
+    ));
+
+    // Refusals, before anything is taken.
+    let refused = |content: CallContent| CallHandoff {
+        call_id: Uuid::new_v4(),
+        channel: channel("radio24"),
+        content,
+    };
+    for (content, code) in [
+        (CallContent::Text { text: " ".into() }, "empty_text"),
+        (
+            CallContent::Audio {
+                sample_rate: 44_100,
+                pcm: vec![0; 100],
+            },
+            "invalid_sample_rate",
+        ),
+        (
+            CallContent::Audio {
+                sample_rate: 16_000,
+                pcm: vec![0; 101],
+            },
+            "invalid_audio",
+        ),
+        (
+            CallContent::Audio {
+                sample_rate: 16_000,
+                pcm: vec![0; 16_000 * 2 * 121],
+            },
+            "audio_too_long",
+        ),
+    ] {
+        let err = bus.take_call(refused(content)).await.unwrap_err();
+        assert_eq!(rejected(err), (Rejection::BadRequest, code.into()));
+    }
+    let err = bus
+        .take_call(text_call(Uuid::new_v4(), "nowhere", "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rejected(err),
+        (Rejection::NotFound, "unknown_channel".into())
+    );
+
+    // A text call: taken; a second call on the channel is refused while it is on; the same
+    // call again is accepted (an API that retried), and airs once.
+    let first = Uuid::new_v4();
+    let accepted = bus
+        .take_call(text_call(first, "radio24", "What is the tallest mountain?"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (accepted.call_id, accepted.channel.as_str()),
+        (first, "radio24")
+    );
+    let err = bus
+        .take_call(text_call(Uuid::new_v4(), "radio24", "Me too"))
+        .await
+        .unwrap_err();
+    assert_eq!(rejected(err), (Rejection::Busy, "call_in_progress".into()));
+    bus.take_call(text_call(first, "radio24", "What is the tallest mountain?"))
+        .await
+        .unwrap();
+    let aired = air_of(&mut events, first).await;
+    assert_eq!(
+        (aired.report.outcome, aired.report.reason.as_deref()),
+        (CallOutcome::Done, None)
+    );
+    assert_eq!(aired.caller_texts, ["What is the tallest mountain?"]);
+    // The host introduces the caller, the caller's turn airs, then the host answers.
+    let first_caller = aired.speakers.iter().position(|s| *s == Speaker::Caller);
+    let last_caller = aired.speakers.iter().rposition(|s| *s == Speaker::Caller);
+    assert!(
+        first_caller > Some(0) && last_caller < Some(aired.speakers.len() - 1),
+        "host, caller, host: {:?}",
+        aired.speakers
+    );
+
+    // Once ended, the same call handed over again is not aired again: its end is repeated.
+    bus.take_call(text_call(first, "radio24", "What is the tallest mountain?"))
+        .await
+        .unwrap();
+    let mut deadline = Deadline::new("the repeated call_ended", PATIENCE);
+    loop {
+        match next_event_by(&mut events, &mut deadline).await {
+            HostEvent::CallEnded(report) if report.call_id == first => break,
+            HostEvent::CallLive { call_id, .. } if call_id == first => {
+                panic!("an ended call went live again")
+            }
+            _ => {}
+        }
+    }
+    // A new subscriber learns of it in the hello.
+    let mut later = bus.subscribe().await.unwrap();
+    match next_event(&mut later).await {
+        HostEvent::Hello { calls, ended, .. } => {
+            assert!(calls.is_empty(), "{calls:?}");
+            assert_eq!(ended.iter().map(|r| r.call_id).collect::<Vec<_>>(), [first]);
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+    drop(later);
+
+    // A recorded call (through the HTTP bus: base64 in JSON) airs the same way.
+    let recorded = Uuid::new_v4();
+    bus.take_call(CallHandoff {
+        call_id: recorded,
+        channel: channel("radio24"),
+        content: CallContent::Audio {
+            sample_rate: 16_000,
+            pcm: tone_pcm(16_000, 1.0),
+        },
+    })
+    .await
+    .unwrap();
+    let aired = air_of(&mut events, recorded).await;
+    assert_eq!(aired.report.outcome, CallOutcome::Done);
+    assert_eq!(aired.caller_texts.len(), 1, "{:?}", aired.speakers);
+}
+
 /// Recordings put in an archive folder before its host starts: one of two days ago
 /// (kept), one of 30 days ago (past `archive.retention_days` = 14: deleted at start).
 struct SeededArchive {
@@ -602,6 +812,27 @@ async fn http_bus_meets_the_contract() {
     )
     .unwrap();
     contract(Arc::new(bus)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_host_meets_the_call_contract() {
+    let host = Host::start(HostConfig::from_settings(&settings(&[])))
+        .await
+        .unwrap();
+    call_contract(Arc::new(host)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bus_meets_the_call_contract() {
+    let host = TestApp::spawn(Role::Host, &[]).await;
+    let bus = HttpHostBus::new(
+        &host.address,
+        SecretString::from(BUS_TOKEN),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    call_contract(Arc::new(bus)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

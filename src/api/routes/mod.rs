@@ -68,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(require_bearer::<ApiState, _>))
             .service(resource("/speak", "POST").route(web::post().to(studio::speak)))
             .service(resource("/script", "POST").route(web::post().to(studio::script)))
+            .service(resource("/take-next", "POST").route(web::post().to(studio::take_next)))
             .service(resource("/health", "GET").route(web::get().to(health::health_for_operators))),
     );
 }

@@ -44,6 +44,10 @@ pub struct ScriptBrief<'a> {
     pub recent: &'a [String],
     /// Real headlines for NEWS; empty when no feed is configured or reachable.
     pub news: &'a [NewsItem],
+    /// A listener's words to answer on air (a call-in): what they typed, or what their
+    /// recording said. `Some("")` is a call whose words are unknown (a recording that was
+    /// not transcribed). `None`: not an answer.
+    pub caller: Option<&'a str>,
 }
 
 /// Why a writer produced no script.

@@ -429,6 +429,7 @@ mod tests {
             target_secs: 30.0,
             recent: &[],
             news,
+            caller: None,
         }
     }
 

@@ -91,6 +91,22 @@ fn templates(block: Block, japanese: bool) -> &'static [&'static str] {
     }
 }
 
+/// Answers to a caller: offline, the host cannot know what they said (or answer it), so it
+/// thanks them.
+fn answers(japanese: bool) -> &'static [&'static str] {
+    if japanese {
+        &[
+            "お便りありがとうございます。声を届けてくださって、とても嬉しいです。これからも{station}をよろしくお願いします。",
+            "ありがとうございました。あなたの声、しっかり受け止めました。また気軽に話しかけてくださいね。",
+        ]
+    } else {
+        &[
+            "Thank you so much for calling in. It is great to hear from you. Stay with {station}.",
+            "Thanks for that. We heard you, and we appreciate it. Talk to us again any time.",
+        ]
+    }
+}
+
 /// A bulletin reading up to [`NEWS_HEADLINES`] headlines verbatim, each with its source.
 fn news_bulletin(station: &str, news: &[NewsItem], japanese: bool) -> String {
     let mut out = if japanese {
@@ -132,7 +148,10 @@ impl ScriptWriter for TemplateWriter {
         if brief.block == Block::News && !brief.news.is_empty() {
             return Ok(news_bulletin(brief.station, brief.news, japanese));
         }
-        let variants = templates(brief.block, japanese);
+        let variants = match brief.caller {
+            Some(_) => answers(japanese),
+            None => templates(brief.block, japanese),
+        };
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let template = variants[turn % variants.len()];
         Ok(template
@@ -157,6 +176,7 @@ mod tests {
             target_secs: 30.0,
             recent: &[],
             news: &[],
+            caller: None,
         }
     }
 
