@@ -367,19 +367,6 @@ fn text_call(id: Uuid, channel_name: &str, text: &str) -> CallHandoff {
     }
 }
 
-/// `secs` of a 440 Hz tone at `rate`, as s16le bytes.
-pub fn tone_pcm(rate: u32, secs: f64) -> Vec<u8> {
-    (0..(f64::from(rate) * secs) as usize)
-        .flat_map(|i| {
-            {
-                let t = i as f64 / f64::from(rate);
-                ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16
-            }
-            .to_le_bytes()
-        })
-        .collect()
-}
-
 /// What a call did on air, from its `call_live` to its `call_ended`: the speaker of each
 /// caption in order (with the caller's texts), and how it ended.
 struct Aired {
@@ -544,7 +531,7 @@ async fn call_contract(bus: Arc<dyn HostBus>) {
         channel: channel("radio24"),
         content: CallContent::Audio {
             sample_rate: 16_000,
-            pcm: tone_pcm(16_000, 1.0),
+            pcm: crate::callins::tone_at(16_000, 440.0, 1.0),
         },
     })
     .await

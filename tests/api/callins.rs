@@ -11,12 +11,12 @@ use radio24::cli::Role;
 use crate::helpers::{ADMIN_TOKEN, TestApp, TestDb, WsClient, WsRead};
 
 /// A `/ws/ptt` client.
-struct Ptt {
-    ws: WsClient,
+pub(crate) struct Ptt {
+    pub(crate) ws: WsClient,
 }
 
 impl Ptt {
-    async fn open(app: &TestApp) -> Self {
+    pub(crate) async fn open(app: &TestApp) -> Self {
         let url = format!("ws://127.0.0.1:{}/ws/ptt?channel=radio24", app.port);
         Self {
             ws: WsClient::connect(&url).await,
@@ -24,7 +24,7 @@ impl Ptt {
     }
 
     /// Opens a socket and says hello (as `identity`, when given); the `ready` frame.
-    async fn greeted(app: &TestApp, identity: Option<(&str, &str)>) -> (Self, Value) {
+    pub(crate) async fn greeted(app: &TestApp, identity: Option<(&str, &str)>) -> (Self, Value) {
         let mut ptt = Self::open(app).await;
         let hello = match identity {
             Some((user_id, token)) => {
@@ -38,7 +38,7 @@ impl Ptt {
         (ptt, ready)
     }
 
-    async fn send(&mut self, frame: Value) {
+    pub(crate) async fn send(&mut self, frame: Value) {
         self.ws
             .ws
             .send(Message::Text(frame.to_string().into()))
@@ -46,7 +46,7 @@ impl Ptt {
             .unwrap();
     }
 
-    async fn send_binary(&mut self, bytes: Vec<u8>) {
+    pub(crate) async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.ws
             .ws
             .send(Message::Binary(bytes.into()))
@@ -54,12 +54,12 @@ impl Ptt {
             .unwrap();
     }
 
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         self.ws.next_json().await
     }
 
     /// Sends `frame` and expects an error frame with `code`.
-    async fn refused(&mut self, frame: Value, code: &str) {
+    pub(crate) async fn refused(&mut self, frame: Value, code: &str) {
         self.send(frame.clone()).await;
         let answer = self.next().await;
         assert_eq!(answer["type"], "error", "{frame} → {answer}");
@@ -68,7 +68,7 @@ impl Ptt {
     }
 
     /// Sends a text call-in and returns the `queued` frame.
-    async fn call(&mut self, text: &str) -> Value {
+    pub(crate) async fn call(&mut self, text: &str) -> Value {
         self.send(json!({"type": "text", "text": text})).await;
         let queued = self.next().await;
         assert_eq!(queued["type"], "queued", "{queued}");
@@ -76,13 +76,18 @@ impl Ptt {
     }
 }
 
-/// A second of a 440 Hz tone at `rate`, as 16-bit little-endian PCM.
+/// `secs` of a 440 Hz tone at `rate`, as 16-bit little-endian PCM.
 fn tone(rate: u32, secs: f64) -> Vec<u8> {
+    tone_at(rate, 440.0, secs)
+}
+
+/// `secs` of a `hz` tone at `rate`, as 16-bit little-endian PCM.
+pub(crate) fn tone_at(rate: u32, hz: f64, secs: f64) -> Vec<u8> {
     let n = (f64::from(rate) * secs) as usize;
     (0..n)
         .flat_map(|i| {
             let t = i as f64 / f64::from(rate);
-            (((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16).to_le_bytes()
+            (((t * hz * std::f64::consts::TAU).sin() * 8000.0) as i16).to_le_bytes()
         })
         .collect()
 }

@@ -1,10 +1,13 @@
 //! `--role host` and `--role api` as two servers talking over the HTTP bus.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use radio24::cli::Role;
 use serde_json::{Value, json};
 
 use crate::broadcast::captions_of;
-use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, TestApp, poll_until};
+use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, PROGRAMME_PATIENCE, TestApp, poll_until};
 
 async fn spawn_pair() -> (TestApp, TestApp) {
     let host = TestApp::spawn(Role::Host, &[]).await;
@@ -182,4 +185,149 @@ async fn an_api_started_before_its_host_connects_when_the_host_arrives() {
     let mut ws = api.broadcast("radio24").await;
     ws.next_json().await;
     speak_and_hear(&api, &mut ws, "Late but here.").await;
+}
+
+/// `radio24 serve --role host` as a process of its own on `port`, the programme at `speed`.
+fn host_process(port: u16, speed: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_radio24"))
+        .args(["serve", "--role", "host", "--config-dir"])
+        .arg(crate::helpers::config_dir())
+        .env("RADIO24__SERVER__PORT", port.to_string())
+        .env("RADIO24__BUS__TOKEN", BUS_TOKEN)
+        .env("RADIO24__HOST__CLOCK_SPEED", speed)
+        .env("RADIO24__VOICE__BACKEND", "none")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the radio24 binary starts")
+}
+
+/// Kills the host process on drop, so a failing test leaves no process behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The call-in `id` as the operators' queue shows it.
+async fn queue_item(api: &TestApp, id: &str) -> Result<Value, String> {
+    let body: Value = api
+        .client
+        .get(api.url("/v1/queue?channel=radio24"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    body["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["id"] == id).cloned())
+        .ok_or_else(|| format!("no item {id}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Real time: the caller's turn (a long text, captions only) lasts tens of seconds.
+    let host = Killed(host_process(port, "1"));
+    let api = TestApp::spawn(
+        Role::Api,
+        &[
+            (
+                "RADIO24__BUS__HOST_URL",
+                &format!("http://127.0.0.1:{port}"),
+            ),
+            ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    api.wait_for_status("/ready", 200).await;
+    let words = "This is a long question about mountains. ".repeat(10);
+    let resp = api
+        .post("/v1/queue", None, &json!({"text": words.trim()}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let taken = api
+        .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
+        .await;
+    assert_eq!(taken.status(), 200);
+    let item = queue_item(&api, &id).await.unwrap();
+    assert_eq!(
+        (item["status"].as_str(), item["requeues"].as_u64()),
+        (Some("live"), Some(0))
+    );
+
+    // kill -9 while it airs, and start a new host on the same port (fast this time).
+    drop(host);
+    let _host = Killed(host_process(port, "20"));
+    // Count the caller's captions from here on.
+    let mut ws = api.broadcast("radio24").await;
+    let caller_captions = Arc::new(AtomicUsize::new(0));
+    let counter = caller_captions.clone();
+    let counting = tokio::spawn(async move {
+        loop {
+            let frame = ws.next_json().await;
+            if frame["type"] == "caption" && frame["speaker"] == "caller" {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let back = poll_until(
+        "the lost call back in the queue",
+        PROGRAMME_PATIENCE,
+        std::time::Duration::from_millis(100),
+        async || match queue_item(&api, &id).await? {
+            item if item["status"] == "queued" => Ok(item),
+            item => Err(item.to_string()),
+        },
+    )
+    .await;
+    assert_eq!(
+        (back["requeues"].as_u64(), back["reason"].as_str()),
+        (Some(1), Some("host_lost"))
+    );
+
+    // Put through again, it airs once on the new host, and ends done.
+    let taken = api
+        .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
+        .await;
+    assert_eq!(taken.status(), 200);
+    let done = poll_until(
+        "the call done",
+        PROGRAMME_PATIENCE,
+        std::time::Duration::from_millis(100),
+        async || match queue_item(&api, &id).await? {
+            item if item["status"] == "done" => Ok(item),
+            item => Err(item.to_string()),
+        },
+    )
+    .await;
+    assert_eq!(done["requeues"], 1);
+    // Done comes after the answer aired, so the caller's turn has aired in full: once.
+    counting.abort();
+    assert_eq!(
+        caller_captions.load(Ordering::SeqCst),
+        10,
+        "one caption per sentence, once"
+    );
+    // Nothing is left waiting.
+    let taken = api
+        .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
+        .await;
+    assert_eq!(taken.status(), 409);
+    assert_eq!(taken.json::<Value>().await.unwrap()["error"], "queue_empty");
 }

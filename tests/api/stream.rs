@@ -77,10 +77,10 @@ impl Listener {
 
 /// What a decoder makes of a stream.
 #[derive(Debug)]
-struct Decoded {
-    sample_rate: u32,
-    channels: u8,
-    samples: Vec<i16>,
+pub(crate) struct Decoded {
+    pub sample_rate: u32,
+    pub channels: u8,
+    pub samples: Vec<i16>,
 }
 
 impl Decoded {
@@ -91,7 +91,7 @@ impl Decoded {
 }
 
 /// Parses pages into packets (`ogg`), checks the two headers, decodes the rest (`opus`).
-fn decode(bytes: Vec<u8>) -> Decoded {
+pub(crate) fn decode(bytes: Vec<u8>) -> Decoded {
     let mut reader = ogg::PacketReader::new(std::io::Cursor::new(bytes));
     let head = reader.read_packet().unwrap().expect("OpusHead");
     assert!(head.first_in_stream());
