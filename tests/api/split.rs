@@ -16,9 +16,21 @@ async fn spawn_pair() -> (TestApp, TestApp) {
     (host, api)
 }
 
-/// Starts `--role host` on `port`, where the API expects it.
+/// Starts `--role host` on `port` (0: any), where the API expects it.
 async fn host_on(port: u16) -> TestApp {
-    let settings = crate::helpers::settings(&[("RADIO24__SERVER__PORT", &port.to_string())]);
+    host_with(port, &[]).await
+}
+
+/// Starts `--role host` on `port` with the programme at real speed (a call lasts).
+async fn slow_host_on(port: u16) -> TestApp {
+    host_with(port, &[("RADIO24__HOST__CLOCK_SPEED", "1")]).await
+}
+
+async fn host_with(port: u16, overrides: &[(&str, &str)]) -> TestApp {
+    let port_text = port.to_string();
+    let mut all = vec![("RADIO24__SERVER__PORT", port_text.as_str())];
+    all.extend_from_slice(overrides);
+    let settings = crate::helpers::settings(&all);
     let app = tokio::time::timeout(
         PATIENCE,
         radio24::startup::Application::build(settings, Role::Host),
@@ -330,4 +342,57 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
         .await;
     assert_eq!(taken.status(), 409);
     assert_eq!(taken.json::<Value>().await.unwrap()["error"], "queue_empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_lost_with_two_hosts_is_dropped() {
+    let host = slow_host_on(0).await;
+    let port = host.port;
+    let api = TestApp::spawn(
+        Role::Api,
+        &[
+            ("RADIO24__BUS__HOST_URL", &host.address),
+            ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    api.wait_for_status("/ready", 200).await;
+    let words = "A question that takes a long while to read out. ".repeat(8);
+    let resp = api
+        .post("/v1/queue", None, &json!({"text": words.trim()}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status_of = async |want: &'static str| {
+        poll_until(
+            &format!("the call {want}"),
+            PROGRAMME_PATIENCE,
+            std::time::Duration::from_millis(100),
+            async || match queue_item(&api, &id).await? {
+                item if item["status"] == want => Ok(item),
+                item => Err(item.to_string()),
+            },
+        )
+        .await
+    };
+
+    let mut host = host;
+    for lost in 1..=2 {
+        let taken = api
+            .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
+            .await;
+        assert_eq!(taken.status(), 200, "take {lost}");
+        host.stop().await;
+        host = slow_host_on(port).await;
+        let item = if lost == 1 {
+            status_of("queued").await
+        } else {
+            status_of("dropped").await
+        };
+        assert_eq!(item["reason"], "host_lost", "{item}");
+        assert_eq!(item["requeues"], 1, "{item}");
+    }
 }
