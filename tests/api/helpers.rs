@@ -19,6 +19,12 @@ use tokio_tungstenite::tungstenite::Message;
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const BUS_TOKEN: &str = "test-bus-token";
 /// How long a test waits for something that should happen at once.
+/// `RADIO24__SCHEDULE__DEFAULT` for a day without a QANDA hour, so that no caller is put
+/// through unless a test asks (`take-next`).
+pub const NO_QANDA: &str = "TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,\
+TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,\
+TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A,TOPIC_A";
+
 pub const PATIENCE: Duration = Duration::from_secs(15);
 /// How long a test waits for something the programme has to bring about first (a segment
 /// to air in full, a link to come back): a few segments on the test clock, with room for a

@@ -7,7 +7,9 @@ use radio24::cli::Role;
 use serde_json::{Value, json};
 
 use crate::broadcast::captions_of;
-use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, PROGRAMME_PATIENCE, TestApp, poll_until};
+use crate::helpers::{
+    ADMIN_TOKEN, BUS_TOKEN, NO_QANDA, PATIENCE, PROGRAMME_PATIENCE, TestApp, poll_until,
+};
 
 async fn spawn_pair() -> (TestApp, TestApp) {
     let host = TestApp::spawn(Role::Host, &[]).await;
@@ -23,7 +25,14 @@ async fn host_on(port: u16) -> TestApp {
 
 /// Starts `--role host` on `port` with the programme at real speed (a call lasts).
 async fn slow_host_on(port: u16) -> TestApp {
-    host_with(port, &[("RADIO24__HOST__CLOCK_SPEED", "1")]).await
+    host_with(
+        port,
+        &[
+            ("RADIO24__HOST__CLOCK_SPEED", "1"),
+            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
+        ],
+    )
+    .await
 }
 
 async fn host_with(port: u16, overrides: &[(&str, &str)]) -> TestApp {
@@ -208,6 +217,7 @@ fn host_process(port: u16, speed: &str) -> std::process::Child {
         .env("RADIO24__BUS__TOKEN", BUS_TOKEN)
         .env("RADIO24__HOST__CLOCK_SPEED", speed)
         .env("RADIO24__VOICE__BACKEND", "none")
+        .env("RADIO24__SCHEDULE__DEFAULT", NO_QANDA)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -260,6 +270,7 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
                 &format!("http://127.0.0.1:{port}"),
             ),
             ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "1000"),
+            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
         ],
     )
     .await;
@@ -353,6 +364,7 @@ async fn a_call_lost_with_two_hosts_is_dropped() {
         &[
             ("RADIO24__BUS__HOST_URL", &host.address),
             ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "1000"),
+            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
         ],
     )
     .await;
