@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::api::callers::Caller;
@@ -82,19 +82,101 @@ pub struct CallLimits {
 /// The queue service.
 pub struct CallQueue {
     store: Arc<dyn Store>,
-    hub: Arc<Hub>,
     settings: QueueSettings,
+    changes: broadcast::Sender<QueueChange>,
+    /// Changes to announce, in order (see [`Announcer`]).
+    announcements: mpsc::Sender<Announcement>,
+}
+
+/// Changes waiting to be announced before the announcer blocks their senders.
+const ANNOUNCE_BACKLOG: usize = 1024;
+/// Most changes announced with one read of the queue.
+const ANNOUNCE_BATCH: usize = 256;
+
+/// A change to announce; `done` hears when it was.
+struct Announcement {
+    channel: ChannelName,
+    changed: Vec<CallItem>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// Announces queue changes one batch at a time, in the order they were made: a batch's
+/// changes of a channel go out as one [`QueueChange`] built from one read of the queue, so a
+/// burst of call-ins costs one read rather than one each, an enqueue need not wait for it,
+/// and no announcement overtakes a later one with an older state of the queue.
+struct Announcer {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
     changes: broadcast::Sender<QueueChange>,
 }
 
+impl Announcer {
+    async fn run(self, mut announcements: mpsc::Receiver<Announcement>) {
+        let mut batch = Vec::new();
+        while announcements.recv_many(&mut batch, ANNOUNCE_BATCH).await > 0 {
+            let mut by_channel: Vec<(ChannelName, Vec<CallItem>)> = Vec::new();
+            for a in &mut batch {
+                let changed = std::mem::take(&mut a.changed);
+                match by_channel.iter_mut().find(|(c, _)| *c == a.channel) {
+                    Some((_, all)) => all.extend(changed),
+                    None => by_channel.push((a.channel.clone(), changed)),
+                }
+            }
+            for (channel, changed) in by_channel {
+                self.publish(&channel, changed).await;
+            }
+            for a in batch.drain(..) {
+                if let Some(done) = a.done {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Tells the caller sockets and `/ws/broadcast` about a change of `channel`'s queue in
+    /// which `changed` items changed.
+    async fn publish(&self, channel: &ChannelName, changed: Vec<CallItem>) {
+        let queued = match self.store.queued_calls(channel).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "could not read the queue to announce a change");
+                return;
+            }
+        };
+        let order: Vec<(Uuid, String)> = queued.iter().map(|i| (i.id, i.user_id.clone())).collect();
+        self.hub.room(channel).set_queue(QueueSummary {
+            length: order.len(),
+            ids: order
+                .iter()
+                .take(MAX_LISTED_IDS)
+                .map(|(id, _)| *id)
+                .collect(),
+        });
+        // Nobody subscribed is normal.
+        let _ = self.changes.send(QueueChange {
+            channel: channel.clone(),
+            order: Arc::new(order),
+            changed,
+        });
+    }
+}
+
 impl CallQueue {
+    /// The queue service, and its announcer on a task of its own (which ends with it).
     pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, settings: QueueSettings) -> Arc<Self> {
         let (changes, _) = broadcast::channel(CHANGES);
+        let (announcements, receiver) = mpsc::channel(ANNOUNCE_BACKLOG);
+        let announcer = Announcer {
+            store: store.clone(),
+            hub,
+            changes: changes.clone(),
+        };
+        tokio::spawn(announcer.run(receiver));
         Arc::new(Self {
             store,
-            hub,
             settings,
             changes,
+            announcements,
         })
     }
 
@@ -177,7 +259,9 @@ impl CallQueue {
         match self.store.enqueue_call(call, limits).await? {
             Ok((item, position)) => {
                 tracing::info!(id = %item.id, %channel, kind = item.kind.as_str(), position, "call-in queued");
-                self.announce(channel, vec![item.clone()]).await;
+                // The caller hears `queued` first (its socket handles changes after this);
+                // the rest of the world a moment later.
+                self.announce_soon(channel, vec![item.clone()]).await;
                 Ok((item, position))
             }
             Err(EnqueueRefusal::TooManyWaiting) => Err(ApiError::Limited {
@@ -230,30 +314,29 @@ impl CallQueue {
     }
 
     /// Tells the caller sockets and `/ws/broadcast` about a change of `channel`'s queue in
-    /// which `changed` items changed.
+    /// which `changed` items changed, and returns once they were told.
     pub async fn announce(&self, channel: &ChannelName, changed: Vec<CallItem>) {
-        let queued = match self.store.queued_calls(channel).await {
-            Ok(queued) => queued,
-            Err(e) => {
-                tracing::warn!(%channel, error = %e, "could not read the queue to announce a change");
-                return;
-            }
-        };
-        let order: Vec<(Uuid, String)> = queued.iter().map(|i| (i.id, i.user_id.clone())).collect();
-        self.hub.room(channel).set_queue(QueueSummary {
-            length: order.len(),
-            ids: order
-                .iter()
-                .take(MAX_LISTED_IDS)
-                .map(|(id, _)| *id)
-                .collect(),
-        });
-        // Nobody subscribed is normal.
-        let _ = self.changes.send(QueueChange {
+        let (done, told) = oneshot::channel();
+        let announcement = Announcement {
             channel: channel.clone(),
-            order: Arc::new(order),
             changed,
-        });
+            done: Some(done),
+        };
+        if self.announcements.send(announcement).await.is_ok() {
+            let _ = told.await;
+        }
+    }
+
+    /// As [`Self::announce`], without waiting for it (the announcer keeps the order).
+    async fn announce_soon(&self, channel: &ChannelName, changed: Vec<CallItem>) {
+        let _ = self
+            .announcements
+            .send(Announcement {
+                channel: channel.clone(),
+                changed,
+                done: None,
+            })
+            .await;
     }
 
     /// Drops items that waited too long and deletes old recordings, every
