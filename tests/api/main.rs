@@ -9,6 +9,7 @@ mod bounds;
 mod broadcast;
 mod bus_contract;
 mod callins;
+mod claim_processes;
 mod engine;
 mod fake_livekit;
 mod fake_openai;

@@ -1,14 +1,24 @@
 //! OpenAI Realtime as a voice, GA protocol: one WebSocket per call to
-//! `{base_url}/realtime?model=…` (https→wss), bearer key, no `OpenAI-Beta` header. The call
-//! sends `session.update` (audio out only, 24 kHz pcm, instructions to read the text
-//! verbatim), the text as a user message, and `response.create`; it streams the base64
-//! s16le of `response.output_audio.delta` until `response.done`. OpenAI retires its
-//! speech models on 2027-01-06 with Realtime as the successor, so this path must work.
+//! `{base_url}/realtime?model=…` (https→wss), bearer key, no `OpenAI-Beta` header. Every
+//! call sends `session.update` (audio out only, 24 kHz pcm, instructions), then its input,
+//! then `response.create`, and streams the base64 s16le of `response.output_audio.delta`
+//! until `response.done`; the first audio is awaited before the call returns, so a refusal
+//! is an error. Two calls share that path:
+//!
+//! - [`Voice::synthesize`] reads text aloud: the instructions say to read it verbatim, and
+//!   the text goes as a user message.
+//! - [`RealtimeVoice::answer_recording`] answers a caller: the instructions are the host
+//!   persona the engine gives, the input audio is 24 kHz pcm with turn detection off, and
+//!   the recording (at most [`MAX_RECORDING_SECS`]) goes as `input_audio_buffer.append`
+//!   events of half a second each, then `input_audio_buffer.commit`.
+//!
+//! OpenAI retires its speech models on 2027-01-06 with Realtime as the successor, so this
+//! path must work.
 //!
 //! Config it reads (through [`RealtimeConfig`], filled by the engine): `openai.base_url`,
 //! `openai.api_key` (`OPENAI_API_KEY`), `openai.realtime_model` (`OPENAI_REALTIME_MODEL`),
 //! `openai.realtime_voice` (`OPENAI_REALTIME_VOICE`), and the timeouts. The key is never
-//! logged or put in an error.
+//! logged or put in an error, and a caller's audio is never logged.
 
 use std::time::Duration;
 
@@ -41,6 +51,11 @@ pub const DEFAULT_MODEL: &str = "gpt-realtime";
 pub const DEFAULT_VOICE: &str = "marin";
 /// Longest text sent in one call, in characters; longer text is cut, not refused.
 pub const MAX_INPUT_CHARS: usize = 4096;
+/// Longest recording answered, in seconds; a longer one is cut, not refused.
+pub const MAX_RECORDING_SECS: usize = 120;
+/// Samples per `input_audio_buffer.append`: half a second. Base64 makes each event about
+/// 32 KB however long the recording; 120 s in one event would be some 7.7 MB.
+const APPEND_SAMPLES: usize = RATE as usize / 2;
 /// Largest WebSocket message accepted. Audio deltas are a few KB; this only stops a
 /// runaway peer from making us buffer without bound.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -67,7 +82,8 @@ pub struct RealtimeConfig {
     pub voice: String,
     /// TCP, TLS and the WebSocket handshake, together.
     pub connect_timeout: Duration,
-    /// From the request sent to the first audio delta.
+    /// Longest time to send a call's events, and then from the last event sent to the
+    /// first audio delta.
     pub first_audio_timeout: Duration,
     /// Longest wait for the next audio delta (or the end) once audio flows.
     pub idle_timeout: Duration,
@@ -314,18 +330,79 @@ impl Drop for Reader {
     }
 }
 
-#[async_trait]
-impl Voice for RealtimeVoice {
-    fn name(&self) -> &'static str {
-        "openai-realtime"
+impl RealtimeVoice {
+    /// Answers a caller: `pcm` is their mono recording at [`RATE`], `instructions` tell the
+    /// model who it is and how to answer (the host persona; the caller's words are data,
+    /// not instructions). The recording goes up as `input_audio_buffer.append` events and
+    /// is committed by hand (no server turn detection), then the spoken answer streams
+    /// back as [`Voice::synthesize`]'s audio does: its first audio is awaited here, so a
+    /// refusal is an error. Past [`MAX_RECORDING_SECS`] the recording is cut, not refused;
+    /// an empty one is an error without a connection. The audio is never logged.
+    #[tracing::instrument(skip_all, fields(voice = "openai-realtime", samples = pcm.len()))]
+    pub async fn answer_recording(
+        &self,
+        pcm: &[i16],
+        instructions: &str,
+    ) -> Result<VoiceAudio, VoiceError> {
+        if pcm.is_empty() {
+            return Err(VoiceError::BadAnswer("empty recording".to_owned()));
+        }
+        let max = MAX_RECORDING_SECS * RATE as usize;
+        if pcm.len() > max {
+            tracing::warn!(
+                max_secs = MAX_RECORDING_SECS,
+                "recording too long for an answer; cut"
+            );
+        }
+        let pcm = &pcm[..pcm.len().min(max)];
+        let input = json!({
+            "format": {"type": "audio/pcm", "rate": RATE},
+            // We commit the whole recording ourselves; the server must not cut turns.
+            "turn_detection": null,
+        });
+        let events = std::iter::once(self.session_update(instructions, Some(input)))
+            .chain(pcm.chunks(APPEND_SAMPLES).map(|chunk| {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+                json!({
+                    "type": "input_audio_buffer.append",
+                    "audio": base64::engine::general_purpose::STANDARD.encode(bytes),
+                })
+            }))
+            .chain([
+                json!({"type": "input_audio_buffer.commit"}),
+                json!({"type": "response.create"}),
+            ]);
+        self.respond(events).await
     }
 
-    #[tracing::instrument(skip_all, fields(voice = "openai-realtime", chars = text.chars().count()))]
-    async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
-        let Some(input) = shared::input_text(text, MAX_INPUT_CHARS, self.name()) else {
-            return Ok(shared::silence(RATE));
-        };
+    /// `session.update` for one spoken response: audio out only, in our voice at [`RATE`],
+    /// with `instructions`, and `input` as the input audio settings when the call sends
+    /// audio.
+    fn session_update(&self, instructions: &str, input: Option<Value>) -> Value {
+        let mut audio = serde_json::Map::new();
+        if let Some(input) = input {
+            audio.insert("input".to_owned(), input);
+        }
+        audio.insert(
+            "output".to_owned(),
+            json!({
+                "voice": self.config.voice,
+                "format": {"type": "audio/pcm", "rate": RATE},
+            }),
+        );
+        json!({
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "output_modalities": ["audio"],
+                "instructions": instructions,
+                "audio": audio,
+            },
+        })
+    }
 
+    /// Opens the WebSocket, within the connect timeout.
+    async fn connect(&self) -> Result<Session, VoiceError> {
         let mut request = self
             .url
             .as_str()
@@ -346,41 +423,26 @@ impl Voice for RealtimeVoice {
             .await
             .map_err(|_| VoiceError::Timeout)?
             .map_err(|e| connect_error(e, &self.config.api_key))?;
-        let mut session = Session {
+        Ok(Session {
             ws,
             decoder: S16leDecoder::default(),
             budget: SampleBudget::new(RATE),
             key: self.config.api_key.clone(),
-        };
+        })
+    }
 
-        let deadline = Instant::now() + self.config.first_audio_timeout;
-        let requests = [
-            json!({
-                "type": "session.update",
-                "session": {
-                    "type": "realtime",
-                    "output_modalities": ["audio"],
-                    "instructions": INSTRUCTIONS,
-                    "audio": {
-                        "output": {
-                            "voice": self.config.voice,
-                            "format": {"type": "audio/pcm", "rate": RATE},
-                        },
-                    },
-                },
-            }),
-            json!({
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": input}],
-                },
-            }),
-            json!({"type": "response.create"}),
-        ];
-        for event in requests {
-            let sent = timeout_at(deadline, session.ws.send(Message::text(event.to_string())))
+    /// One call: connects, sends `events` in order, and streams the response's audio.
+    /// Sending may take up to the first-audio timeout (a recording is many events); the
+    /// wait for the first audio starts once the last event is out.
+    async fn respond<I>(&self, events: I) -> Result<VoiceAudio, VoiceError>
+    where
+        I: IntoIterator<Item = Value> + Send,
+        I::IntoIter: Send,
+    {
+        let mut session = self.connect().await?;
+        let sending = Instant::now() + self.config.first_audio_timeout;
+        for event in events {
+            let sent = timeout_at(sending, session.ws.send(Message::text(event.to_string())))
                 .await
                 .map_err(|_| VoiceError::Timeout)?;
             if let Err(e) = sent {
@@ -393,6 +455,7 @@ impl Voice for RealtimeVoice {
 
         // Wait for the first audio here, so a refusal is an error the engine can fall
         // back on before it commits the segment to air.
+        let deadline = Instant::now() + self.config.first_audio_timeout;
         let first = match session.next_samples(deadline).await {
             Ok(Some(samples)) => samples,
             Ok(None) => {
@@ -420,6 +483,33 @@ impl Voice for RealtimeVoice {
             rate: RATE,
             chunks: chunks.boxed(),
         })
+    }
+}
+
+#[async_trait]
+impl Voice for RealtimeVoice {
+    fn name(&self) -> &'static str {
+        "openai-realtime"
+    }
+
+    #[tracing::instrument(skip_all, fields(voice = "openai-realtime", chars = text.chars().count()))]
+    async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
+        let Some(input) = shared::input_text(text, MAX_INPUT_CHARS, self.name()) else {
+            return Ok(shared::silence(RATE));
+        };
+        self.respond([
+            self.session_update(INSTRUCTIONS, None),
+            json!({
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": input}],
+                },
+            }),
+            json!({"type": "response.create"}),
+        ])
+        .await
     }
 }
 
@@ -621,6 +711,196 @@ mod tests {
             json!([{"type": "input_text", "text": "Hello, 世界."}])
         );
         assert_eq!(messages[2]["type"], "response.create");
+    }
+
+    /// Reads client events up to and including the first of type `last`.
+    async fn recv_until(ws: &mut ServerSocket, last: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let event = recv_json(ws).await;
+            let done = event["type"] == last;
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+
+    /// The samples in an `input_audio_buffer.append` event.
+    fn appended(event: &Value) -> Vec<i16> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(event["audio"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(bytes.len() % 2, 0, "an append ends mid-sample");
+        bytes
+            .chunks_exact(2)
+            .map(|p| i16::from_le_bytes([p[0], p[1]]))
+            .collect()
+    }
+
+    const PERSONA: &str = "You are Aoi, the host of Radio24. Answer the caller briefly.";
+
+    #[tokio::test]
+    async fn answers_a_recording_sent_as_appends_then_a_commit() {
+        // Two and a half chunks, every extreme in it, no two neighbours alike.
+        let recording: Vec<i16> = (0..2 * APPEND_SAMPLES + 6001)
+            .map(|i| match i % 5 {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                _ => (i as i32 * 7919 % 65_536 - 32_768) as i16,
+            })
+            .collect();
+        let answer: Vec<i16> = vec![5, -5, 300, -300, 12_345];
+        let served = pcm(&answer);
+        let (base, _, server) = fake_server(move |mut ws| async move {
+            let events = recv_until(&mut ws, "response.create").await;
+            send_json(&mut ws, delta(&served[..3])).await;
+            send_json(&mut ws, delta(&served[3..])).await;
+            send_json(
+                &mut ws,
+                json!({"type": "response.done", "response": {"status": "completed"}}),
+            )
+            .await;
+            while let Some(Ok(_)) = ws.next().await {}
+            events
+        })
+        .await;
+
+        let audio = voice(base)
+            .answer_recording(&recording, PERSONA)
+            .await
+            .unwrap();
+        assert_eq!(audio.rate, RATE);
+        let got: Vec<i16> = collect(audio)
+            .await
+            .into_iter()
+            .flat_map(|c| c.unwrap())
+            .collect();
+        assert_eq!(got, answer);
+
+        let events = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "session.update",
+                "input_audio_buffer.append",
+                "input_audio_buffer.append",
+                "input_audio_buffer.append",
+                "input_audio_buffer.commit",
+                "response.create",
+            ]
+        );
+
+        let session = &events[0]["session"];
+        assert_eq!(session["type"], "realtime");
+        assert_eq!(session["output_modalities"], json!(["audio"]));
+        assert_eq!(session["instructions"], PERSONA);
+        let input = &session["audio"]["input"];
+        assert_eq!(input["format"], json!({"type": "audio/pcm", "rate": 24000}));
+        assert_eq!(
+            input.get("turn_detection"),
+            Some(&Value::Null),
+            "turn detection must be sent, as null: {input}"
+        );
+        assert_eq!(session["audio"]["output"]["voice"], "marin");
+        assert_eq!(
+            session["audio"]["output"]["format"],
+            json!({"type": "audio/pcm", "rate": 24000})
+        );
+
+        let chunks: Vec<Vec<i16>> = events[1..4].iter().map(appended).collect();
+        assert!(
+            chunks.iter().all(|c| !c.is_empty() && c.len() <= 12_000),
+            "chunk sizes {:?}",
+            chunks.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert_eq!(chunks.concat(), recording);
+    }
+
+    #[tokio::test]
+    async fn a_long_recording_is_cut_at_the_cap() {
+        let cap = MAX_RECORDING_SECS * RATE as usize;
+        let recording: Vec<i16> = (0..cap + 1000).map(|i| (i % 1000) as i16).collect();
+        let (base, _, server) = fake_server(move |mut ws| async move {
+            let events = recv_until(&mut ws, "response.create").await;
+            send_json(&mut ws, delta(&pcm(&[1]))).await;
+            send_json(
+                &mut ws,
+                json!({"type": "response.done", "response": {"status": "completed"}}),
+            )
+            .await;
+            while let Some(Ok(_)) = ws.next().await {}
+            let sent: Vec<i16> = events
+                .iter()
+                .filter(|e| e["type"] == "input_audio_buffer.append")
+                .flat_map(appended)
+                .collect();
+            sent
+        })
+        .await;
+        let audio = voice(base)
+            .answer_recording(&recording, PERSONA)
+            .await
+            .unwrap();
+        assert_eq!(collect(audio).await.len(), 1);
+        let sent = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sent.len(), cap, "the first {MAX_RECORDING_SECS} s go up");
+        assert!(sent[..] == recording[..cap]);
+    }
+
+    #[tokio::test]
+    async fn an_error_after_the_commit_is_rejected() {
+        let (base, _, _server) = fake_server(|mut ws| async move {
+            recv_until(&mut ws, "input_audio_buffer.commit").await;
+            send_json(
+                &mut ws,
+                json!({"type": "error", "error": {
+                    "type": "invalid_request_error",
+                    "message": "Error committing input audio buffer: buffer too small.",
+                }}),
+            )
+            .await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let err = voice(base)
+            .answer_recording(&[1, 2, 3], PERSONA)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, VoiceError::Rejected(m) if m.contains("buffer too small")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_recording_is_an_error_without_a_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let err = voice(base)
+            .answer_recording(&[], PERSONA)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, VoiceError::BadAnswer(m) if m == "empty recording"),
+            "{err:?}"
+        );
+        // A connection made before the call returned would be waiting in the backlog.
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the voice connected: {accepted:?}"
+        );
     }
 
     #[tokio::test]
