@@ -1052,14 +1052,3 @@ mod tests {
         assert!(matches!(err, VoiceError::Unavailable(_)), "{err:?}");
     }
 }
-
-impl RealtimeVoice {
-    /// TEMP stub (replaced by the helper's version before commit).
-    pub async fn answer_recording(
-        &self,
-        _pcm: &[i16],
-        _instructions: &str,
-    ) -> Result<VoiceAudio, VoiceError> {
-        Err(VoiceError::Unavailable("stub".into()))
-    }
-}
