@@ -371,7 +371,10 @@ impl RealtimeVoice {
             .chain([
                 json!({"type": "input_audio_buffer.commit"}),
                 json!({"type": "response.create"}),
-            ]);
+            ])
+            // Built up front: a lazy iterator borrowing `pcm` would make the call's future
+            // not `Send` for every lifetime, and callers spawn it.
+            .collect::<Vec<Value>>();
         self.respond(events).await
     }
 
