@@ -10,6 +10,7 @@
 //! `livekit.*`, `archive.*`.
 
 pub mod audio;
+pub mod calls;
 pub mod clock;
 pub mod outputs;
 pub mod playout;

@@ -1,0 +1,3 @@
+//! Listener call-ins on the host: checking and airing them.
+
+pub mod transcribe;
