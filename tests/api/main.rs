@@ -12,6 +12,7 @@ mod callins;
 mod engine;
 mod fake_livekit;
 mod fake_openai;
+mod fake_openai_calls;
 mod health;
 mod helpers;
 mod livekit;
