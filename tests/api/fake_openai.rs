@@ -1,5 +1,6 @@
-//! A fake OpenAI at the wire (wiremock on loopback): chat completions and speech, with
-//! chosen latency and failure modes, so the production clients are what the tests run.
+//! A fake OpenAI at the wire (wiremock on loopback): chat completions, speech,
+//! transcriptions and moderations, with chosen latency and failure modes, so the production
+//! clients are what the tests run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,26 +147,142 @@ impl Respond for Speech {
     }
 }
 
+struct Transcriptions {
+    behaviour: Behaviour,
+    tally: Arc<Tally>,
+    transcript: String,
+}
+
+/// Whether the request is multipart/form-data with a part named `file` (what the real
+/// endpoint refuses the request without).
+fn has_file_part(request: &Request) -> bool {
+    let Some(boundary) = request
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("multipart/form-data; boundary="))
+    else {
+        return false;
+    };
+    let part = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"");
+    request
+        .body
+        .windows(part.len())
+        .any(|w| w == part.as_bytes())
+}
+
+impl Respond for Transcriptions {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if !has_file_part(request) {
+            self.tally.requests.fetch_add(1, Ordering::Relaxed);
+            self.tally.failures.fetch_add(1, Ordering::Relaxed);
+            return ResponseTemplate::new(400).set_body_json(
+                json!({"error": {"message": "expected multipart/form-data with a file part"}}),
+            );
+        }
+        match pick(&self.behaviour, &self.tally) {
+            Pick::Fail(failure) => failure,
+            Pick::Answer(latency) => ResponseTemplate::new(200)
+                .set_body_json(json!({"text": self.transcript}))
+                .set_delay(latency),
+        }
+    }
+}
+
+struct Moderations {
+    behaviour: Behaviour,
+    tally: Arc<Tally>,
+    marker: String,
+}
+
+impl Respond for Moderations {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match pick(&self.behaviour, &self.tally) {
+            Pick::Fail(failure) => failure,
+            Pick::Answer(latency) => {
+                let input = serde_json::from_slice::<Value>(&request.body)
+                    .ok()
+                    .and_then(|b| b["input"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let flagged = input.contains(&self.marker);
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({
+                        "id": "modr-1", "model": "omni-moderation-latest",
+                        "results": [{
+                            "flagged": flagged,
+                            "categories": {"harassment": flagged, "violence": false},
+                            "category_scores": {"harassment": if flagged { 0.9 } else { 0.01 }, "violence": 0.01}
+                        }]
+                    }))
+                    .set_delay(latency)
+            }
+        }
+    }
+}
+
+/// Everything the fake can be told; [`FakeOpenAi::start`] covers chat and speech.
+#[derive(Clone, Debug)]
+pub struct FakeSetup {
+    pub chat: Behaviour,
+    pub speech: Behaviour,
+    pub transcribe: Behaviour,
+    pub moderation: Behaviour,
+    /// What chat completions answer.
+    pub script: String,
+    /// What every transcription answers.
+    pub transcript: String,
+    /// Moderation flags (as `harassment`) any input containing this.
+    pub flag_marker: String,
+}
+
+impl Default for FakeSetup {
+    fn default() -> Self {
+        Self {
+            chat: Behaviour::healthy(),
+            speech: Behaviour::healthy(),
+            transcribe: Behaviour::healthy(),
+            moderation: Behaviour::healthy(),
+            script: "こんにちは、ラジオ24です。".to_owned(),
+            transcript: "もしもし、リクエストをお願いします。".to_owned(),
+            flag_marker: "FLAGME".to_owned(),
+        }
+    }
+}
+
 /// The fake server and what it saw.
 pub struct FakeOpenAi {
     pub server: MockServer,
     pub chat: Arc<Tally>,
     pub speech: Arc<Tally>,
+    pub transcribe: Arc<Tally>,
+    pub moderation: Arc<Tally>,
     pub chat_bodies: Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl FakeOpenAi {
     pub async fn start(chat: Behaviour, speech: Behaviour, script: &str) -> Self {
+        Self::start_with(FakeSetup {
+            chat,
+            speech,
+            script: script.to_owned(),
+            ..FakeSetup::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(setup: FakeSetup) -> Self {
         let server = MockServer::start().await;
         let chat_tally = Arc::new(Tally::default());
         let speech_tally = Arc::new(Tally::default());
+        let transcribe_tally = Arc::new(Tally::default());
+        let moderation_tally = Arc::new(Tally::default());
         let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
             .respond_with(Chat {
-                behaviour: chat,
+                behaviour: setup.chat,
                 tally: chat_tally.clone(),
-                script: script.to_owned(),
+                script: setup.script,
                 bodies: bodies.clone(),
             })
             .mount(&server)
@@ -173,8 +290,26 @@ impl FakeOpenAi {
         Mock::given(method("POST"))
             .and(path("/v1/audio/speech"))
             .respond_with(Speech {
-                behaviour: speech,
+                behaviour: setup.speech,
                 tally: speech_tally.clone(),
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/audio/transcriptions"))
+            .respond_with(Transcriptions {
+                behaviour: setup.transcribe,
+                tally: transcribe_tally.clone(),
+                transcript: setup.transcript,
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/moderations"))
+            .respond_with(Moderations {
+                behaviour: setup.moderation,
+                tally: moderation_tally.clone(),
+                marker: setup.flag_marker,
             })
             .mount(&server)
             .await;
@@ -182,6 +317,8 @@ impl FakeOpenAi {
             server,
             chat: chat_tally,
             speech: speech_tally,
+            transcribe: transcribe_tally,
+            moderation: moderation_tally,
             chat_bodies: bodies,
         }
     }

@@ -9,7 +9,7 @@
 pub mod espeak;
 pub mod openai_speech;
 pub mod realtime;
-mod shared;
+pub(crate) mod shared;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

@@ -1,7 +1,7 @@
-//! What the voice backends share: decoding little-endian s16 bytes that arrive in pieces
-//! cut anywhere (an odd byte may end one network read and its pair start the next), the
-//! per-call cap on audio, and reading and bounding what a provider says before it reaches
-//! our errors. Reads no config.
+//! What the voice backends (and the call-in clients in [`crate::host::calls`]) share:
+//! decoding little-endian s16 bytes that arrive in pieces cut anywhere (an odd byte may end
+//! one network read and its pair start the next), the per-call cap on audio, and reading and
+//! bounding what a provider says before it reaches our errors. Reads no config.
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -147,6 +147,34 @@ pub(crate) fn openai_error_message(body: &[u8], key: Option<&SecretString>) -> S
         })
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     provider_message(&raw, key)
+}
+
+/// A whole answer body read up to a cap.
+#[derive(Debug, Default)]
+pub(crate) struct Capped {
+    /// At most the cap.
+    pub(crate) bytes: Vec<u8>,
+    /// The body went on past the cap; reading stopped there.
+    pub(crate) cut: bool,
+}
+
+/// Reads `response`'s body up to `limit` bytes, so a runaway answer never sits in memory.
+/// The client's own timeout bounds how long this takes.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<Capped> {
+    let mut out = Capped::default();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - out.bytes.len();
+        if chunk.len() > room {
+            out.bytes.extend_from_slice(&chunk[..room]);
+            out.cut = true;
+            break;
+        }
+        out.bytes.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// An error and its causes on one line: reqwest and tungstenite put the useful part

@@ -1,0 +1,363 @@
+//! Call-ins on air, end to end: listeners call in over `/ws/ptt` before a QANDA hour, the
+//! host (on a virtual clock, OpenAI faked at the wire) takes them in order when the hour
+//! comes, and everyone hears it: `/ws/broadcast` shows each caller's turn and then the
+//! host's answer, each caller's socket sees `live` then `done`, and the recording a caller
+//! sent is found in the live stream. With the Realtime voice, the recording goes into a
+//! Realtime session and its spoken answer airs. An operator's `take-next` puts one caller
+//! through at a time.
+
+use std::sync::Arc;
+
+use chrono::DateTime;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use radio24::cli::Role;
+use radio24::host::clock::ScaledClock;
+
+use crate::callins::{Ptt, tone_at};
+use crate::fake_openai::{FakeOpenAi, FakeSetup};
+use crate::fake_realtime::{ANSWER_HZ, FakeRealtime};
+use crate::helpers::{ADMIN_TOKEN, Deadline, NO_QANDA, PROGRAMME_PATIENCE, TestApp};
+
+/// What the fake's chat model answers (the host's answer).
+const ANSWER: &str = "Mount Everest is the tallest, at 8849 metres.";
+/// What the fake's transcription hears in any recording.
+const TRANSCRIPT: &str = "I sang a long note for you.";
+/// The caller's tone: a pitch nothing else on air has.
+const TONE_HZ: f64 = 1000.0;
+
+/// Power at `hz` (Goertzel) as a share of a 48 kHz window's whole power.
+fn tone_share(window: &[i16], hz: f64) -> f64 {
+    tone_share_at(window, hz, 48_000.0)
+}
+
+/// Power at `hz` (Goertzel) as a share of the window's whole power, at `rate`.
+fn tone_share_at(window: &[i16], hz: f64, rate: f64) -> f64 {
+    let k = 2.0 * (std::f64::consts::TAU * hz / rate).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in window {
+        let x = f64::from(x);
+        energy += x * x;
+        let s = x + k * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    if energy < 1.0 {
+        return 0.0;
+    }
+    // A pure tone over n samples has Goertzel power n/2 × its energy.
+    power / (energy * window.len() as f64 / 2.0)
+}
+
+/// The longest run of 100 ms windows in which the tone carries most of the power, in
+/// seconds of programme.
+fn longest_tone(samples: &[i16], hz: f64) -> f64 {
+    let mut best = 0usize;
+    let mut run = 0usize;
+    for window in samples.chunks_exact(4_800) {
+        if tone_share(window, hz) > 0.8 {
+            run += 1;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    best as f64 / 10.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qanda_hour_airs_the_callers_in_order_with_answers() {
+    let openai = FakeOpenAi::start_with(FakeSetup {
+        script: ANSWER.into(),
+        transcript: TRANSCRIPT.into(),
+        ..FakeSetup::default()
+    })
+    .await;
+    let base = openai.base_url();
+    // 08:59:40 in Tokyo: TOPIC_A until 09:00, then QANDA (the default schedule).
+    let start = DateTime::parse_from_rfc3339("2026-11-28T08:59:40+09:00")
+        .unwrap()
+        .to_utc();
+    let clock = Arc::new(ScaledClock::new(start, 10.0));
+    let app = TestApp::spawn_on_clock(
+        Role::All,
+        &[
+            ("RADIO24__OPENAI__API_KEY", "sk-test-callins"),
+            ("RADIO24__OPENAI__BASE_URL", &base),
+            ("RADIO24__VOICE__BACKEND", "none"),
+        ],
+        clock,
+    )
+    .await;
+
+    // Everything the station airs from now on.
+    let stream = app
+        .client
+        .get(app.url("/v1/channels/radio24/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let recording = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let mut body = stream.bytes_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes
+    });
+    let mut broadcast = app.broadcast("radio24").await;
+
+    // Two callers before the hour: typed, then recorded.
+    let (mut aiko, _) = Ptt::greeted(&app, None).await;
+    let typed = aiko.call("What is the tallest mountain?").await;
+    let typed_id = typed["id"].as_str().unwrap().to_owned();
+    let (mut ben, _) = Ptt::greeted(&app, None).await;
+    ben.send(json!({"type": "audio_start", "encoding": "pcm_s16le", "sample_rate": 16000}))
+        .await;
+    for chunk in tone_at(16_000, TONE_HZ, 2.0).chunks(32_000) {
+        ben.send_binary(chunk.to_vec()).await;
+    }
+    ben.send(json!({"type": "audio_end"})).await;
+    let recorded = ben.next().await;
+    assert_eq!(recorded["type"], "queued", "{recorded}");
+    assert_eq!(recorded["position"], 2, "{recorded}");
+    let recorded_id = recorded["id"].as_str().unwrap().to_owned();
+
+    // Each caller's socket: live, then done.
+    for (ptt, id) in [(&mut aiko, &typed_id), (&mut ben, &recorded_id)] {
+        for status in ["live", "done"] {
+            let frame = ptt
+                .ws
+                .wait_for("status", |f| {
+                    f["id"] == id.as_str() && f["status"] == status
+                })
+                .await;
+            assert!(frame.get("reason").is_none() || status == "done", "{frame}");
+        }
+    }
+
+    // The captions: the typed caller's words, the host's answer, the recorded caller's
+    // transcript, the host's answer again; in that order, marked by speaker.
+    let mut turns: Vec<(String, String)> = Vec::new();
+    let mut deadline = Deadline::new("both calls' captions", PROGRAMME_PATIENCE);
+    let wanted = [
+        ("caller", "What is the tallest mountain?"),
+        ("host", ANSWER),
+        ("caller", TRANSCRIPT),
+        ("host", ANSWER),
+    ];
+    while turns.len() < wanted.len() {
+        let frame: Value = broadcast.next_json_by(&mut deadline).await;
+        if frame["type"] != "caption" {
+            continue;
+        }
+        let speaker = frame["speaker"].as_str().unwrap_or("").to_owned();
+        let text = frame["text"].as_str().unwrap_or("").to_owned();
+        let (want_speaker, want_text) = wanted[turns.len()];
+        // Sentences of the answer arrive one caption each; the first names it.
+        if speaker == want_speaker && want_text.starts_with(text.trim_end_matches('.')) {
+            turns.push((speaker, text));
+        }
+    }
+
+    // The store has both done, the recording's transcript kept.
+    let items: Value = app
+        .client
+        .get(app.url("/v1/queue?channel=radio24"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = items["items"].as_array().unwrap();
+    let by_id = |id: &str| items.iter().find(|i| i["id"] == id).unwrap().clone();
+    assert_eq!(by_id(&typed_id)["status"], "done");
+    let audio = by_id(&recorded_id);
+    assert_eq!(audio["status"], "done", "{audio}");
+    assert_eq!(audio["transcript"], TRANSCRIPT);
+
+    // The caller's recording aired: the tone is in the stream, about as long as it was sent.
+    app.stop().await;
+    let bytes = tokio::time::timeout(PROGRAMME_PATIENCE, recording)
+        .await
+        .expect("the stream ends with the server")
+        .unwrap();
+    let decoded = crate::stream::decode(bytes);
+    let aired = longest_tone(&decoded.samples, TONE_HZ);
+    assert!(
+        (1.5..=2.3).contains(&aired),
+        "the 2 s tone aired for {aired} s"
+    );
+    assert!(
+        openai
+            .transcribe
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "the recording was transcribed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn take_next_puts_one_caller_through_at_a_time() {
+    let app = TestApp::spawn(Role::All, &[("RADIO24__SCHEDULE__DEFAULT", NO_QANDA)]).await;
+    app.wait_for_status("/ready", 200).await;
+    let take_next = async || {
+        app.client
+            .post(app.url("/v1/studio/take-next?channel=radio24"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    };
+    let empty = take_next().await;
+    assert_eq!(empty.status(), 409);
+    assert_eq!(empty.json::<Value>().await.unwrap()["error"], "queue_empty");
+    let anonymous = app
+        .client
+        .post(app.url("/v1/studio/take-next"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // Two long calls (each takes seconds to read out, even at this clock's speed).
+    let words = "A long question, read out word by word on air. ".repeat(8);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let resp = app
+            .post("/v1/queue", None, &json!({"text": words.trim()}))
+            .await;
+        assert_eq!(resp.status(), 201);
+        ids.push(
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let first = take_next().await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        first.json::<Value>().await.unwrap()["taken"]["id"],
+        ids[0].as_str()
+    );
+    // The host is on the first call: the second stays first in line, uncounted.
+    let busy = take_next().await;
+    assert_eq!(busy.status(), 409);
+    assert_eq!(
+        busy.json::<Value>().await.unwrap()["error"],
+        "call_in_progress"
+    );
+    let items: Value = app
+        .client
+        .get(app.url("/v1/queue?channel=radio24&status=queued"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let waiting = items["items"].as_array().unwrap();
+    assert_eq!(waiting.len(), 1, "{items}");
+    assert_eq!(waiting[0]["id"], ids[1].as_str());
+    assert_eq!(
+        (
+            waiting[0]["requeues"].as_u64(),
+            waiting[0]["status"].as_str()
+        ),
+        (Some(0), Some("queued"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
+    let openai = FakeOpenAi::start_with(FakeSetup {
+        transcript: TRANSCRIPT.into(),
+        ..FakeSetup::default()
+    })
+    .await;
+    let realtime = FakeRealtime::start(&openai.server.uri()).await;
+    let start = DateTime::parse_from_rfc3339("2026-11-28T08:59:50+09:00")
+        .unwrap()
+        .to_utc();
+    let clock = Arc::new(ScaledClock::new(start, 10.0));
+    let app = TestApp::spawn_on_clock(
+        Role::All,
+        &[
+            ("RADIO24__OPENAI__API_KEY", "sk-test-realtime"),
+            ("RADIO24__OPENAI__BASE_URL", &realtime.base_url),
+            ("RADIO24__VOICE__BACKEND", "openai-realtime"),
+        ],
+        clock,
+    )
+    .await;
+    let stream = app
+        .client
+        .get(app.url("/v1/channels/radio24/stream"))
+        .send()
+        .await
+        .unwrap();
+    let recording = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let mut body = stream.bytes_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes
+    });
+
+    let (mut caller, _) = Ptt::greeted(&app, None).await;
+    caller
+        .send(json!({"type": "audio_start", "encoding": "pcm_s16le", "sample_rate": 48000}))
+        .await;
+    for chunk in tone_at(48_000, TONE_HZ, 2.0).chunks(48_000) {
+        caller.send_binary(chunk.to_vec()).await;
+    }
+    caller.send(json!({"type": "audio_end"})).await;
+    let queued = caller.next().await;
+    let id = queued["id"].as_str().unwrap().to_owned();
+    caller
+        .ws
+        .wait_for("status", |f| {
+            f["id"] == id.as_str() && f["status"] == "done"
+        })
+        .await;
+
+    // The session heard the recording: 2 s at 24 kHz, the caller's pitch.
+    let heard = realtime.recordings.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1, "one recording sent to the Realtime session");
+    let secs = heard[0].len() as f64 / 24_000.0;
+    assert!((1.9..=2.1).contains(&secs), "{secs} s sent");
+    let middle = &heard[0][12_000..36_000];
+    let at_24k: Vec<i16> = middle.to_vec();
+    assert!(
+        tone_share_at(&at_24k, TONE_HZ, 24_000.0) > 0.8,
+        "the caller's tone reached the session"
+    );
+
+    // Its answer aired: a second of its pitch in the stream, after the caller's tone.
+    app.stop().await;
+    let bytes = tokio::time::timeout(PROGRAMME_PATIENCE, recording)
+        .await
+        .expect("the stream ends with the server")
+        .unwrap();
+    let decoded = crate::stream::decode(bytes);
+    let caller_aired = longest_tone(&decoded.samples, TONE_HZ);
+    let answer_aired = longest_tone(&decoded.samples, ANSWER_HZ);
+    assert!(
+        (1.5..=2.3).contains(&caller_aired),
+        "caller {caller_aired} s"
+    );
+    assert!(
+        (0.7..=1.2).contains(&answer_aired),
+        "answer {answer_aired} s"
+    );
+}
