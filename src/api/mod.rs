@@ -1,12 +1,13 @@
 //! The API: what listeners and operators talk to. Routes by resource in [`routes`], the
 //! broadcast hub in [`hub`], the live audio relay in [`stream`], the call-in queue in
-//! [`queue`] with callers' identities in [`callers`], every WebSocket's bounds in [`ws`],
+//! [`queue`] with callers' identities in [`callers`], callers put through to the host in
+//! [`switchboard`], every WebSocket's bounds in [`ws`],
 //! per-client rates in [`rate_limit`], errors in [`error`]. It owns the store and reaches
 //! the host only through the bus (`Arc<dyn HostBus>`); it never imports `host`.
 //!
 //! Config keys read here: `auth.*`, `broadcast.*`, `server.allowed_origin`,
 //! `server.max_text_chars`, `station.default_channel`, `schedule.default`, `livekit.*`,
-//! `stream.*`, `queue.*`.
+//! `stream.*`, `queue.*`, `bus.request_timeout_ms` (how long a handover may go unconfirmed).
 
 pub mod callers;
 pub mod error;

@@ -1,13 +1,14 @@
 //! The host: the on-air engine. Per channel a [`station::ChannelStation`] keeps a
 //! [`playout::Playout`] fed — programme clock ([`programme`]), script writers ([`writer`]),
-//! voices ([`voice`]), 48 kHz audio tools ([`audio`]) — and publishes what airs as
+//! voices ([`voice`]), 48 kHz audio tools ([`audio`]), listeners' calls ([`calls`]) — and
+//! publishes what airs as
 //! [`HostEvent`]s. It implements [`HostBus`], so in `--role all` the API calls it directly
 //! and in `--role host` the bus routes ([`crate::bus::http_server`]) expose it over HTTP.
 //! It needs no database: the API pushes the channels and schedules ([`Programme`]).
 //!
 //! Config keys read here: `station.*`, `schedule.*`, `host.*`, `server.max_text_chars`,
 //! `openai.*`, `writer.*`, `voice.*`, `audio.*`, `music.*`, `news.*`, `stream.*`,
-//! `livekit.*`, `archive.*`.
+//! `livekit.*`, `archive.*`, `moderation.*`.
 
 pub mod audio;
 pub mod calls;
