@@ -24,7 +24,8 @@ use secrecy::{ExposeSecret, SecretString};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::host::voice::shared::{
-    Capped, MAX_MESSAGE_CHARS, error_chain, openai_error_message, read_capped, truncate_chars,
+    Capped, MAX_MESSAGE_CHARS, TransportFailure, body_error, error_chain, openai_error_message,
+    read_capped, send_error, truncate_chars,
 };
 
 /// The moderation model unless configured otherwise (`openai.moderation_model`).
@@ -201,7 +202,7 @@ impl Moderator {
         }
         let Capped { bytes, cut } = read_capped(response, MAX_ANSWER_BODY)
             .await
-            .map_err(body_error)?;
+            .map_err(|e| body_error(e, "the answer"))?;
         if cut {
             return Err(ModerationError::BadAnswer(format!(
                 "answer over {MAX_ANSWER_BODY} bytes"
@@ -243,24 +244,6 @@ impl Moderator {
 fn flagged(reason: &str) -> Verdict {
     Verdict::Flagged {
         reason: reason.to_owned(),
-    }
-}
-
-/// A send failure: a timeout is ours to report, anything else means no provider answered.
-fn send_error(e: reqwest::Error) -> ModerationError {
-    if e.is_timeout() {
-        ModerationError::Timeout
-    } else {
-        ModerationError::Unavailable(error_chain(&e))
-    }
-}
-
-/// The answer broke off after its status arrived.
-fn body_error(e: reqwest::Error) -> ModerationError {
-    if e.is_timeout() {
-        ModerationError::Timeout
-    } else {
-        ModerationError::BadAnswer(format!("the answer broke off: {}", error_chain(&e)))
     }
 }
 
@@ -347,6 +330,20 @@ fn is_cjk(c: char) -> bool {
         | '\u{FF66}'..='\u{FF9F}'   // half-width Katakana
         | '\u{20000}'..='\u{3FFFF}' // CJK extensions B and on
     )
+}
+
+impl TransportFailure for ModerationError {
+    fn timeout() -> Self {
+        ModerationError::Timeout
+    }
+
+    fn unavailable(cause: String) -> Self {
+        ModerationError::Unavailable(cause)
+    }
+
+    fn bad_answer(cause: String) -> Self {
+        ModerationError::BadAnswer(cause)
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::host::voice::shared::{
-    Capped, error_chain, openai_error_message, read_capped, truncate_chars,
+    Capped, TransportFailure, body_error, error_chain, openai_error_message, read_capped,
+    send_error, truncate_chars,
 };
 
 /// The transcription model unless configured otherwise (`openai.transcribe_model`).
@@ -161,7 +162,7 @@ impl Transcriber {
             .to_ascii_lowercase();
         let Capped { bytes, cut } = read_capped(response, MAX_ANSWER_BODY)
             .await
-            .map_err(body_error)?;
+            .map_err(|e| body_error(e, "the answer"))?;
         if cut {
             return Err(TranscribeError::BadAnswer(format!(
                 "answer over {MAX_ANSWER_BODY} bytes"
@@ -191,24 +192,6 @@ impl Transcriber {
             "call-in transcribed"
         );
         Ok(text)
-    }
-}
-
-/// A send failure: a timeout is ours to report, anything else means no provider answered.
-fn send_error(e: reqwest::Error) -> TranscribeError {
-    if e.is_timeout() {
-        TranscribeError::Timeout
-    } else {
-        TranscribeError::Unavailable(error_chain(&e))
-    }
-}
-
-/// The answer broke off after its status arrived.
-fn body_error(e: reqwest::Error) -> TranscribeError {
-    if e.is_timeout() {
-        TranscribeError::Timeout
-    } else {
-        TranscribeError::BadAnswer(format!("the answer broke off: {}", error_chain(&e)))
     }
 }
 
@@ -267,6 +250,20 @@ fn multipart_body(boundary: &str, wav: &[u8], fields: &[(&str, &str)]) -> Vec<u8
     }
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     out
+}
+
+impl TransportFailure for TranscribeError {
+    fn timeout() -> Self {
+        TranscribeError::Timeout
+    }
+
+    fn unavailable(cause: String) -> Self {
+        TranscribeError::Unavailable(cause)
+    }
+
+    fn bad_answer(cause: String) -> Self {
+        TranscribeError::BadAnswer(cause)
+    }
 }
 
 #[cfg(test)]

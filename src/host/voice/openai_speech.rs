@@ -18,8 +18,8 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use super::shared;
 use super::shared::{
-    MAX_MESSAGE_CHARS, S16leDecoder, SampleBudget, error_chain, openai_error_message, over_budget,
-    provider_message, truncate_chars,
+    MAX_MESSAGE_CHARS, S16leDecoder, SampleBudget, TransportFailure, body_error, error_chain,
+    openai_error_message, over_budget, provider_message, send_error, truncate_chars,
 };
 use super::{Voice, VoiceAudio, VoiceError};
 
@@ -112,24 +112,6 @@ impl OpenAiSpeech {
     }
 }
 
-/// A send failure: a timeout is ours to report, anything else means no provider answered.
-fn send_error(e: reqwest::Error) -> VoiceError {
-    if e.is_timeout() {
-        VoiceError::Timeout
-    } else {
-        VoiceError::Unavailable(error_chain(&e))
-    }
-}
-
-/// The body broke off after the answer started: what arrived is not the whole audio.
-fn body_error(e: reqwest::Error) -> VoiceError {
-    if e.is_timeout() {
-        VoiceError::Timeout
-    } else {
-        VoiceError::BadAnswer(format!("the audio stream broke off: {}", error_chain(&e)))
-    }
-}
-
 type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// Reads up to `limit` bytes of `body` before `deadline`; whatever arrived if it runs out.
@@ -194,7 +176,7 @@ impl Reader {
                 }
                 Ok(Some(Err(e))) => {
                     self.done = true;
-                    return Some(Err(body_error(e)));
+                    return Some(Err(body_error(e, "the audio stream")));
                 }
                 Ok(Some(Ok(bytes))) => {
                     let samples = self.decoder.push(&bytes);
@@ -275,7 +257,7 @@ impl Voice for OpenAiSpeech {
                 Ok(None) => {
                     return Err(VoiceError::BadAnswer("empty audio body".to_owned()));
                 }
-                Ok(Some(Err(e))) => return Err(body_error(e)),
+                Ok(Some(Err(e))) => return Err(body_error(e, "the audio stream")),
                 Ok(Some(Ok(bytes))) => {
                     let samples = reader.decoder.push(&bytes);
                     if !samples.is_empty() {
@@ -293,6 +275,20 @@ impl Voice for OpenAiSpeech {
             rate: RATE,
             chunks: chunks.boxed(),
         })
+    }
+}
+
+impl TransportFailure for VoiceError {
+    fn timeout() -> Self {
+        VoiceError::Timeout
+    }
+
+    fn unavailable(cause: String) -> Self {
+        VoiceError::Unavailable(cause)
+    }
+
+    fn bad_answer(cause: String) -> Self {
+        VoiceError::BadAnswer(cause)
     }
 }
 

@@ -75,7 +75,6 @@ impl SampleBudget {
     }
 }
 
-/// The error a backend reports when the cap is hit.
 /// The text a backend should voice: trimmed and cut to `max` characters (with a warning
 /// naming `who`); `None` for blank text, which voices as silence without a request.
 pub(crate) fn input_text(text: &str, max: usize, who: &str) -> Option<String> {
@@ -188,6 +187,32 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     truncate_chars(&text, MAX_MESSAGE_CHARS)
+}
+
+/// A provider client's error type, as a failed HTTP exchange becomes one.
+pub(crate) trait TransportFailure: Sized {
+    fn timeout() -> Self;
+    fn unavailable(cause: String) -> Self;
+    fn bad_answer(cause: String) -> Self;
+}
+
+/// A send failure: a timeout is ours to report, anything else means no provider answered.
+pub(crate) fn send_error<E: TransportFailure>(e: reqwest::Error) -> E {
+    if e.is_timeout() {
+        E::timeout()
+    } else {
+        E::unavailable(error_chain(&e))
+    }
+}
+
+/// The body broke off after the answer's status arrived: `what` (e.g. the audio stream)
+/// is not whole.
+pub(crate) fn body_error<E: TransportFailure>(e: reqwest::Error, what: &str) -> E {
+    if e.is_timeout() {
+        E::timeout()
+    } else {
+        E::bad_answer(format!("{what} broke off: {}", error_chain(&e)))
+    }
 }
 
 #[cfg(test)]
