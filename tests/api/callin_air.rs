@@ -68,6 +68,55 @@ fn longest_tone(samples: &[i16], hz: f64) -> f64 {
     best as f64 / 10.0
 }
 
+/// The station in `role all`, its host's clock at `start` (Tokyo time) running 10× fast.
+async fn station_at(start: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let start = DateTime::parse_from_rfc3339(start).unwrap().to_utc();
+    let clock = Arc::new(ScaledClock::new(start, 10.0));
+    TestApp::spawn_on_clock(Role::All, overrides, clock).await
+}
+
+/// Records the live stream from now until the server stops; the task returns its bytes.
+async fn record_stream(app: &TestApp) -> tokio::task::JoinHandle<Vec<u8>> {
+    let stream = app
+        .client
+        .get(app.url("/v1/channels/radio24/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let mut body = stream.bytes_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes
+    })
+}
+
+/// Stops the station and decodes what its stream carried.
+async fn what_aired(app: &TestApp, recording: tokio::task::JoinHandle<Vec<u8>>) -> Vec<i16> {
+    app.stop().await;
+    let bytes = tokio::time::timeout(PROGRAMME_PATIENCE, recording)
+        .await
+        .expect("the stream ends with the server")
+        .unwrap();
+    crate::stream::decode(bytes).samples
+}
+
+/// Sends `secs` of the caller's tone at `rate` as one recording; its `queued` frame's id.
+async fn send_recording(ptt: &mut Ptt, rate: u32, secs: f64) -> String {
+    ptt.send(json!({"type": "audio_start", "encoding": "pcm_s16le", "sample_rate": rate}))
+        .await;
+    for chunk in tone_at(rate, TONE_HZ, secs).chunks(rate as usize) {
+        ptt.send_binary(chunk.to_vec()).await;
+    }
+    ptt.send(json!({"type": "audio_end"})).await;
+    let queued = ptt.next().await;
+    assert_eq!(queued["type"], "queued", "{queued}");
+    queued["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qanda_hour_airs_the_callers_in_order_with_answers() {
     let openai = FakeOpenAi::start_with(FakeSetup {
@@ -78,37 +127,17 @@ async fn a_qanda_hour_airs_the_callers_in_order_with_answers() {
     .await;
     let base = openai.base_url();
     // 08:59:40 in Tokyo: TOPIC_A until 09:00, then QANDA (the default schedule).
-    let start = DateTime::parse_from_rfc3339("2026-11-28T08:59:40+09:00")
-        .unwrap()
-        .to_utc();
-    let clock = Arc::new(ScaledClock::new(start, 10.0));
-    let app = TestApp::spawn_on_clock(
-        Role::All,
+    let app = station_at(
+        "2026-11-28T08:59:40+09:00",
         &[
             ("RADIO24__OPENAI__API_KEY", "sk-test-callins"),
             ("RADIO24__OPENAI__BASE_URL", &base),
             ("RADIO24__VOICE__BACKEND", "none"),
         ],
-        clock,
     )
     .await;
-
     // Everything the station airs from now on.
-    let stream = app
-        .client
-        .get(app.url("/v1/channels/radio24/stream"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    let recording = tokio::spawn(async move {
-        let mut bytes = Vec::new();
-        let mut body = stream.bytes_stream();
-        while let Some(Ok(chunk)) = body.next().await {
-            bytes.extend_from_slice(&chunk);
-        }
-        bytes
-    });
+    let recording = record_stream(&app).await;
     let mut broadcast = app.broadcast("radio24").await;
 
     // Two callers before the hour: typed, then recorded.
@@ -116,17 +145,7 @@ async fn a_qanda_hour_airs_the_callers_in_order_with_answers() {
     let typed = aiko.call("What is the tallest mountain?").await;
     let typed_id = typed["id"].as_str().unwrap().to_owned();
     let (mut ben, _) = Ptt::greeted(&app, None).await;
-    ben.send(json!({"type": "audio_start", "encoding": "pcm_s16le", "sample_rate": 16000}))
-        .await;
-    for chunk in tone_at(16_000, TONE_HZ, 2.0).chunks(32_000) {
-        ben.send_binary(chunk.to_vec()).await;
-    }
-    ben.send(json!({"type": "audio_end"})).await;
-    let recorded = ben.next().await;
-    assert_eq!(recorded["type"], "queued", "{recorded}");
-    assert_eq!(recorded["position"], 2, "{recorded}");
-    let recorded_id = recorded["id"].as_str().unwrap().to_owned();
-
+    let recorded_id = send_recording(&mut ben, 16_000, 2.0).await;
     // Each caller's socket: live, then done.
     for (ptt, id) in [(&mut aiko, &typed_id), (&mut ben, &recorded_id)] {
         for status in ["live", "done"] {
@@ -183,13 +202,7 @@ async fn a_qanda_hour_airs_the_callers_in_order_with_answers() {
     assert_eq!(audio["transcript"], TRANSCRIPT);
 
     // The caller's recording aired: the tone is in the stream, about as long as it was sent.
-    app.stop().await;
-    let bytes = tokio::time::timeout(PROGRAMME_PATIENCE, recording)
-        .await
-        .expect("the stream ends with the server")
-        .unwrap();
-    let decoded = crate::stream::decode(bytes);
-    let aired = longest_tone(&decoded.samples, TONE_HZ);
+    let aired = longest_tone(&what_aired(&app, recording).await, TONE_HZ);
     assert!(
         (1.5..=2.3).contains(&aired),
         "the 2 s tone aired for {aired} s"
@@ -285,45 +298,18 @@ async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
     })
     .await;
     let realtime = FakeRealtime::start(&openai.server.uri()).await;
-    let start = DateTime::parse_from_rfc3339("2026-11-28T08:59:50+09:00")
-        .unwrap()
-        .to_utc();
-    let clock = Arc::new(ScaledClock::new(start, 10.0));
-    let app = TestApp::spawn_on_clock(
-        Role::All,
+    let app = station_at(
+        "2026-11-28T08:59:50+09:00",
         &[
             ("RADIO24__OPENAI__API_KEY", "sk-test-realtime"),
             ("RADIO24__OPENAI__BASE_URL", &realtime.base_url),
             ("RADIO24__VOICE__BACKEND", "openai-realtime"),
         ],
-        clock,
     )
     .await;
-    let stream = app
-        .client
-        .get(app.url("/v1/channels/radio24/stream"))
-        .send()
-        .await
-        .unwrap();
-    let recording = tokio::spawn(async move {
-        let mut bytes = Vec::new();
-        let mut body = stream.bytes_stream();
-        while let Some(Ok(chunk)) = body.next().await {
-            bytes.extend_from_slice(&chunk);
-        }
-        bytes
-    });
-
+    let recording = record_stream(&app).await;
     let (mut caller, _) = Ptt::greeted(&app, None).await;
-    caller
-        .send(json!({"type": "audio_start", "encoding": "pcm_s16le", "sample_rate": 48000}))
-        .await;
-    for chunk in tone_at(48_000, TONE_HZ, 2.0).chunks(48_000) {
-        caller.send_binary(chunk.to_vec()).await;
-    }
-    caller.send(json!({"type": "audio_end"})).await;
-    let queued = caller.next().await;
-    let id = queued["id"].as_str().unwrap().to_owned();
+    let id = send_recording(&mut caller, 48_000, 2.0).await;
     caller
         .ws
         .wait_for("status", |f| {
@@ -344,14 +330,9 @@ async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
     );
 
     // Its answer aired: a second of its pitch in the stream, after the caller's tone.
-    app.stop().await;
-    let bytes = tokio::time::timeout(PROGRAMME_PATIENCE, recording)
-        .await
-        .expect("the stream ends with the server")
-        .unwrap();
-    let decoded = crate::stream::decode(bytes);
-    let caller_aired = longest_tone(&decoded.samples, TONE_HZ);
-    let answer_aired = longest_tone(&decoded.samples, ANSWER_HZ);
+    let samples = what_aired(&app, recording).await;
+    let caller_aired = longest_tone(&samples, TONE_HZ);
+    let answer_aired = longest_tone(&samples, ANSWER_HZ);
     assert!(
         (1.5..=2.3).contains(&caller_aired),
         "caller {caller_aired} s"
