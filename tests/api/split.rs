@@ -253,6 +253,52 @@ async fn queue_item(api: &TestApp, id: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("no item {id}: {body}"))
 }
 
+/// An API for the host at `host_url`, on a day without a QANDA hour (callers go through
+/// only by `take-next`), taking back unconfirmed handovers after 3 s.
+async fn api_for_calls(host_url: &str) -> TestApp {
+    let api = TestApp::spawn(
+        Role::Api,
+        &[
+            ("RADIO24__BUS__HOST_URL", host_url),
+            ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "1000"),
+            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
+        ],
+    )
+    .await;
+    api.wait_for_status("/ready", 200).await;
+    api
+}
+
+/// Calls in with `words` over HTTP; the item's id.
+async fn call_in(api: &TestApp, words: &str) -> String {
+    let resp = api.post("/v1/queue", None, &json!({"text": words})).await;
+    assert_eq!(resp.status(), 201);
+    resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the item `id` has `status`; the item.
+async fn item_when(api: &TestApp, id: &str, status: &str) -> Value {
+    poll_until(
+        &format!("call {id} {status}"),
+        PROGRAMME_PATIENCE,
+        std::time::Duration::from_millis(100),
+        async || match queue_item(api, id).await? {
+            item if item["status"] == status => Ok(item),
+            item => Err(item.to_string()),
+        },
+    )
+    .await
+}
+
+/// `take-next` as an operator.
+async fn take_next(api: &TestApp) -> reqwest::Response {
+    api.post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -262,32 +308,10 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
         .port();
     // Real time: the caller's turn (a long text, captions only) lasts tens of seconds.
     let host = Killed(host_process(port, "1"));
-    let api = TestApp::spawn(
-        Role::Api,
-        &[
-            (
-                "RADIO24__BUS__HOST_URL",
-                &format!("http://127.0.0.1:{port}"),
-            ),
-            ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "1000"),
-            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
-        ],
-    )
-    .await;
-    api.wait_for_status("/ready", 200).await;
+    let api = api_for_calls(&format!("http://127.0.0.1:{port}")).await;
     let words = "This is a long question about mountains. ".repeat(10);
-    let resp = api
-        .post("/v1/queue", None, &json!({"text": words.trim()}))
-        .await;
-    assert_eq!(resp.status(), 201);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let taken = api
-        .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
-        .await;
-    assert_eq!(taken.status(), 200);
+    let id = call_in(&api, words.trim()).await;
+    assert_eq!(take_next(&api).await.status(), 200);
     let item = queue_item(&api, &id).await.unwrap();
     assert_eq!(
         (item["status"].as_str(), item["requeues"].as_u64()),
@@ -309,36 +333,15 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
             }
         }
     });
-    let back = poll_until(
-        "the lost call back in the queue",
-        PROGRAMME_PATIENCE,
-        std::time::Duration::from_millis(100),
-        async || match queue_item(&api, &id).await? {
-            item if item["status"] == "queued" => Ok(item),
-            item => Err(item.to_string()),
-        },
-    )
-    .await;
+    let back = item_when(&api, &id, "queued").await;
     assert_eq!(
         (back["requeues"].as_u64(), back["reason"].as_str()),
         (Some(1), Some("host_lost"))
     );
 
     // Put through again, it airs once on the new host, and ends done.
-    let taken = api
-        .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
-        .await;
-    assert_eq!(taken.status(), 200);
-    let done = poll_until(
-        "the call done",
-        PROGRAMME_PATIENCE,
-        std::time::Duration::from_millis(100),
-        async || match queue_item(&api, &id).await? {
-            item if item["status"] == "done" => Ok(item),
-            item => Err(item.to_string()),
-        },
-    )
-    .await;
+    assert_eq!(take_next(&api).await.status(), 200);
+    let done = item_when(&api, &id, "done").await;
     assert_eq!(done["requeues"], 1);
     // Done comes after the answer aired, so the caller's turn has aired in full: once.
     counting.abort();
@@ -348,62 +351,23 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
         "one caption per sentence, once"
     );
     // Nothing is left waiting.
-    let taken = api
-        .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
-        .await;
+    let taken = take_next(&api).await;
     assert_eq!(taken.status(), 409);
     assert_eq!(taken.json::<Value>().await.unwrap()["error"], "queue_empty");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_lost_with_two_hosts_is_dropped() {
-    let host = slow_host_on(0).await;
+    let mut host = slow_host_on(0).await;
     let port = host.port;
-    let api = TestApp::spawn(
-        Role::Api,
-        &[
-            ("RADIO24__BUS__HOST_URL", &host.address),
-            ("RADIO24__BUS__REQUEST_TIMEOUT_MS", "1000"),
-            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
-        ],
-    )
-    .await;
-    api.wait_for_status("/ready", 200).await;
+    let api = api_for_calls(&host.address).await;
     let words = "A question that takes a long while to read out. ".repeat(8);
-    let resp = api
-        .post("/v1/queue", None, &json!({"text": words.trim()}))
-        .await;
-    assert_eq!(resp.status(), 201);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let status_of = async |want: &'static str| {
-        poll_until(
-            &format!("the call {want}"),
-            PROGRAMME_PATIENCE,
-            std::time::Duration::from_millis(100),
-            async || match queue_item(&api, &id).await? {
-                item if item["status"] == want => Ok(item),
-                item => Err(item.to_string()),
-            },
-        )
-        .await
-    };
-
-    let mut host = host;
+    let id = call_in(&api, words.trim()).await;
     for lost in 1..=2 {
-        let taken = api
-            .post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
-            .await;
-        assert_eq!(taken.status(), 200, "take {lost}");
+        assert_eq!(take_next(&api).await.status(), 200, "take {lost}");
         host.stop().await;
         host = slow_host_on(port).await;
-        let item = if lost == 1 {
-            status_of("queued").await
-        } else {
-            status_of("dropped").await
-        };
+        let item = item_when(&api, &id, if lost == 1 { "queued" } else { "dropped" }).await;
         assert_eq!(item["reason"], "host_lost", "{item}");
         assert_eq!(item["requeues"], 1, "{item}");
     }
