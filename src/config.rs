@@ -431,6 +431,7 @@ impl Settings {
                 .with_list_parse_key("news.feeds")
                 .with_list_parse_key("schedule.topics")
                 .with_list_parse_key("schedule.default")
+                .with_list_parse_key("moderation.blocked_words")
                 .source(Some(prefixed)),
         );
         for (var, key) in FLAT_ENV {

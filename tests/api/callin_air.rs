@@ -342,3 +342,66 @@ async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
         "answer {answer_aired} s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flagged_call_ins_are_dropped_before_they_air() {
+    // The fake flags anything with its marker; the word list is checked offline.
+    let openai = FakeOpenAi::start_with(FakeSetup::default()).await;
+    let base = openai.base_url();
+    let app = TestApp::spawn(
+        Role::All,
+        &[
+            ("RADIO24__OPENAI__API_KEY", "sk-test-moderation"),
+            ("RADIO24__OPENAI__BASE_URL", &base),
+            ("RADIO24__VOICE__BACKEND", "none"),
+            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
+            ("RADIO24__MODERATION__BLOCKED_WORDS", "sprocket,ねじ"),
+        ],
+    )
+    .await;
+    app.wait_for_status("/ready", 200).await;
+    let mut broadcast = app.broadcast("radio24").await;
+    let (mut caller, _) = Ptt::greeted(&app, None).await;
+    for text in [
+        "Please say FLAGME on air",
+        "I love my Sprocket.",
+        "このねじを見てください",
+    ] {
+        let id = caller.call(text).await["id"].as_str().unwrap().to_owned();
+        let taken = app
+            .client
+            .post(app.url("/v1/studio/take-next"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(taken.status(), 200, "{text}");
+        let dropped = caller
+            .ws
+            .wait_for("status", |f| {
+                f["id"] == id.as_str() && f["status"] != "live"
+            })
+            .await;
+        assert_eq!(
+            (dropped["status"].as_str(), dropped["reason"].as_str()),
+            (Some("dropped"), Some("moderation")),
+            "{text}"
+        );
+    }
+    // Nothing of theirs aired: up to a studio line spoken after them, no caller's caption.
+    assert_eq!(app.speak("That is all for now.").await.status(), 202);
+    broadcast
+        .scan("the studio line's caption", |frame| {
+            assert_ne!(frame["speaker"], "caller", "a flagged call aired: {frame}");
+            (frame["type"] == "caption" && frame["text"] == "That is all for now.").then_some(())
+        })
+        .await;
+    assert!(
+        openai
+            .moderation
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "the OpenAI moderation was asked"
+    );
+}

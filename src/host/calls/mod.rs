@@ -399,6 +399,9 @@ async fn answer_call(
     words: String,
     recording: Option<(u32, Vec<i16>)>,
 ) {
+    // However this ends (a panic, or the call given up), the segment is finished, so the
+    // rundown never waits behind it.
+    let _finish = FinishOnDrop(segment.clone());
     if let (Some(voice), Some((rate, samples))) = (&services.calls.realtime, recording) {
         match realtime_answer(&services, voice, rate, &samples).await {
             Ok(audio) => {
@@ -429,6 +432,15 @@ async fn answer_call(
     let (text, _writer) = services.write(&plan, &[]).await;
     services.voice_text(&segment, &text, true).await;
     segment.finish();
+}
+
+/// Finishes a segment when dropped.
+struct FinishOnDrop(Arc<QueuedSegment>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }
 
 /// The Realtime session's spoken answer to a recording, at 48 kHz and normalised.
