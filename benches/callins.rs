@@ -7,7 +7,10 @@
 //!    voice) in a child process. 50 caller sockets send typed call-ins at `--rate` a second in
 //!    all; the time from sending a `text` frame to its `queued` frame is measured. First with
 //!    no other clients (the baseline), then while `--listeners` `/ws/broadcast` clients
-//!    receive every queue change (each call-in is a `queue` frame to all of them).
+//!    receive the queue's changes (coalesced to a frame every 250 ms) and the programme.
+//!    The listeners run on a runtime (thread) of their own in this process, so that their
+//!    reads compete with the callers for the CPU, as remote listeners' traffic would, but
+//!    never sit in the callers' task queue.
 //! 2. **Claims per second.** On a throw-away PostgreSQL database
 //!    (`RADIO24_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`):
 //!    `--items` call-ins enqueued through the store, then claimed through
@@ -62,22 +65,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Opens `n` `/ws/broadcast` clients that read and discard; they end when aborted.
-async fn listeners(port: u16, n: usize) -> Vec<tokio::task::JoinHandle<u64>> {
-    let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
-        let Some(mut ws) = connect(port, "/ws/broadcast").await else {
-            continue;
-        };
-        handles.push(tokio::spawn(async move {
-            let mut frames = 0;
-            while let Some(Ok(_)) = ws.next().await {
-                frames += 1;
+/// `n` `/ws/broadcast` clients that read and discard, on a runtime of their own (one
+/// thread), as listeners on other machines would be: their reads never queue behind the
+/// measuring callers' tasks in one scheduler. They end when the runtime is shut down.
+async fn listeners(port: u16, n: usize) -> (tokio::runtime::Runtime, usize) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("listeners' runtime: {e}"),
+    };
+    let connected = runtime
+        .spawn(async move {
+            let mut connected = 0;
+            for _ in 0..n {
+                let Some(mut ws) = connect(port, "/ws/broadcast").await else {
+                    continue;
+                };
+                connected += 1;
+                tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
             }
-            frames
-        }));
-    }
-    handles
+            connected
+        })
+        .await
+        .unwrap_or(0);
+    (runtime, connected)
 }
 
 /// Enqueue latencies (ms, sorted) of `rate` call-ins a second for `secs` from [`CALLERS`]
@@ -136,20 +150,18 @@ async fn enqueue_benchmark(listeners_n: usize, rate: f64, secs: f64) {
     // A fresh server (and queue) for each, so both start from an empty queue.
     for n in [0, listeners_n] {
         let server = bench_server().await;
-        let clients = listeners(server.port, n).await;
+        let (listening, clients) = listeners(server.port, n).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let latencies = enqueue_latencies(server.port, rate, secs).await;
         println!(
             "| {} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
-            clients.len(),
+            clients,
             latencies.len(),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
             latencies.last().copied().unwrap_or(f64::NAN),
         );
-        for c in clients {
-            c.abort();
-        }
+        listening.shutdown_background();
     }
 }
 

@@ -81,7 +81,8 @@ impl Application {
         let engine = parts.engine.clone();
 
         let workers = match settings.server.workers {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // Four per core: see `server.workers` in config/default.toml.
+            0 => 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         let allowed_origin = settings.server.allowed_origin.clone();

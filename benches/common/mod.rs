@@ -110,7 +110,6 @@ pub async fn start_server(env: &[(&str, &str)]) -> Server {
         .env("RADIO24__VOICE__BACKEND", voice)
         .env("RADIO24__AUTH__ADMIN_TOKEN", "bench")
         .env("RADIO24__DATABASE__SQLITE_PATH", data.path().join("r.db"))
-        .env("RADIO24__SERVER__WORKERS", "2")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn();
@@ -135,7 +134,7 @@ pub async fn start_server(env: &[(&str, &str)]) -> Server {
         .iter()
         .find(|(k, _)| *k == "RADIO24__VOICE__BACKEND")
         .map_or(voice, |(_, v)| *v);
-    println!("(server: release radio24, voice {voice}, 2 workers)");
+    println!("(server: release radio24, voice {voice}, default workers: 4 per core)");
     server
 }
 
