@@ -6,8 +6,10 @@
 //! their item ended.
 //!
 //! Changes are announced within this API instance. With several instances on one database,
-//! a caller connected to another instance learns of a change at that instance's next change
-//! or at the sweep (every 10 s).
+//! calls going live and ending reach every instance at once (each hears the host: see
+//! [`crate::api::switchboard`]); other changes made on another instance (a new item, a
+//! cancel, an operator's edit, an expiry) reach a caller here with this instance's next
+//! change of the channel.
 //!
 //! Listener audio and call-in text never reach the logs: items are logged by id only.
 //!

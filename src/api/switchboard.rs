@@ -20,6 +20,9 @@
 //! (reason `host_lost`); a second time it is dropped with reason `host_lost`. Ended calls
 //! the API missed are recorded as they ended.
 //!
+//! Every API instance hears the host, so a call going live or ending reaches the callers on
+//! every instance at once, whichever instance put it through.
+//!
 //! Items are logged by id only: never their text, transcript or audio.
 
 use std::collections::HashSet;
@@ -120,6 +123,11 @@ impl Switchboard {
             }
             HostEvent::CallLive { call_id, .. } => {
                 lock(&self.confirmed).insert(*call_id);
+                // The instance that put it through told its own sockets; every instance
+                // hears the host, so this one tells its callers too.
+                let board = self.clone();
+                let id = *call_id;
+                tokio::spawn(async move { board.announce_as_stored(id).await });
             }
             HostEvent::CallEnded(report) => {
                 lock(&self.confirmed).insert(report.call_id);
@@ -230,6 +238,17 @@ impl Switchboard {
         self.queue.announce(&channel, vec![item]).await;
     }
 
+    /// Tells this instance's sockets about item `id` as the store has it.
+    async fn announce_as_stored(&self, id: Uuid) {
+        match self.store.call(id).await {
+            Ok(Some(item)) => self.announce(item).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(call = %id, error = %e, "could not read a call to announce it")
+            }
+        }
+    }
+
     /// Back in the queue, unaired and uncounted.
     async fn hand_back(&self, item: &CallItem) -> Result<()> {
         if let Some(back) = self
@@ -304,8 +323,9 @@ impl Switchboard {
                 tracing::info!(call = %item.id, status = to.as_str(), "call ended");
                 self.announce(item).await;
             }
-            // Recorded already, or dropped by an operator meanwhile.
-            Ok(None) => {}
+            // Recorded already (by another API instance: tell this one's callers), or
+            // dropped by an operator meanwhile.
+            Ok(None) => self.announce_as_stored(report.call_id).await,
             Err(e) => {
                 tracing::warn!(call = %report.call_id, error = %e, "could not record how a call ended")
             }

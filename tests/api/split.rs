@@ -372,3 +372,35 @@ async fn a_call_lost_with_two_hosts_is_dropped() {
         assert_eq!(item["requeues"], 1, "{item}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_on_one_api_instance_hears_a_call_put_through_by_another() {
+    let Some(db) = crate::helpers::TestDb::create().await else {
+        return;
+    };
+    let host = host_on(0).await;
+    let overrides = [
+        ("RADIO24__BUS__HOST_URL", host.address.as_str()),
+        ("RADIO24__DATABASE__URL", db.url.as_str()),
+        ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
+    ];
+    let first = TestApp::spawn(Role::Api, &overrides).await;
+    let second = TestApp::spawn(Role::Api, &overrides).await;
+    first.wait_for_status("/ready", 200).await;
+    second.wait_for_status("/ready", 200).await;
+    let (mut caller, _) = crate::callins::Ptt::greeted(&first, None).await;
+    let id = caller.call("Which instance am I on?").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The second instance puts the call through; the caller, on the first, hears it all.
+    assert_eq!(take_next(&second).await.status(), 200);
+    for status in ["live", "done"] {
+        caller
+            .ws
+            .wait_for("status", |f| {
+                f["id"] == id.as_str() && f["status"] == status
+            })
+            .await;
+    }
+}
