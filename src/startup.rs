@@ -389,6 +389,12 @@ async fn api_state(
         role: role.as_str(),
         split: role == Role::Api,
         default_channel: settings.station.default_channel.clone(),
+        // Checked when the settings were loaded.
+        timezone: settings
+            .station
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Tokyo),
         max_text_chars: settings.server.max_text_chars,
         ws: WsLimits {
             ping_interval: std::time::Duration::from_secs(settings.broadcast.ping_interval_secs),

@@ -71,6 +71,24 @@ pub async fn require_bearer<T: BearerProtected, B: MessageBody>(
     }
 }
 
+/// [`require_bearer`] for requests that change something: `GET` and `HEAD` pass, so one
+/// resource can be public to read and behind the token to write (the token is still
+/// checked before a body is read).
+pub async fn require_bearer_to_write<T: BearerProtected, B: MessageBody>(
+    protected: web::Data<T>,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let method = req.method();
+    if method == actix_web::http::Method::GET || method == actix_web::http::Method::HEAD {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    require_bearer(protected, req, next).await
+}
+
 /// App data that holds the token a group of routes is behind ([`require_bearer`]).
 pub trait BearerProtected: 'static {
     /// What a refused client is told (never the token).

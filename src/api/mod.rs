@@ -49,6 +49,8 @@ pub struct ApiState {
     /// True when the host runs in another process (`--role api`).
     pub split: bool,
     pub default_channel: ChannelName,
+    /// The station's time zone (`station.timezone`): the schedule's hours are hours there.
+    pub timezone: chrono_tz::Tz,
     pub max_text_chars: usize,
     pub ws: WsLimits,
     pub ws_clients: AtomicUsize,

@@ -22,6 +22,7 @@ mod livekit;
 mod postgres;
 mod raw_ws;
 mod room;
+mod schedule;
 mod split;
 mod store_conformance;
 mod stream;

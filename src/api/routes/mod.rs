@@ -2,6 +2,7 @@
 
 mod archive;
 mod broadcast;
+mod channels;
 mod health;
 mod ptt;
 mod queue;
@@ -15,7 +16,7 @@ use actix_web::web;
 
 use crate::api::{ApiError, ApiState, Result};
 use crate::domain::ChannelName;
-use crate::web::{require_bearer, resource};
+use crate::web::{require_bearer, require_bearer_to_write, resource};
 
 /// Mounts the routes (the caller adds `ApiState` as app data). A known path asked with a
 /// method it does not answer gets 405 with `Allow`.
@@ -50,6 +51,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(queue::moderate)),
     )
     .service(resource("/v1/room/join", "POST").route(web::post().to(room::join)))
+    .service(resource("/v1/channels", "GET").route(web::get().to(channels::list)))
+    .service(
+        // Public to read; the admin token (checked before the body) to replace.
+        resource("/v1/channels/{name}/schedule", "GET, PUT")
+            .wrap(from_fn(require_bearer_to_write::<ApiState, _>))
+            .route(web::get().to(channels::schedule))
+            .route(web::put().to(channels::replace)),
+    )
+    .service(
+        resource("/v1/channels/{name}/schedule/{hour}", "PATCH")
+            .wrap(from_fn(require_bearer::<ApiState, _>))
+            .route(web::patch().to(channels::edit_hour)),
+    )
     .service(
         resource("/v1/channels/{name}/stream", "GET, HEAD")
             .route(web::get().to(stream::stream_channel))
