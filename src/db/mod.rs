@@ -68,6 +68,14 @@ pub struct ScheduleEntry {
     pub prompt: Option<String>,
 }
 
+/// One hour of a schedule to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotEdit {
+    pub hour: u8,
+    pub block: Block,
+    pub prompt: Option<String>,
+}
+
 /// What the API needs from a database. Every method is safe to call from several
 /// processes at once.
 #[async_trait]
@@ -94,7 +102,24 @@ pub trait Store: Send + Sync + 'static {
         hour: u8,
         block: Block,
         prompt: Option<&str>,
-    ) -> Result<ScheduleEntry>;
+    ) -> Result<ScheduleEntry> {
+        let slot = SlotEdit {
+            hour,
+            block,
+            prompt: prompt.map(str::to_owned),
+        };
+        self.set_schedule_slots(channel_id, vec![slot])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("schedule hour {hour}, just written")))
+    }
+    /// Sets several hours of a channel's schedule in one transaction: all of them, or
+    /// (on an error) none. Returns them as written, in the order given.
+    async fn set_schedule_slots(
+        &self,
+        channel_id: Uuid,
+        slots: Vec<SlotEdit>,
+    ) -> Result<Vec<ScheduleEntry>>;
 
     // ---- The call-in queue ([`calls`]). Positions count from 1 and follow the queue's
     // order: priority (highest first), then `enqueued_at`, then id.

@@ -24,7 +24,8 @@ use super::calls::{self, CallColumns, Meta, StoredCall};
 use super::schema::pg::{channel, queue, queue_audio, schedule};
 use super::{
     CallAudio, CallItem, CallStatus, CallerLimits, Channel, EnqueueRefusal, NewCall, Result,
-    ScheduleEntry, Store, StoreError, map_write_error, parse_block, parse_channel_name, parse_hour,
+    ScheduleEntry, SlotEdit, Store, StoreError, map_write_error, parse_block, parse_channel_name,
+    parse_hour,
 };
 use crate::domain::{Block, ChannelName};
 
@@ -354,32 +355,37 @@ impl Store for PgStore {
         Ok(inserted)
     }
 
-    async fn set_schedule_slot(
+    async fn set_schedule_slots(
         &self,
         channel_id: Uuid,
-        hour: u8,
-        block: Block,
-        prompt: Option<&str>,
-    ) -> Result<ScheduleEntry> {
+        slots: Vec<SlotEdit>,
+    ) -> Result<Vec<ScheduleEntry>> {
         let mut conn = self.conn().await?;
-        let row: ScheduleRow = diesel::insert_into(schedule::table)
-            .values((
-                schedule::channel_id.eq(Some(channel_id)),
-                schedule::hour.eq(Some(i32::from(hour))),
-                schedule::block.eq(block.as_str()),
-                schedule::prompt.eq(prompt),
-            ))
-            .on_conflict((schedule::channel_id, schedule::hour))
-            .do_update()
-            .set((
-                schedule::block.eq(block.as_str()),
-                schedule::prompt.eq(prompt),
-            ))
-            .returning(SCHEDULE_COLUMNS)
-            .get_result(&mut conn)
-            .await
-            .map_err(|e| map_write_error(e, "schedule slot"))?;
-        to_entry(row)
+        conn.transaction(async move |conn| {
+            let mut written = Vec::with_capacity(slots.len());
+            for slot in &slots {
+                let row: ScheduleRow = diesel::insert_into(schedule::table)
+                    .values((
+                        schedule::channel_id.eq(Some(channel_id)),
+                        schedule::hour.eq(Some(i32::from(slot.hour))),
+                        schedule::block.eq(slot.block.as_str()),
+                        schedule::prompt.eq(slot.prompt.as_deref()),
+                    ))
+                    .on_conflict((schedule::channel_id, schedule::hour))
+                    .do_update()
+                    .set((
+                        schedule::block.eq(slot.block.as_str()),
+                        schedule::prompt.eq(slot.prompt.as_deref()),
+                    ))
+                    .returning(SCHEDULE_COLUMNS)
+                    .get_result(conn)
+                    .await
+                    .map_err(|e| map_write_error(e, "schedule slot"))?;
+                written.push(to_entry(row)?);
+            }
+            Ok(written)
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(channel = %call.channel))]

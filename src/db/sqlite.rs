@@ -27,8 +27,7 @@ use uuid::Uuid;
 use super::schema::sqlite::{channel, schedule};
 use super::{
     CallAudio, CallItem, CallStatus, CallerLimits, Channel, EnqueueRefusal, NewCall, Result,
-    ScheduleEntry, Store, StoreError, calls, map_write_error, parse_block, parse_channel_name,
-    parse_hour,
+    ScheduleEntry, SlotEdit, Store, StoreError, calls, parse_block, parse_channel_name, parse_hour,
 };
 use crate::domain::{Block, ChannelName};
 
@@ -318,40 +317,13 @@ impl Store for SqliteStore {
         Ok(inserted)
     }
 
-    async fn set_schedule_slot(
+    async fn set_schedule_slots(
         &self,
         channel_id: Uuid,
-        hour: u8,
-        block: Block,
-        prompt: Option<&str>,
-    ) -> Result<ScheduleEntry> {
-        let mut conn = self.conn().await?;
-        let channel_key = channel_id.to_string();
-        diesel::insert_into(schedule::table)
-            .values((
-                schedule::id.eq(Uuid::now_v7().to_string()),
-                schedule::channel_id.eq(Some(channel_key.clone())),
-                schedule::hour.eq(Some(i32::from(hour))),
-                schedule::block.eq(block.as_str()),
-                schedule::prompt.eq(prompt),
-                schedule::created_at.eq(Some(Utc::now())),
-            ))
-            .on_conflict((schedule::channel_id, schedule::hour))
-            .do_update()
-            .set((
-                schedule::block.eq(block.as_str()),
-                schedule::prompt.eq(prompt),
-            ))
-            .execute(&mut conn)
+        slots: Vec<SlotEdit>,
+    ) -> Result<Vec<ScheduleEntry>> {
+        self.queue(move |conn| schedule_ops::set_slots(conn, channel_id, &slots))
             .await
-            .map_err(|e| map_write_error(e, "schedule slot"))?;
-        let row: ScheduleRow = schedule::table
-            .filter(schedule::channel_id.eq(&channel_key))
-            .filter(schedule::hour.eq(Some(i32::from(hour))))
-            .select(SCHEDULE_COLUMNS)
-            .first(&mut conn)
-            .await?;
-        to_entry(row)
     }
 
     #[tracing::instrument(skip_all, fields(channel = %call.channel))]
@@ -472,6 +444,57 @@ impl Store for SqliteStore {
 /// The queue's operations on a plain (synchronous) connection, run by [`SqliteStore::queue`].
 /// The queries on `meta` are SQL written out, spelling `json_extract(meta, '$.channel')` as
 /// the index does; timestamps are [`calls::stamp`] text, compared as text.
+/// Schedule writes that must be whole, run on a blocking thread (see `SqliteStore::queue`).
+mod schedule_ops {
+    use chrono::Utc;
+    use diesel::prelude::*;
+    use diesel::sqlite::SqliteConnection;
+    use uuid::Uuid;
+
+    use super::{SCHEDULE_COLUMNS, ScheduleRow, to_entry};
+    use crate::db::schema::sqlite::schedule;
+    use crate::db::{Result, ScheduleEntry, SlotEdit, map_write_error};
+
+    /// Upserts `slots` in one IMMEDIATE transaction; what was written, in order.
+    pub fn set_slots(
+        conn: &mut SqliteConnection,
+        channel_id: Uuid,
+        slots: &[SlotEdit],
+    ) -> Result<Vec<ScheduleEntry>> {
+        let channel_key = channel_id.to_string();
+        conn.immediate_transaction(|conn| {
+            let mut written = Vec::with_capacity(slots.len());
+            for slot in slots {
+                let hour = Some(i32::from(slot.hour));
+                diesel::insert_into(schedule::table)
+                    .values((
+                        schedule::id.eq(Uuid::now_v7().to_string()),
+                        schedule::channel_id.eq(Some(channel_key.clone())),
+                        schedule::hour.eq(hour),
+                        schedule::block.eq(slot.block.as_str()),
+                        schedule::prompt.eq(slot.prompt.as_deref()),
+                        schedule::created_at.eq(Some(Utc::now())),
+                    ))
+                    .on_conflict((schedule::channel_id, schedule::hour))
+                    .do_update()
+                    .set((
+                        schedule::block.eq(slot.block.as_str()),
+                        schedule::prompt.eq(slot.prompt.as_deref()),
+                    ))
+                    .execute(conn)
+                    .map_err(|e| map_write_error(e, "schedule slot"))?;
+                let row: ScheduleRow = schedule::table
+                    .filter(schedule::channel_id.eq(&channel_key))
+                    .filter(schedule::hour.eq(hour))
+                    .select(SCHEDULE_COLUMNS)
+                    .first(conn)?;
+                written.push(to_entry(row)?);
+            }
+            Ok(written)
+        })
+    }
+}
+
 mod queue_ops {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;

@@ -14,8 +14,8 @@ use diesel::sql_types::Text;
 use radio24::db::postgres::PgStore;
 use radio24::db::sqlite::SqliteStore;
 use radio24::db::{
-    CallAudio, CallItem, CallKind, CallStatus, CallerLimits, EnqueueRefusal, NewCall, Store,
-    StoreError, seed,
+    CallAudio, CallItem, CallKind, CallStatus, CallerLimits, EnqueueRefusal, NewCall, SlotEdit,
+    Store, StoreError, seed,
 };
 use radio24::domain::{Block, ChannelName};
 use secrecy::SecretString;
@@ -108,6 +108,39 @@ async fn conformance(store: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // Several hours at once are written whole, or not at all.
+    let edit = |hour: u8, block: Block| SlotEdit {
+        hour,
+        block,
+        prompt: None,
+    };
+    let written = store
+        .set_schedule_slots(created.id, vec![edit(1, Block::Op), edit(2, Block::Jingle)])
+        .await
+        .unwrap();
+    assert_eq!(
+        written
+            .iter()
+            .map(|e| (e.hour, e.block))
+            .collect::<Vec<_>>(),
+        [(1, Block::Op), (2, Block::Jingle)]
+    );
+    // Hour 99 breaks the seed's CHECK: the hour before it is not kept either.
+    store
+        .set_schedule_slots(
+            created.id,
+            vec![edit(3, Block::Music), edit(99, Block::Music)],
+        )
+        .await
+        .unwrap_err();
+    let schedule = store.schedule(created.id).await.unwrap();
+    assert_eq!(schedule.len(), 24);
+    assert_eq!(schedule[3].block, day()[3], "rolled back");
+    assert_eq!(
+        (schedule[1].block, schedule[2].block),
+        (Block::Op, Block::Jingle)
+    );
 
     // Two starts racing to create the same default channel end with one channel and one
     // schedule.

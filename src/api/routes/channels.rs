@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::known_channel;
 use crate::api::{ApiState, Result, programme};
-use crate::db::ScheduleEntry;
+use crate::db::{ScheduleEntry, SlotEdit};
 use crate::domain::{Block, InvalidInput};
 
 /// Longest prompt of one hour, in characters.
@@ -201,12 +201,16 @@ pub async fn replace(
         .into());
     }
     let id = channel_id(&state, &channel).await?;
-    for (hour, block, prompt) in &day {
-        state
-            .store
-            .set_schedule_slot(id, *hour, *block, prompt.as_deref())
-            .await?;
-    }
+    // One transaction: the day is replaced whole, or not at all.
+    let slots = day
+        .into_iter()
+        .map(|(hour, block, prompt)| SlotEdit {
+            hour,
+            block,
+            prompt,
+        })
+        .collect();
+    state.store.set_schedule_slots(id, slots).await?;
     tracing::info!("schedule replaced");
     let updated = push_to_host(&state).await;
     answer(&state, &channel, Some(updated)).await
