@@ -123,6 +123,8 @@ pub struct ServerSettings {
     /// `PORT` (Cloud Run): when set, the port this process listens on, whatever its role.
     pub port: Option<u16>,
     pub workers: usize,
+    /// The web app's built files, served at `/` by the API role; empty = none.
+    pub web_dir: String,
     pub allowed_origin: String,
     pub max_text_chars: usize,
     pub shutdown_timeout_secs: u64,

@@ -195,6 +195,9 @@ fn check_role_is_built(role: Role) -> anyhow::Result<()> {
 struct Parts {
     #[cfg(feature = "api")]
     api: Option<web::Data<crate::api::ApiState>>,
+    /// The web app at `/`, with the API (mounted after every other route).
+    #[cfg(feature = "api")]
+    web_app: Option<crate::api::web_app::WebApp>,
     #[cfg(feature = "host")]
     bus_server: Option<crate::bus::http_server::BusServer>,
     /// The host itself, for the host role's `/health`.
@@ -254,9 +257,15 @@ impl Parts {
             }
         };
         let _ = (&bus_token, role);
+        #[cfg(feature = "api")]
+        let web_app = api
+            .is_some()
+            .then(|| crate::api::web_app::WebApp::new(&settings.server.web_dir));
         Ok(Self {
             #[cfg(feature = "api")]
             api,
+            #[cfg(feature = "api")]
+            web_app,
             #[cfg(feature = "host")]
             bus_server,
             #[cfg(feature = "host")]
@@ -283,6 +292,10 @@ impl Parts {
                         .route(web::head().to(host_health)),
                 );
             }
+        }
+        #[cfg(feature = "api")]
+        if let Some(web_app) = &self.web_app {
+            web_app.mount(cfg);
         }
     }
 }

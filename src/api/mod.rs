@@ -18,6 +18,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod stream;
 pub mod switchboard;
+pub mod web_app;
 pub mod ws;
 
 use std::path::Path;

@@ -27,3 +27,4 @@ mod split;
 mod store_conformance;
 mod stream;
 mod studio;
+mod web_app;

@@ -1,0 +1,97 @@
+//! The web app: the built listener page and studio (`frontend/out`, `server.web_dir`),
+//! served at `/` by the API role after every API route, so no file can shadow one. When the
+//! folder is not there, `/` answers a short page saying how to build it (the API works
+//! without it). Files are served by `actix-files`: no directory listings, no hidden files,
+//! nothing outside the folder (`..` is refused); a path that is not a file is a JSON 404.
+
+use std::path::{Path, PathBuf};
+
+use actix_web::{HttpResponse, web};
+
+/// Where the web app is, if it is built.
+#[derive(Debug, Clone)]
+pub struct WebApp {
+    dir: Option<PathBuf>,
+    configured: String,
+}
+
+impl WebApp {
+    /// `server.web_dir`: the folder is used when it holds an `index.html`.
+    pub fn new(web_dir: &str) -> Self {
+        let configured = web_dir.trim().to_owned();
+        let dir = Some(PathBuf::from(&configured))
+            .filter(|d| !configured.is_empty() && d.join("index.html").is_file());
+        match &dir {
+            Some(d) => tracing::info!(dir = %d.display(), "serving the web app at /"),
+            None if configured.is_empty() => tracing::info!("no web app (server.web_dir is empty)"),
+            None => tracing::info!(
+                dir = %configured,
+                "the web app is not built; / says how to build it"
+            ),
+        }
+        Self { dir, configured }
+    }
+
+    /// Whether the built app is served.
+    pub fn is_built(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Mounts the app at `/` (after everything else), or the page that says how to build it.
+    pub fn mount(&self, cfg: &mut web::ServiceConfig) {
+        match &self.dir {
+            Some(dir) => {
+                cfg.service(files(dir));
+            }
+            None if self.configured.is_empty() => {}
+            None => {
+                let page = how_to_build(&self.configured);
+                cfg.service(crate::web::resource("/", "GET, HEAD").route(web::get().to(
+                    move || {
+                        let page = page.clone();
+                        async move {
+                            HttpResponse::Ok()
+                                .content_type("text/html; charset=utf-8")
+                                .body(page)
+                        }
+                    },
+                )));
+            }
+        }
+    }
+}
+
+fn files(dir: &Path) -> actix_files::Files {
+    actix_files::Files::new("/", dir)
+        .index_file("index.html")
+        .redirect_to_slash_directory()
+        .prefer_utf8(true)
+        .default_handler(web::to(|| async {
+            crate::web::error_response(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such page",
+            )
+        }))
+}
+
+/// The page `/` answers when the app is not built.
+fn how_to_build(dir: &str) -> String {
+    let dir = dir
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Radio24</title></head><body style=\"font-family: system-ui, sans-serif; \
+         max-width: 40rem; margin: 3rem auto; padding: 0 1rem; line-height: 1.5\">\
+         <h1>Radio24 is on air</h1>\
+         <p>The web app is not built, so this server has no page to show here \
+         (it looked in <code>{dir}</code>, <code>server.web_dir</code>).</p>\
+         <p>Build it with <code>cd frontend &amp;&amp; npm ci &amp;&amp; npm run build</code> \
+         and restart. Until then, listen with any audio player at \
+         <a href=\"/v1/channels/radio24/stream\"><code>/v1/channels/radio24/stream</code></a>, \
+         and see <code>docs/api.md</code> for the rest.</p></body></html>\n"
+    )
+}
