@@ -249,26 +249,32 @@ impl Switchboard {
         }
     }
 
+    /// Moves item `id` from `live` to `to` (compare-and-set) and tells everyone; the item
+    /// when it moved, `None` when it was no longer live.
+    async fn move_live(
+        &self,
+        id: Uuid,
+        to: CallStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<CallItem>> {
+        let moved = self
+            .store
+            .set_call_status(id, &[CallStatus::Live], to, reason)
+            .await?;
+        if let Some(item) = &moved {
+            self.announce(item.clone()).await;
+        }
+        Ok(moved)
+    }
+
     /// Back in the queue, unaired and uncounted.
     async fn hand_back(&self, item: &CallItem) -> Result<()> {
-        if let Some(back) = self
-            .store
-            .set_call_status(item.id, &[CallStatus::Live], CallStatus::Queued, None)
-            .await?
-        {
-            self.announce(back).await;
-        }
+        self.move_live(item.id, CallStatus::Queued, None).await?;
         Ok(())
     }
 
     async fn finish(&self, item: &CallItem, to: CallStatus, reason: Option<&str>) -> Result<()> {
-        if let Some(ended) = self
-            .store
-            .set_call_status(item.id, &[CallStatus::Live], to, reason)
-            .await?
-        {
-            self.announce(ended).await;
-        }
+        self.move_live(item.id, to, reason).await?;
         Ok(())
     }
 
@@ -280,14 +286,9 @@ impl Switchboard {
             if lock(&board.confirmed).contains(&id) {
                 return;
             }
-            match board
-                .store
-                .set_call_status(id, &[CallStatus::Live], CallStatus::Queued, None)
-                .await
-            {
-                Ok(Some(back)) => {
-                    tracing::info!(call = %id, "the host never confirmed a call; back in the queue");
-                    board.announce(back).await;
+            match board.move_live(id, CallStatus::Queued, None).await {
+                Ok(Some(_)) => {
+                    tracing::info!(call = %id, "the host never confirmed a call; back in the queue")
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(call = %id, error = %e, "could not take a call back"),
@@ -370,14 +371,9 @@ impl Switchboard {
                 } else {
                     (CallStatus::Dropped, "dropped")
                 };
-                match self
-                    .store
-                    .set_call_status(item.id, &[CallStatus::Live], to, Some(HOST_LOST))
-                    .await
-                {
-                    Ok(Some(changed)) => {
+                match self.move_live(item.id, to, Some(HOST_LOST)).await {
+                    Ok(Some(_)) => {
                         tracing::warn!(%channel, call = %item.id, "the host lost a live call; {what}");
-                        self.announce(changed).await;
                     }
                     Ok(None) => {}
                     Err(e) => {

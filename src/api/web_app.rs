@@ -32,11 +32,6 @@ impl WebApp {
         Self { dir, configured }
     }
 
-    /// Whether the built app is served.
-    pub fn is_built(&self) -> bool {
-        self.dir.is_some()
-    }
-
     /// Mounts the app at `/` (after everything else), or the page that says how to build it.
     pub fn mount(&self, cfg: &mut web::ServiceConfig) {
         match &self.dir {

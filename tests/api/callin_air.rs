@@ -18,7 +18,7 @@ use radio24::host::clock::ScaledClock;
 use crate::callins::{Ptt, tone_at};
 use crate::fake_openai::{FakeOpenAi, FakeSetup};
 use crate::fake_realtime::{ANSWER_HZ, FakeRealtime};
-use crate::helpers::{ADMIN_TOKEN, Deadline, NO_QANDA, PROGRAMME_PATIENCE, TestApp};
+use crate::helpers::{Deadline, NO_QANDA, PROGRAMME_PATIENCE, TestApp};
 
 /// What the fake's chat model answers (the host's answer).
 const ANSWER: &str = "Mount Everest is the tallest, at 8849 metres.";
@@ -185,12 +185,8 @@ async fn a_qanda_hour_airs_the_callers_in_order_with_answers() {
 
     // The store has both done, the recording's transcript kept.
     let items: Value = app
-        .client
-        .get(app.url("/v1/queue?channel=radio24"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .admin_get("/v1/queue?channel=radio24")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -221,14 +217,7 @@ async fn a_qanda_hour_airs_the_callers_in_order_with_answers() {
 async fn take_next_puts_one_caller_through_at_a_time() {
     let app = TestApp::spawn(Role::All, &[("RADIO24__SCHEDULE__DEFAULT", NO_QANDA)]).await;
     app.wait_for_status("/ready", 200).await;
-    let take_next = async || {
-        app.client
-            .post(app.url("/v1/studio/take-next?channel=radio24"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-    };
+    let take_next = async || app.take_next().await;
     let empty = take_next().await;
     assert_eq!(empty.status(), 409);
     assert_eq!(empty.json::<Value>().await.unwrap()["error"], "queue_empty");
@@ -269,12 +258,8 @@ async fn take_next_puts_one_caller_through_at_a_time() {
         "call_in_progress"
     );
     let items: Value = app
-        .client
-        .get(app.url("/v1/queue?channel=radio24&status=queued"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .admin_get("/v1/queue?channel=radio24&status=queued")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -368,13 +353,7 @@ async fn flagged_call_ins_are_dropped_before_they_air() {
         "このねじを見てください",
     ] {
         let id = caller.call(text).await["id"].as_str().unwrap().to_owned();
-        let taken = app
-            .client
-            .post(app.url("/v1/studio/take-next"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let taken = app.take_next().await;
         assert_eq!(taken.status(), 200, "{text}");
         let dropped = caller
             .ws

@@ -92,17 +92,8 @@ pub(crate) fn tone_at(rate: u32, hz: f64, secs: f64) -> Vec<u8> {
         .collect()
 }
 
-async fn admin_get(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn queue_items(app: &TestApp) -> Vec<Value> {
-    let resp = admin_get(app, "/v1/queue?channel=radio24").await;
+    let resp = app.admin_get("/v1/queue?channel=radio24").await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     body["items"].as_array().unwrap().clone()
@@ -149,7 +140,7 @@ async fn the_call_in_flow(app: &TestApp) {
     assert_eq!(items[0]["text"], "こんにちは、質問があります。");
     assert_eq!(items[1]["kind"], "audio");
     assert_eq!(items[1]["duration_ms"], 1000);
-    let wav = admin_get(app, &format!("/v1/queue/{second_id}/audio")).await;
+    let wav = app.admin_get(&format!("/v1/queue/{second_id}/audio")).await;
     assert_eq!(wav.status(), 200);
     assert_eq!(wav.headers()["content-type"], "audio/wav");
     let wav = wav.bytes().await.unwrap();
@@ -429,8 +420,8 @@ async fn the_operators_routes_need_the_admin_token() {
     for resp in anonymous {
         assert_eq!(resp.status(), 401, "{}", resp.url());
     }
-    let resp = admin_get(&app, &format!("/v1/queue/{id}/audio")).await;
+    let resp = app.admin_get(&format!("/v1/queue/{id}/audio")).await;
     assert_eq!(resp.status(), 404);
-    let resp = admin_get(&app, "/v1/queue?status=sideways").await;
+    let resp = app.admin_get("/v1/queue?status=sideways").await;
     assert_eq!(resp.status(), 400);
 }

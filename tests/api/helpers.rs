@@ -265,6 +265,18 @@ impl TestApp {
         answered("GET", path, self.client.get(self.url(path)).send()).await
     }
 
+    /// GET as an operator (the admin token).
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        let req = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN);
+        answered("GET", path, req.send()).await
+    }
+
+    /// `POST /v1/studio/take-next` (the default channel) as an operator.
+    pub async fn take_next(&self) -> reqwest::Response {
+        self.post("/v1/studio/take-next", Some(ADMIN_TOKEN), &Value::Null)
+            .await
+    }
+
     /// POST JSON with an optional bearer token.
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
         let mut req = self.client.post(self.url(path)).json(body);

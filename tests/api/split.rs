@@ -238,12 +238,8 @@ impl Drop for Killed {
 /// The call-in `id` as the operators' queue shows it.
 async fn queue_item(api: &TestApp, id: &str) -> Result<Value, String> {
     let body: Value = api
-        .client
-        .get(api.url("/v1/queue?channel=radio24"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .admin_get("/v1/queue?channel=radio24")
         .await
-        .map_err(|e| e.to_string())?
         .json()
         .await
         .map_err(|e| e.to_string())?;
@@ -293,12 +289,6 @@ async fn item_when(api: &TestApp, id: &str, status: &str) -> Value {
     .await
 }
 
-/// `take-next` as an operator.
-async fn take_next(api: &TestApp) -> reqwest::Response {
-    api.post("/v1/studio/take-next", Some(ADMIN_TOKEN), &json!({}))
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -311,7 +301,7 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
     let api = api_for_calls(&format!("http://127.0.0.1:{port}")).await;
     let words = "This is a long question about mountains. ".repeat(10);
     let id = call_in(&api, words.trim()).await;
-    assert_eq!(take_next(&api).await.status(), 200);
+    assert_eq!(api.take_next().await.status(), 200);
     let item = queue_item(&api, &id).await.unwrap();
     assert_eq!(
         (item["status"].as_str(), item["requeues"].as_u64()),
@@ -340,7 +330,7 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
     );
 
     // Put through again, it airs once on the new host, and ends done.
-    assert_eq!(take_next(&api).await.status(), 200);
+    assert_eq!(api.take_next().await.status(), 200);
     let done = item_when(&api, &id, "done").await;
     assert_eq!(done["requeues"], 1);
     // Done comes after the answer aired, so the caller's turn has aired in full: once.
@@ -351,7 +341,7 @@ async fn a_call_live_on_a_killed_host_is_requeued_and_aired_once() {
         "one caption per sentence, once"
     );
     // Nothing is left waiting.
-    let taken = take_next(&api).await;
+    let taken = api.take_next().await;
     assert_eq!(taken.status(), 409);
     assert_eq!(taken.json::<Value>().await.unwrap()["error"], "queue_empty");
 }
@@ -364,7 +354,7 @@ async fn a_call_lost_with_two_hosts_is_dropped() {
     let words = "A question that takes a long while to read out. ".repeat(8);
     let id = call_in(&api, words.trim()).await;
     for lost in 1..=2 {
-        assert_eq!(take_next(&api).await.status(), 200, "take {lost}");
+        assert_eq!(api.take_next().await.status(), 200, "take {lost}");
         host.stop().await;
         host = slow_host_on(port).await;
         let item = item_when(&api, &id, if lost == 1 { "queued" } else { "dropped" }).await;
@@ -394,7 +384,7 @@ async fn a_caller_on_one_api_instance_hears_a_call_put_through_by_another() {
         .unwrap()
         .to_owned();
     // The second instance puts the call through; the caller, on the first, hears it all.
-    assert_eq!(take_next(&second).await.status(), 200);
+    assert_eq!(second.take_next().await.status(), 200);
     for status in ["live", "done"] {
         caller
             .ws
