@@ -1,0 +1,6 @@
+import { dictionary } from "./dictionary";
+
+export const listener = dictionary({
+  en: {},
+  ja: {},
+});

@@ -1,0 +1,6 @@
+import { dictionary } from "./dictionary";
+
+export const studio = dictionary({
+  en: {},
+  ja: {},
+});
