@@ -2,7 +2,7 @@
 // operator's decision; push-to-talk records for as long as the button is held.
 import { hydrated, openListener, openStudio } from "./lib/harness.mjs";
 import { marker } from "./lib/labels.mjs";
-import { assert, poll, sleep } from "./lib/poll.mjs";
+import { assert, notYet, poll, sleep } from "./lib/poll.mjs";
 
 /** The caller's own call-ins on the page: [{id, status}] in page order. */
 function myCalls(page) {
@@ -47,16 +47,16 @@ export async function typedCallInIsDroppedByTheStudio(t) {
 
   await poll(`GET /v1/queue to say ${call.id} is dropped`, async () => {
     const now = (await t.station.queue()).find((i) => i.id === call.id);
-    return now?.status === "dropped" ? true : now?.status;
+    return now?.status === "dropped" ? true : notYet(now?.status);
   });
   await poll(`the caller's my-call ${call.id} to say dropped`, async () => {
     const mine = (await myCalls(listener)).find((c) => c.id === call.id);
-    return mine?.status === "dropped" ? true : mine;
+    return mine?.status === "dropped" ? true : notYet(mine);
   });
   await poll(`the studio's row to show dropped (or leave the queue)`, async () => {
     if ((await row.count()) === 0) return true;
     const status = await row.getAttribute("data-status");
-    return status === "dropped" ? true : status;
+    return status === "dropped" ? true : notYet(status);
   });
 }
 

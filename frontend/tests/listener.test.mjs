@@ -1,7 +1,7 @@
 // The listener page: it loads cleanly, shows what the station says, and plays its audio.
 import { broadcastSnapshot, openListener, openStudio } from "./lib/harness.mjs";
 import { marker } from "./lib/labels.mjs";
-import { assert, poll } from "./lib/poll.mjs";
+import { assert, notYet, poll } from "./lib/poll.mjs";
 
 /** Both pages load without console errors, and what the host says appears as captions. */
 export async function pagesLoadAndCaptionsAppear(t) {
@@ -35,7 +35,7 @@ export async function pagesLoadAndCaptionsAppear(t) {
   const count = await poll("a listener count of at least 1", async () => {
     const text = (await listener.locator("[data-testid=listener-count]").textContent()) ?? "";
     const n = Math.max(-1, ...(text.match(/\d+/g) ?? []).map(Number));
-    return n >= 1 ? text : false;
+    return n >= 1 ? text : notYet(text);
   });
   assert(count, "no listener count");
   const snapshot = await broadcastSnapshot(listener);
@@ -49,7 +49,7 @@ export async function pagesLoadAndCaptionsAppear(t) {
     const current = await listener
       .locator('[data-testid^="schedule-hour-"][aria-current="true"]')
       .evaluateAll((elements) => elements.map((e) => e.dataset.testid));
-    return current.length === 1 && current[0] === `schedule-hour-${hour}` ? true : current;
+    return current.length === 1 && current[0] === `schedule-hour-${hour}` ? true : notYet(current);
   });
 
   // The studio, before and after signing in.
@@ -73,7 +73,7 @@ export async function playFallsBackToTheHttpStream(t) {
 
   const transport = await poll("the transport label to name the HTTP stream", async () => {
     const text = ((await listener.locator("[data-testid=transport]").textContent()) ?? "").trim();
-    return /stream/i.test(text) && !/livekit/i.test(text) ? text : false;
+    return /stream/i.test(text) && !/livekit/i.test(text) ? text : notYet(text);
   });
   const audio = listener.locator("[data-testid=stream-audio]");
   const state = () =>
@@ -89,7 +89,7 @@ export async function playFallsBackToTheHttpStream(t) {
     async () => {
       const s = await state();
       if (s.error) throw Object.assign(new Error(`stream-audio failed: ${s.error}`), { fatal: true });
-      return !s.paused && s.currentTime > 0 ? s : false;
+      return !s.paused && s.currentTime > 0 ? s : notYet(s);
     },
     { timeoutMs: 30_000 },
   );
@@ -102,7 +102,7 @@ export async function playFallsBackToTheHttpStream(t) {
     async () => {
       const s = await state();
       if (s.error) throw Object.assign(new Error(`stream-audio failed: ${s.error}`), { fatal: true });
-      return s.currentTime >= started.currentTime + 2 ? s : false;
+      return s.currentTime >= started.currentTime + 2 ? s : notYet(s);
     },
     { timeoutMs: 30_000 },
   );
@@ -110,6 +110,6 @@ export async function playFallsBackToTheHttpStream(t) {
   // The station sees the page as a stream listener.
   await poll("/health to count a stream listener", async () => {
     const health = (await t.station.api("GET", "/health")).json;
-    return (health.stream_listeners?.radio24 ?? 0) >= 1 ? true : health.stream_listeners;
+    return (health.stream_listeners?.radio24 ?? 0) >= 1 ? true : notYet(health.stream_listeners);
   });
 }

@@ -2,7 +2,7 @@
 // and followed by the host.
 import { broadcastSnapshot, openListener, openStudio } from "./lib/harness.mjs";
 import { BLOCK_LABEL_EN, namesBlock } from "./lib/labels.mjs";
-import { assert, poll } from "./lib/poll.mjs";
+import { assert, notYet, poll } from "./lib/poll.mjs";
 
 // Never QANDA: a call-in hour would put other tests' callers on air.
 const CHOICES = ["TOPIC_A", "NEWS", "JINGLE", "OP", "MUSIC"];
@@ -33,11 +33,11 @@ async function changeCurrentHour(t) {
 
   await poll(`GET .../schedule to give hour ${hour} the block ${block}`, async () => {
     const now = await t.station.schedule();
-    return now.hours.find((h) => h.hour === hour).block === block ? true : now.hours[hour];
+    return now.hours.find((h) => h.hour === hour).block === block ? true : notYet(now.hours.find((h) => h.hour === hour));
   });
   await poll("schedule-status to say something new after saving", async () => {
     const text = ((await studio.locator("[data-testid=schedule-status]").textContent()) ?? "").trim();
-    return text && text !== statusBefore ? text : false;
+    return text && text !== statusBefore ? text : notYet(text);
   });
 
   // The listener page shows it on the current hour, and as the block on air.
@@ -47,17 +47,17 @@ async function changeCurrentHour(t) {
     await stillThisHour();
     const current = await row.getAttribute("aria-current");
     const text = (await row.textContent()) ?? "";
-    return current === "true" && namesBlock(text, block) ? true : { current, text };
+    return current === "true" && namesBlock(text, block) ? true : notYet({ current, text });
   });
   await poll(`the listener's on-air-block to show ${BLOCK_LABEL_EN[block]}`, async () => {
     await stillThisHour();
     const text = (await listener.locator("[data-testid=on-air-block]").textContent()) ?? "";
-    return namesBlock(text, block) ? true : text;
+    return namesBlock(text, block) ? true : notYet(text);
   }, { timeoutMs: 60_000 });
   await poll(`on_air.block of the /ws/broadcast snapshot to be ${block}`, async () => {
     await stillThisHour();
     const snapshot = await broadcastSnapshot(listener);
-    return snapshot.on_air?.block === block ? true : snapshot.on_air?.block;
+    return snapshot.on_air?.block === block ? true : notYet(snapshot.on_air?.block);
   }, { timeoutMs: 60_000 });
 }
 

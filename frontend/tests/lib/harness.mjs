@@ -67,7 +67,9 @@ export class TestContext {
       const url = message.location()?.url ?? "";
       this.record(`console error on ${where()}: ${message.text()}${url ? ` (${url})` : ""}`);
     });
-    page.on("pageerror", (error) => this.record(`page error on ${where()}: ${error.stack ?? error.message}`));
+    page.on("pageerror", (error) =>
+      this.record(`page error on ${where()}: ${error.stack || `${error.name}: ${error.message}` || String(error)}`),
+    );
   }
 
   record(text) {

@@ -3,9 +3,18 @@
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+class NotYet {
+  constructor(seen) {
+    this.seen = seen;
+  }
+}
+
+/** What a `poll` check returns when it is not done yet: `seen` goes into the timeout message. */
+export const notYet = (seen) => new NotYet(seen);
+
 /**
- * Calls `check` until it returns a truthy value (which is returned), or throws
- * "timed out after N s waiting for <what>" with the last value or error seen.
+ * Calls `check` until it returns a truthy value other than `notYet(...)` (which is returned),
+ * or throws "timed out after N s waiting for <what>" with the last value or error seen.
  * An error thrown by `check` whose `fatal` is true ends the wait at once.
  */
 export async function poll(what, check, { timeoutMs = 30_000, intervalMs = 500 } = {}) {
@@ -14,8 +23,9 @@ export async function poll(what, check, { timeoutMs = 30_000, intervalMs = 500 }
   for (;;) {
     try {
       const value = await check();
-      if (value) return value;
-      last = value;
+      if (value instanceof NotYet) last = value.seen;
+      else if (value) return value;
+      else last = value;
     } catch (error) {
       if (error?.fatal) throw error;
       last = error;
