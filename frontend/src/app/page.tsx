@@ -1,7 +1,7 @@
 "use client";
 // The listener page: play the station, read along, see what is on and what comes, call in.
 import { useCallback, useEffect, useState } from "react";
-import { useSchedule } from "@/api/hooks";
+import { useChannels, useSchedule } from "@/api/hooks";
 import { TopBar } from "@/components/TopBar";
 import { useI18n } from "@/i18n";
 import { CallIn } from "@/listener/CallIn";
@@ -12,26 +12,39 @@ import { ScheduleList } from "@/listener/ScheduleList";
 import { useBroadcast } from "@/live/useBroadcast";
 import "./listener.css";
 
-/** `?channel=NAME` picks a channel; the station's first one otherwise. */
-function useChannelFromUrl(): string | null {
-  const [channel, setChannel] = useState<string | null>(null);
-  useEffect(() => {
-    setChannel(new URLSearchParams(window.location.search).get("channel") || "radio24");
-  }, []);
-  return channel;
+/** `?channel=NAME` picks a channel; the station's first live one otherwise. */
+function useChannel() {
+  const channels = useChannels();
+  const [asked, setAsked] = useState<string | null | undefined>(undefined);
+  useEffect(() => setAsked(new URLSearchParams(window.location.search).get("channel")), []);
+  const list = channels.data?.channels;
+  const channel =
+    asked === undefined || !list
+      ? null
+      : (asked ?? (list.find((c) => c.live) ?? list[0])?.name ?? "radio24");
+  return { channel, livekit: channels.data?.livekit ?? false, error: channels.error as unknown };
 }
 
 export default function ListenerPage() {
-  const channel = useChannelFromUrl();
+  const { t } = useI18n();
+  const { channel, livekit, error } = useChannel();
   return (
     <>
       <TopBar current="listen" />
-      {channel && <Station channel={channel} />}
+      {channel ? (
+        <Station channel={channel} livekit={livekit} />
+      ) : (
+        <main className="page">
+          <p className={error ? "error-text" : "muted"} role="status">
+            {error ? t("error.network") : t("schedule.loading")}
+          </p>
+        </main>
+      )}
     </>
   );
 }
 
-function Station({ channel }: { channel: string }) {
+function Station({ channel, livekit }: { channel: string; livekit: boolean }) {
   const { t } = useI18n();
   const [lagMs, setLagMs] = useState(0);
   const schedule = useSchedule(channel, { refreshInterval: 15_000 });
@@ -59,7 +72,7 @@ function Station({ channel }: { channel: string }) {
             listeners={live.listeners}
             connection={live.connection}
           >
-            <Player channel={channel} onLagChange={onLagChange} />
+            <Player channel={channel} livekit={livekit} onLagChange={onLagChange} />
           </OnAir>
           <Captions captions={live.captions} lagMs={lagMs} />
         </div>

@@ -141,7 +141,7 @@ export function CallIn({ channel }: { channel: string }) {
           onContextMenu={(e) => e.preventDefault()}
           onBlur={() => void end()}
         >
-          <span className="ptt-icon" aria-hidden="true">🎙</span>
+          <MicIcon />
           <span>{recording ? t("callin.release") : talk.phase === "opening" ? t("callin.opening") : t("callin.hold")}</span>
         </button>
         <div className="ptt-meter">
@@ -237,5 +237,14 @@ function MyCalls({ calls, onCancel }: { calls: MyCall[]; onCancel: (id: string) 
         ))}
       </ul>
     </div>
+  );
+}
+
+function MicIcon() {
+  return (
+    <svg className="ptt-icon" viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" focusable="false">
+      <rect x="9" y="3" width="6" height="11" rx="3" fill="currentColor" />
+      <path d="M6 11a6 6 0 0 0 12 0M12 17v4M8.5 21h7" fill="none" stroke="currentColor" strokeWidth="2" strokeLinecap="round" />
+    </svg>
   );
 }

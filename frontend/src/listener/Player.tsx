@@ -25,14 +25,22 @@ const VOLUME_KEY = "radio24.volume";
 /** How long a LiveKit join may take before the HTTP stream is used instead. */
 const JOIN_PATIENCE_MS = 12_000;
 
-export function Player({ channel, onLagChange }: { channel: string; onLagChange: (ms: number) => void }) {
+export function Player({
+  channel,
+  livekit,
+  onLagChange,
+}: {
+  channel: string;
+  /** Whether the station gives LiveKit tokens; without, play goes straight to the stream. */
+  livekit: boolean;
+  onLagChange: (ms: number) => void;
+}) {
   const { t } = useI18n();
   const [mode, setMode] = useState<Mode>({ kind: "idle" });
   const [volume, setVolume] = useState(0.8);
   const [streamState, setStreamState] = useState<StreamState>("connecting");
   const [lkState, setLkState] = useState<RoomState>("connecting");
   const audio = useRef<HTMLAudioElement>(null);
-  const requestedAt = useRef(0);
 
   useEffect(() => {
     const saved = Number(localStorage.getItem(VOLUME_KEY));
@@ -51,7 +59,6 @@ export function Player({ channel, onLagChange }: { channel: string; onLagChange:
   const startStream = useCallback(() => {
     const element = audio.current;
     if (!element) return;
-    requestedAt.current = performance.now();
     element.src = streamUrl;
     element.volume = volumeNow.current;
     element.play().catch(() => undefined);
@@ -80,6 +87,10 @@ export function Player({ channel, onLagChange }: { channel: string; onLagChange:
   const play = async () => {
     // Unlock audio inside the click (autoplay rules): the element plays once it has a source.
     audio.current?.play().catch(() => undefined);
+    if (!livekit) {
+      fallBack("no_livekit");
+      return;
+    }
     setMode({ kind: "joining" });
     try {
       const join = await request("/v1/room/join", RoomJoin, { method: "POST", body: { channel } });
@@ -118,9 +129,11 @@ export function Player({ channel, onLagChange }: { channel: string; onLagChange:
     const onPlaying = () => setStreamState("playing");
     const onWaiting = () => setStreamState("buffering");
     const onTime = () => {
-      // The stream starts at the moment it was asked for: what plays at `currentTime` aired
-      // `currentTime` after that, so the rest of the time since is the lag.
-      const lag = performance.now() - requestedAt.current - element.currentTime * 1000;
+      // The last audio received is what is on air now (the stream is live to within a
+      // page), so what is buffered ahead of the playhead is how far behind the air it plays.
+      const { buffered } = element;
+      if (!buffered.length) return;
+      const lag = (buffered.end(buffered.length - 1) - element.currentTime) * 1000;
       onLagChange(Math.max(0, Math.min(lag, 30_000)));
     };
     element.addEventListener("playing", onPlaying);
