@@ -584,10 +584,12 @@ impl Host {
                 schedule: ch.schedule,
             };
             // A channel that stays keeps its station (and what it has ready): changes take
-            // effect at its next segment.
+            // effect at its next segment. The hour's block may have changed: say so now, so
+            // listeners see an operator's schedule edit at once.
             let station = match channels.remove(&ch.name) {
                 Some(station) => {
                     station.set_state(state);
+                    station.announce();
                     station
                 }
                 None => {

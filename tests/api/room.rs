@@ -120,6 +120,9 @@ async fn join_mints_a_subscribe_only_token_livekit_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_defaults_to_the_default_channel_and_a_generated_name() {
     let app = TestApp::spawn(Role::All, &livekit(&[])).await;
+    // Players learn from the channel list that joins are possible.
+    let channels: Value = app.get("/v1/channels").await.json().await.unwrap();
+    assert_eq!(channels["livekit"], true, "{channels}");
     let verifier = TokenVerifier::with_api_key(KEY, SECRET);
     for body in [json!({}), json!({"name": "  \u{1b}\u{7} "})] {
         let resp = app.post(JOIN, None, &body).await;
@@ -195,6 +198,8 @@ async fn join_without_livekit_settings_is_503_naming_what_is_missing() {
     assert_eq!((status, code.as_str()), (503, "livekit_not_configured"));
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("LIVEKIT_API_SECRET"), "{message}");
+    let channels: Value = app.get("/v1/channels").await.json().await.unwrap();
+    assert_eq!(channels["livekit"], false, "{channels}");
     assert!(!message.contains("LIVEKIT_API_KEY"), "{message}");
     assert!(!message.contains("LIVEKIT_WS_URL"), "{message}");
 }

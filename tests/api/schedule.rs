@@ -44,8 +44,8 @@ async fn schedules_are_read_by_anyone_and_edited_by_operators() {
 
     let channels: Value = app.get("/v1/channels").await.json().await.unwrap();
     assert_eq!(
-        channels["channels"],
-        json!([{"name": "radio24", "live": true}])
+        channels,
+        json!({"channels": [{"name": "radio24", "live": true}], "livekit": false})
     );
 
     let schedule: Value = app
@@ -88,7 +88,9 @@ async fn schedules_are_read_by_anyone_and_edited_by_operators() {
         }
     }
 
-    // One hour: the one on air. The host's `now` follows at once.
+    // One hour: the one on air. The host's `now` follows at once, and listeners hear of it
+    // (an `on_air` frame) without waiting for the next segment.
+    let mut listener = app.broadcast("radio24").await;
     let (status, body) = send(
         &app,
         Method::PATCH,
@@ -124,6 +126,9 @@ async fn schedules_are_read_by_anyone_and_edited_by_operators() {
         },
     )
     .await;
+    listener
+        .wait_for("on_air", |f| f["state"]["block"] == "NEWS")
+        .await;
     // What is left out stays; `null` clears the prompt.
     let (_, body) = send(
         &app,

@@ -133,6 +133,8 @@ export type PttFrame = z.infer<typeof PttFrame>;
 
 export const Channels = z.object({
   channels: z.array(z.object({ name: z.string(), live: z.boolean() })),
+  /** Whether `POST /v1/room/join` gives LiveKit tokens. */
+  livekit: z.boolean(),
 });
 
 export const ScheduleHour = z.object({

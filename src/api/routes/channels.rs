@@ -99,7 +99,9 @@ fn parse_prompt(raw: Option<String>) -> std::result::Result<Option<String>, Inva
     Ok(Some(prompt.to_owned()))
 }
 
-/// `GET /v1/channels`: every channel, by name.
+/// `GET /v1/channels`: every channel, by name, and how they can be heard: `livekit` says
+/// whether `POST /v1/room/join` gives tokens (the web app goes straight to the HTTP stream
+/// when not).
 pub async fn list(state: web::Data<ApiState>) -> Result<HttpResponse> {
     let channels: Vec<_> = state
         .store
@@ -108,7 +110,10 @@ pub async fn list(state: web::Data<ApiState>) -> Result<HttpResponse> {
         .into_iter()
         .map(|c| serde_json::json!({"name": c.name, "live": c.live}))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "channels": channels })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "channels": channels,
+        "livekit": state.livekit.credentials.is_ok(),
+    })))
 }
 
 /// The schedule as answered: the channel, its time zone, the hour it is there now, and
