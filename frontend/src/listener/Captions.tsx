@@ -39,6 +39,9 @@ export function Captions({ captions, lagMs }: { captions: LiveCaption[]; lagMs: 
         ref={list}
         className="captions"
         data-testid="captions"
+        // It scrolls: focusable so keyboard users can scroll it too (axe scrollable-region-focusable).
+        tabIndex={0}
+        aria-labelledby="captions-title"
         aria-live="polite"
         aria-relevant="additions"
       >
