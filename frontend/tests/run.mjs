@@ -68,7 +68,7 @@ function fakeMicrophone(dir) {
 
 async function main() {
   const filters = process.argv.slice(2);
-  const selected = filters.length ? tests.filter((test) => filters.some((f) => test.name.includes(f))) : tests;
+  const selected = filters.length ? tests.filter((test) => filters.some((f) => test.name.toLowerCase().includes(f.toLowerCase()))) : tests;
   const bin = binaryPath();
   const browserPath = process.env.RADIO24_CHROMIUM ?? "/usr/bin/chromium";
   if (!existsSync(path.join(webDir, "index.html")) || !existsSync(path.join(webDir, "studio", "index.html"))) {
