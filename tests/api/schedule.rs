@@ -247,3 +247,39 @@ async fn schedules_are_read_by_anyone_and_edited_by_operators() {
         "refused edits changed nothing: {schedule}"
     );
 }
+
+/// An operator's edit reaches listeners at once: the host announces the hour's new block (an
+/// `on_air` frame) without waiting for its next segment. The clock runs a thousand times
+/// slower than real time, so once the look-ahead is filled nothing else would announce it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_edit_reaches_listeners_without_waiting_for_a_segment() {
+    use futures::StreamExt;
+    let start = DateTime::parse_from_rfc3339("2026-11-28T10:30:00+09:00")
+        .unwrap()
+        .to_utc();
+    let app =
+        TestApp::spawn_on_clock(Role::All, &[], Arc::new(ScaledClock::new(start, 0.001))).await;
+    app.wait_for_status("/ready", 200).await;
+    let mut listener = app.broadcast("radio24").await;
+    // Until the programme is quiet: two seconds without a frame (or enough trying).
+    let settle = crate::helpers::Deadline::new("a quiet programme", PATIENCE);
+    while !settle.passed() {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), listener.ws.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("the broadcast socket ended: {other:?}"),
+        }
+    }
+    let (status, body) = send(
+        &app,
+        reqwest::Method::PATCH,
+        "/v1/channels/radio24/schedule/10",
+        Some(ADMIN_TOKEN),
+        &json!({"block": "NEWS"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    listener
+        .wait_for("on_air", |f| f["state"]["block"] == "NEWS")
+        .await;
+}

@@ -3,7 +3,7 @@ import { dictionary } from "./dictionary";
 export const common = dictionary({
   en: {
     "lang.toggle": "日本語",
-    "lang.toggleLabel": "Switch the page to Japanese",
+    "lang.toggleLabel": "日本語: switch the page to Japanese",
     "nav.listen": "Listen",
     "nav.studio": "Studio",
     "block.OP": "Opening",
@@ -22,7 +22,7 @@ export const common = dictionary({
   },
   ja: {
     "lang.toggle": "English",
-    "lang.toggleLabel": "ページを英語に切り替える",
+    "lang.toggleLabel": "English: ページを英語に切り替える",
     "nav.listen": "聴く",
     "nav.studio": "スタジオ",
     "block.OP": "オープニング",
