@@ -23,7 +23,7 @@ export function TopBar({ current, children }: { current: "listen" | "studio"; ch
           type="button"
           className="btn btn-small btn-ghost"
           data-testid="lang-toggle"
-          title={t("lang.toggleLabel")}
+          aria-label={t("lang.toggleLabel")}
           onClick={() => setLang(lang === "ja" ? "en" : "ja")}
           lang={lang === "ja" ? "en" : "ja"}
         >
