@@ -12,16 +12,20 @@ export function screenshotsTo(dir) {
     if (!(await t.station.queue()).some((i) => i.status === "queued")) {
       await t.station.api("POST", "/v1/queue", { body: { channel: "radio24", text: "Good evening! Could you talk about the night sky?" } });
     }
-    await t.station.speak("Radio24. Thank you for listening.", "now");
+    // Something natural on air last, so the newest captions are not the tests' own.
+    const closing = "お相手はRadio24でした。";
+    await t.station.speak(`こんばんは、Radio24です。今夜も最後までお付き合いください。${closing}`, "now");
     for (const [name, viewport] of [
       ["desktop", DESKTOP],
       ["phone", PHONE],
     ]) {
       const options = { viewport, isMobile: viewport === PHONE };
       const listener = await openListener(t, options);
-      await poll("captions on the listener page", async () => (await listener.locator("[data-testid=captions] .caption").count()) >= 2, {
-        timeoutMs: 60_000,
-      });
+      await poll(
+        `the caption "${closing}" on the listener page`,
+        async () => (await listener.locator("[data-testid=captions] .caption").allTextContents()).some((c) => c.includes(closing)),
+        { timeoutMs: 60_000 },
+      );
       await listener.screenshot({ path: path.join(dir, `listener-${name}.png`), fullPage: true });
 
       const studio = await openStudio(t, options);
