@@ -118,3 +118,44 @@ export async function pttHeldWithTheSpaceKeyRecordsTheHold(t) {
     async (page) => page.keyboard.up("Space"),
   );
 }
+
+/** The studio raises a waiting call-in, drops it and puts it back: the API and the caller follow. */
+export async function studioRaisesDropsAndRequeuesACallIn(t) {
+  const listener = await openListener(t);
+  const studio = await openStudio(t);
+  await hydrated(listener, "[data-testid=callin-send]");
+  const before = new Set((await myCalls(listener)).map((c) => c.id));
+  await listener.locator("[data-testid=callin-text]").fill(`Please raise me ${marker()}`);
+  await listener.locator("[data-testid=callin-send]").click();
+  const call = await newCall(listener, before, "the typed call-in among the caller's call-ins (my-call)");
+  const item = async () => (await t.station.queue()).find((i) => i.id === call.id);
+
+  const row = studio.locator(`[data-testid=queue-item][data-id="${call.id}"]`);
+  await row.waitFor({ state: "visible", timeout: 30_000 });
+  const priority = (await item()).priority;
+  await row.locator("[data-testid=raise]").click();
+  await poll(`GET /v1/queue to give ${call.id} a priority above ${priority}`, async () => {
+    const now = await item();
+    return now.priority > priority || notYet(now.priority);
+  });
+
+  await poll("the raised row's drop button to be enabled", () => row.locator("[data-testid=drop]").isEnabled());
+  await row.locator("[data-testid=drop]").click();
+  await poll(`the caller's my-call ${call.id} to say dropped`, async () => {
+    const mine = (await myCalls(listener)).find((c) => c.id === call.id);
+    return mine?.status === "dropped" || notYet(mine);
+  });
+  await row.locator("[data-testid=requeue]").click();
+  await poll(`GET /v1/queue to say ${call.id} is queued again`, async () => {
+    const now = await item();
+    return now.status === "queued" || notYet(now.status);
+  });
+  await poll(`the caller's my-call ${call.id} to say queued again`, async () => {
+    const mine = (await myCalls(listener)).find((c) => c.id === call.id);
+    return mine?.status === "queued" || notYet(mine);
+  });
+  await poll(`the studio's row to say queued again`, async () => {
+    const status = await row.getAttribute("data-status");
+    return status === "queued" || notYet(status);
+  });
+}

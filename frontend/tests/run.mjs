@@ -22,6 +22,7 @@ import { Station } from "./lib/station.mjs";
 import * as listener from "./listener.test.mjs";
 import * as schedule from "./schedule.test.mjs";
 import { screenshotsTo } from "./screenshots.mjs";
+import * as studio from "./studio.test.mjs";
 
 const frontendDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const repoRoot = path.resolve(frontendDir, "..");
@@ -34,6 +35,8 @@ const tests = [
   callin.typedCallInIsDroppedByTheStudio,
   callin.pttHeldWithTheMouseRecordsTheHold,
   callin.pttHeldWithTheSpaceKeyRecordsTheHold,
+  callin.studioRaisesDropsAndRequeuesACallIn,
+  studio.studioSpeaksNowAndPreviewsAScript,
   schedule.scheduleEditorChangesTheCurrentHour,
   i18n.languageToggleSwitchesAndIsRemembered,
   a11y.noSeriousAccessibilityViolations,
