@@ -131,6 +131,7 @@ async function main() {
     console.log(`# Chromium ${browser.version()}`);
 
     for (const test of selected) {
+      if (stopping) break;
       const t = new TestContext({ name: test.name, browser, station });
       let error = null;
       let timer;
@@ -147,6 +148,7 @@ async function main() {
         clearTimeout(timer);
         await t.close();
       }
+      if (stopping) break;
       const problems = [];
       if (error) problems.push(error.message ?? String(error));
       problems.push(...t.errors);
@@ -187,6 +189,8 @@ async function prepareStation(station) {
 
 function indent(text) {
   return String(text)
+    .replace(/\x1b\[[0-9;]*m/g, "")
+    .trimEnd()
     .split("\n")
     .map((line) => `  # ${line}`)
     .join("\n");
