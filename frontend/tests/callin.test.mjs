@@ -159,3 +159,39 @@ export async function studioRaisesDropsAndRequeuesACallIn(t) {
     return status === "queued" || notYet(status);
   });
 }
+
+/**
+ * A caller who comes back (a reload here; a dropped socket reconnects the same way) is the same
+ * caller: the page greets with the kept `user_id` and `caller_token`, and the station tells it
+ * about its waiting call-in again, and about what then happens to it. The page's own list is
+ * wiped before the reload, so only the station can bring the call back.
+ */
+export async function callerKeepsTheirCallAcrossAReconnect(t) {
+  const listener = await openListener(t);
+  await hydrated(listener, "[data-testid=callin-send]");
+  const before = new Set((await myCalls(listener)).map((c) => c.id));
+  await listener.locator("[data-testid=callin-text]").fill(`Still there? ${marker()}`);
+  await listener.locator("[data-testid=callin-send]").click();
+  const call = await newCall(listener, before, "the typed call-in among the caller's call-ins (my-call)");
+  const identity = () => listener.evaluate(() => JSON.parse(localStorage.getItem("radio24.caller") ?? "null"));
+  const caller = await identity();
+  assert(caller?.user_id, `no caller identity kept: ${JSON.stringify(caller)}`);
+  const item = (await t.station.queue()).find((i) => i.id === call.id);
+  assert(item?.user_id === caller.user_id, `the item's user_id ${item?.user_id} is not the page's ${caller.user_id}`);
+
+  await listener.evaluate(() => localStorage.removeItem("radio24.calls"));
+  await listener.reload();
+  await hydrated(listener, "[data-testid=callin-send]");
+  await poll(`my-call ${call.id} back after the reload, queued`, async () => {
+    const mine = (await myCalls(listener)).find((c) => c.id === call.id);
+    return mine?.status === "queued" || notYet(await myCalls(listener));
+  });
+  const again = await identity();
+  assert(again?.user_id === caller.user_id, `the caller came back as ${again?.user_id}, want ${caller.user_id}`);
+
+  await t.station.api("PATCH", `/v1/queue/${call.id}`, { admin: true, body: { status: "dropped" } });
+  await poll(`the reconnected caller's my-call ${call.id} to say dropped`, async () => {
+    const mine = (await myCalls(listener)).find((c) => c.id === call.id);
+    return mine?.status === "dropped" || notYet(mine);
+  });
+}

@@ -36,6 +36,7 @@ const tests = [
   callin.pttHeldWithTheMouseRecordsTheHold,
   callin.pttHeldWithTheSpaceKeyRecordsTheHold,
   callin.studioRaisesDropsAndRequeuesACallIn,
+  callin.callerKeepsTheirCallAcrossAReconnect,
   studio.studioSpeaksNowAndPreviewsAScript,
   schedule.scheduleEditorChangesTheCurrentHour,
   i18n.languageToggleSwitchesAndIsRemembered,

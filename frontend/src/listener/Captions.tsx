@@ -27,7 +27,7 @@ export function Captions({ captions, lagMs }: { captions: LiveCaption[]; lagMs: 
   useEffect(() => {
     const el = list.current;
     if (el) el.scrollTop = el.scrollHeight;
-  }, [due.length]);
+  }, [due.at(-1)?.key]);
 
   return (
     <section className="panel captions-panel" aria-labelledby="captions-title">
