@@ -8,7 +8,8 @@ import type { useQueue } from "@/api/hooks";
 import { QueueItem, TakeNext, type ItemStatus } from "@/api/schemas";
 import { useI18n, type MessageKey } from "@/i18n";
 import { useStudio } from "./context";
-import { describeError, excerpt, formatDuration, formatTime, noteText, type Note } from "./format";
+import { ActionStatus } from "./ActionStatus";
+import { describeError, excerpt, formatDuration, formatTime, type Note } from "./format";
 
 const enc = encodeURIComponent;
 const ENDED_SHOWN = 20;
@@ -166,14 +167,7 @@ export function QueuePanel({ queue }: { queue: ReturnType<typeof useQueue> }) {
           {taking ? t("studio.queue.taking") : t("studio.queue.takeNext")}
         </button>
       </div>
-      <p
-        id="take-next-status"
-        data-testid="take-next-status"
-        role="status"
-        className={`action-status ${takeMessage ? `action-${takeMessage.tone}` : ""}`}
-      >
-        {takeMessage && noteText(takeMessage, t)}
-      </p>
+      <ActionStatus id="take-next-status" testId="take-next-status" note={takeMessage} />
 
       {queue.error && (
         <p className="notice" role="alert">

@@ -7,7 +7,8 @@ import { keys, useSchedule } from "@/api/hooks";
 import { BLOCKS, Schedule, type Block, type ScheduleHour } from "@/api/schemas";
 import { useI18n } from "@/i18n";
 import { useStudio } from "./context";
-import { describeError, noteText, type Note } from "./format";
+import { ActionStatus } from "./ActionStatus";
+import { describeError, type Note } from "./format";
 
 const MAX_PROMPT = 2000;
 
@@ -139,13 +140,7 @@ export function ScheduleEditor({ onDirtyChange }: { onDirtyChange: (dirty: boole
           </button>
         </div>
       </div>
-      <p
-        data-testid="schedule-status"
-        role="status"
-        className={`action-status ${status ? `action-${status.tone}` : ""}`}
-      >
-        {status && noteText(status, t)}
-      </p>
+      <ActionStatus testId="schedule-status" note={status} />
 
       {schedule.error && !schedule.data && (
         <p className="notice" role="alert">

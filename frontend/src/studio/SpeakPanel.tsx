@@ -6,7 +6,8 @@ import { request } from "@/api/client";
 import { BLOCKS, Script, SpeakAccepted, type Block } from "@/api/schemas";
 import { useI18n } from "@/i18n";
 import { useStudio } from "./context";
-import { describeError, noteText, type Note } from "./format";
+import { ActionStatus } from "./ActionStatus";
+import { describeError, type Note } from "./format";
 
 const MAX_TEXT = 2000;
 
@@ -88,13 +89,7 @@ export function SpeakPanel() {
         <p id="speak-now-hint" className="small muted">
           {t("studio.speak.nowHint")}
         </p>
-        <p
-          data-testid="speak-status"
-          role="status"
-          className={`action-status ${status ? `action-${status.tone}` : ""}`}
-        >
-          {status && noteText(status, t)}
-        </p>
+        <ActionStatus testId="speak-status" note={status} />
       </section>
       <ScriptPreview
         onUse={(script) => {
