@@ -357,6 +357,7 @@ async fn api_state(
         )
         .with_stream_listeners(streams.clone()),
     );
+    hub.spawn_listener_checks();
     let callers = crate::api::callers::CallerKeys::new(
         settings
             .auth

@@ -4,15 +4,19 @@
 //! ring of `broadcast.client_queue` frames, so a slow client never slows the others: one
 //! that falls behind by more than that is resynced with a fresh snapshot. The snapshot also
 //! says how many listen on this instance: HTTP stream listeners of the channel (counted by
-//! the relay, see [`StreamListeners`]) and the room's WebSocket clients.
+//! the relay, see [`StreamListeners`]) and the room's WebSocket clients; a task checks
+//! those counts every [`LISTENERS_CHECK_EVERY`] and sends a `listeners` frame to a channel
+//! whose counts changed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
 
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
+use tokio::time::MissedTickBehavior;
 use uuid::Uuid;
 
 use crate::api::queue::QueueSummary;
@@ -72,6 +76,14 @@ struct QueueFrame<'a> {
     queue: &'a QueueSummary,
 }
 
+/// The channel's listener counts changed (see [`Room::check_listeners`]).
+#[derive(Debug, Serialize)]
+struct ListenersFrame<'a> {
+    r#type: &'static str,
+    channel: &'a ChannelName,
+    listeners: Listeners,
+}
+
 #[derive(Default)]
 struct RoomState {
     on_air: Option<OnAir>,
@@ -80,12 +92,19 @@ struct RoomState {
     /// When the last `queue` frame went out, and whether one is scheduled.
     queue_sent_at: Option<tokio::time::Instant>,
     queue_flush_scheduled: bool,
+    /// The counts the last listener check found; `None` before the first.
+    listeners_checked: Option<Listeners>,
 }
 
 /// `queue` frames go out at most this often per channel: the first change at once, later
 /// ones within this, coalesced to the latest state. At 50 call-ins a second and 1 000
 /// listeners that is 4 000 frames a second instead of 50 000.
-const QUEUE_FRAME_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const QUEUE_FRAME_EVERY: Duration = Duration::from_millis(250);
+
+/// How often each channel's listener counts are checked. A `listeners` frame goes out only
+/// after a check that found them changed, so a channel gets at most one this often, and a
+/// listener who comes and goes between two checks costs no frame at all.
+pub const LISTENERS_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// One channel's state and fan-out.
 pub struct Room {
@@ -172,6 +191,28 @@ impl Room {
                 .map_or(0, |s| s.stream_listeners(&self.channel)),
             broadcast: self.clients(),
         }
+    }
+
+    /// Sends `{"type": "listeners", "channel", "listeners": {stream, broadcast}}` to the
+    /// room's clients when the counts differ from what the last check found; says whether it
+    /// did. The frame is serialized once and shared, as every other frame is. With no client
+    /// nothing is sent: one that comes gets the counts in its snapshot.
+    pub fn check_listeners(&self) -> bool {
+        let mut st = self.lock();
+        let now = self.listeners();
+        if st.listeners_checked == Some(now) {
+            return false;
+        }
+        st.listeners_checked = Some(now);
+        if now.broadcast == 0 {
+            return false;
+        }
+        let frame = to_frame(&ListenersFrame {
+            r#type: "listeners",
+            channel: &self.channel,
+            listeners: now,
+        });
+        self.frames.send(frame).is_ok()
     }
 
     /// Subscribes a client. The snapshot and the subscription are taken under one lock, so
@@ -347,6 +388,12 @@ impl Hub {
             .collect()
     }
 
+    /// Checks every room's listener counts every [`LISTENERS_CHECK_EVERY`] (see
+    /// [`Room::check_listeners`]), on a task that ends with the hub (or the runtime).
+    pub fn spawn_listener_checks(self: &Arc<Self>) {
+        tokio::spawn(check_listeners_every_period(Arc::downgrade(self)));
+    }
+
     /// Applies a host event to the rooms and forwards it to their clients.
     pub fn apply(&self, event: HostEvent) {
         match event {
@@ -361,6 +408,28 @@ impl Hub {
                     self.room(channel).apply(&other);
                 }
             }
+        }
+    }
+}
+
+/// The loop of [`Hub::spawn_listener_checks`]. It holds the hub only while it checks, so
+/// the hub can go, and the loop with it.
+async fn check_listeners_every_period(hub: Weak<Hub>) {
+    let mut every = tokio::time::interval(LISTENERS_CHECK_EVERY);
+    // After a stall, one check and then the period again, not a burst of catching up.
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        let rooms: Vec<Arc<Room>> = hub
+            .rooms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for room in rooms {
+            room.check_listeners();
         }
     }
 }
@@ -436,6 +505,96 @@ mod tests {
         );
         drop(first);
         assert_eq!(hub.room(&name()).listeners().broadcast, 1);
+    }
+
+    /// Stream listeners of every channel, set by the test.
+    #[derive(Default)]
+    struct StreamCount(std::sync::atomic::AtomicUsize);
+
+    impl StreamCount {
+        fn set(&self, n: usize) {
+            self.0.store(n, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl StreamListeners for StreamCount {
+        fn stream_listeners(&self, _: &ChannelName) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn listeners_of(frame: &ByteString) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(frame).unwrap();
+        assert_eq!(v["type"], "listeners", "{v}");
+        assert_eq!(v["channel"], "radio24", "{v}");
+        v["listeners"].clone()
+    }
+
+    #[test]
+    fn a_listeners_frame_goes_out_only_when_the_counts_changed() {
+        let stream = Arc::new(StreamCount::default());
+        let hub = Hub::new(8, 3).with_stream_listeners(stream.clone());
+        let room = hub.room(&name());
+        assert!(!room.check_listeners(), "nobody to tell");
+
+        let mut first = room.subscribe(true);
+        assert!(room.check_listeners());
+        assert_eq!(
+            listeners_of(&first.frames.try_recv().unwrap()),
+            serde_json::json!({"stream": 0, "broadcast": 1})
+        );
+        assert!(!room.check_listeners(), "unchanged");
+        assert!(first.frames.try_recv().is_err());
+
+        // Changes between two checks make one frame, with the counts of the second.
+        stream.set(2);
+        stream.set(3);
+        let mut second = room.subscribe(true);
+        assert!(room.check_listeners());
+        let expected = serde_json::json!({"stream": 3, "broadcast": 2});
+        assert_eq!(listeners_of(&first.frames.try_recv().unwrap()), expected);
+        assert_eq!(listeners_of(&second.frames.try_recv().unwrap()), expected);
+        assert!(first.frames.try_recv().is_err(), "and only one");
+
+        // Someone who came and went between two checks changed nothing.
+        drop(room.subscribe(true));
+        assert!(!room.check_listeners());
+
+        drop(second);
+        assert!(room.check_listeners());
+        assert_eq!(
+            listeners_of(&first.frames.try_recv().unwrap()),
+            serde_json::json!({"stream": 3, "broadcast": 1})
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn listener_checks_run_once_a_period_and_end_with_the_hub() {
+        let stream = Arc::new(StreamCount::default());
+        let hub = Arc::new(Hub::new(64, 3).with_stream_listeners(stream.clone()));
+        let room = hub.room(&name());
+        let mut sub = room.subscribe(true);
+        let checks = tokio::spawn(check_listeners_every_period(Arc::downgrade(&hub)));
+
+        // The first check comes at once; the paused clock moves on while this awaits.
+        let first = sub.frames.recv().await.unwrap();
+        assert_eq!(listeners_of(&first)["broadcast"], 1);
+        let sent = tokio::time::Instant::now();
+        stream.set(1);
+        let second = sub.frames.recv().await.unwrap();
+        assert_eq!(listeners_of(&second)["stream"], 1);
+        assert!(
+            sent.elapsed() >= LISTENERS_CHECK_EVERY,
+            "not before the next check"
+        );
+
+        // Unchanged: nothing, however many periods pass.
+        tokio::time::sleep(LISTENERS_CHECK_EVERY * 4).await;
+        assert!(sub.frames.try_recv().is_err());
+
+        drop(hub);
+        tokio::time::sleep(LISTENERS_CHECK_EVERY * 2).await;
+        assert!(checks.is_finished(), "the checks end with the hub");
     }
 
     #[test]

@@ -161,3 +161,26 @@ async fn the_snapshot_counts_the_channels_listeners_on_this_instance() {
     drop(stream);
     drop(ws);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hear_when_the_channels_listener_count_changes() {
+    let app = TestApp::spawn(Role::All, &[]).await;
+    let mut ws = app.broadcast("radio24").await;
+    assert_eq!(ws.next_json().await["type"], "snapshot");
+
+    let listeners =
+        |stream: u64, broadcast: u64| serde_json::json!({"stream": stream, "broadcast": broadcast});
+    // A check before the second client came may report the first alone: wait for two.
+    let mut second = app.broadcast("radio24").await;
+    let frame = ws
+        .wait_for("listeners", |f| f["listeners"]["broadcast"] == 2)
+        .await;
+    assert_eq!(frame["channel"], "radio24");
+    assert_eq!(frame["listeners"], listeners(0, 2), "{frame}");
+    assert_eq!(second.next_json().await["type"], "snapshot");
+
+    // The next one says the second left: nothing is sent while the counts stay the same.
+    drop(second);
+    let frame = ws.wait_for("listeners", |_| true).await;
+    assert_eq!(frame["listeners"], listeners(0, 1), "{frame}");
+}

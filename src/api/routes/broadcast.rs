@@ -1,7 +1,8 @@
 //! `GET /ws/broadcast?channel=NAME`: a read-only WebSocket of JSON text frames, each with a
 //! `"type"`. First a `snapshot` (channel, on-air state, recent captions), then the host's
-//! events as they happen (`segment_started`, `caption`, `segment_ended`), and a new
-//! `snapshot` with `"resync": true` if the client fell behind. Pings every
+//! events as they happen (`segment_started`, `caption`, `segment_ended`), a `queue` frame
+//! when the call-in queue changes and a `listeners` frame when the listener counts do, and
+//! a new `snapshot` with `"resync": true` if the client fell behind. Pings every
 //! `broadcast.ping_interval_secs`; a client that answers nothing for two intervals, or whose
 //! socket accepts nothing for `broadcast.send_timeout_secs`, is dropped. An unknown channel
 //! gets an `error` frame and a close with the reason. A frame over 4 KiB (or a fragmented
