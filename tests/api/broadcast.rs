@@ -179,7 +179,7 @@ async fn clients_hear_when_the_channels_listener_count_changes() {
     assert_eq!(frame["listeners"], listeners(0, 2), "{frame}");
     assert_eq!(second.next_json().await["type"], "snapshot");
 
-    // The next one says the second left: nothing is sent while the counts stay the same.
+    // And when it goes down: the next listeners frame says the second left.
     drop(second);
     let frame = ws.wait_for("listeners", |_| true).await;
     assert_eq!(frame["listeners"], listeners(0, 1), "{frame}");
