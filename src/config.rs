@@ -392,22 +392,23 @@ pub fn is_set(secret: &Option<SecretString>) -> bool {
         .is_some_and(|s| !s.expose_secret().trim().is_empty())
 }
 
+/// The shipped `config/default.toml`, built into the binary: `radio24 serve` runs from any
+/// folder, and the files of the config folder only override what they name.
+pub const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+
 impl Settings {
-    /// Loads the layers from `config_dir`, reading environment variables from `env`
-    /// (the process environment in `main`, a map in tests).
+    /// Loads the layers: the built-in defaults, then `config_dir`'s `default.toml` and
+    /// `$RADIO24_ENV.toml` where they exist, then environment variables from `env` (the
+    /// process environment in `main`, a map in tests).
     pub fn load(config_dir: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            BUILT_IN_DEFAULTS,
+            config::FileFormat::Toml,
+        ));
         let default_file = config_dir.join("default.toml");
-        if !default_file.is_file() {
-            return Err(invalid(
-                "config_dir",
-                format!(
-                    "{} not found; pass --config-dir or set RADIO24_CONFIG_DIR",
-                    default_file.display()
-                ),
-            ));
+        if default_file.is_file() {
+            builder = builder.add_source(config::File::from(default_file).required(true));
         }
-        let mut builder =
-            config::Config::builder().add_source(config::File::from(default_file).required(true));
         if let Some(overlay) = env.get("RADIO24_ENV").filter(|v| !v.trim().is_empty()) {
             let file = config_dir.join(format!("{}.toml", overlay.trim()));
             if !file.is_file() {
@@ -732,10 +733,22 @@ fn percent_encode(raw: &str) -> String {
     out
 }
 
-/// The config directory: `--config-dir`, else `RADIO24_CONFIG_DIR`, else `./config`.
-pub fn config_dir(cli: Option<PathBuf>) -> PathBuf {
-    cli.or_else(|| std::env::var_os("RADIO24_CONFIG_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("config"))
+/// The config directory: `--config-dir`, else `RADIO24_CONFIG_DIR`, else `./config`. The
+/// default may be missing (the built-in defaults apply); a folder asked for must exist, so a
+/// typo in its name is not silently ignored.
+pub fn config_dir(cli: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    let asked = cli.or_else(|| std::env::var_os("RADIO24_CONFIG_DIR").map(PathBuf::from));
+    match asked {
+        Some(dir) if !dir.is_dir() => Err(invalid(
+            "config_dir",
+            format!(
+                "{} is not a folder (from --config-dir or RADIO24_CONFIG_DIR)",
+                dir.display()
+            ),
+        )),
+        Some(dir) => Ok(dir),
+        None => Ok(PathBuf::from("config")),
+    }
 }
 
 #[cfg(test)]
@@ -805,6 +818,40 @@ mod tests {
         }
         let s = Settings::load(&shipped(), &env(&[("DATABASE_URL", "postgres://u@h/d")])).unwrap();
         assert!(matches!(s.database_target(), DatabaseTarget::Postgres(_)));
+    }
+
+    #[test]
+    fn the_defaults_are_built_in_and_the_folder_overrides_them() {
+        // No config folder at all: the built-in defaults.
+        let nowhere = tempfile::tempdir().unwrap();
+        let s = Settings::load(&nowhere.path().join("config"), &env(&[])).unwrap();
+        assert_eq!(s.server.api_port, 8080);
+        assert_eq!(s.station.default_channel.as_str(), "radio24");
+        assert_eq!(s.schedule.topics.len(), 8);
+
+        // A folder's default.toml names only what it changes.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[server]\napi_port = 9090\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("lab.toml"), "[station]\nname = \"Lab\"\n").unwrap();
+        let s = Settings::load(dir.path(), &env(&[("RADIO24_ENV", "lab")])).unwrap();
+        assert_eq!(s.server.api_port, 9090);
+        assert_eq!(s.station.name, "Lab");
+        assert_eq!(s.server.host_port, 8082, "the rest stays built in");
+    }
+
+    #[test]
+    fn a_config_folder_asked_for_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            config_dir(Some(dir.path().to_owned())).unwrap(),
+            dir.path().to_owned()
+        );
+        let err = config_dir(Some(dir.path().join("nope"))).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
     }
 
     #[test]

@@ -12,10 +12,11 @@ fn main() -> ExitCode {
     radio24::telemetry::init(std::env::var("RADIO24_LOG_FORMAT").is_ok_and(|f| f == "json"));
     radio24::install_crypto_provider();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load(&config_dir(cli.config_dir.clone()), &env) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+    let settings =
+        match config_dir(cli.config_dir.clone()).and_then(|dir| Settings::load(&dir, &env)) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
