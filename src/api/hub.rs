@@ -593,8 +593,10 @@ mod tests {
         assert!(sub.frames.try_recv().is_err());
 
         drop(hub);
-        tokio::time::sleep(LISTENERS_CHECK_EVERY * 2).await;
-        assert!(checks.is_finished(), "the checks end with the hub");
+        tokio::time::timeout(LISTENERS_CHECK_EVERY * 2, checks)
+            .await
+            .expect("the checks end with the hub")
+            .unwrap();
     }
 
     #[test]

@@ -7,12 +7,12 @@ import { useI18n, type MessageKey } from "@/i18n";
 import { PTT_SAMPLE_RATE, PttRecorder } from "./recorder";
 import { usePtt, type MyCall } from "./usePtt";
 
-type Talk = { phase: "idle" } | { phase: "opening" } | { phase: "recording"; startedAt: number };
+type Phase = "idle" | "opening" | "recording";
 
 export function CallIn({ channel }: { channel: string }) {
   const { t } = useI18n();
   const ptt = usePtt(channel);
-  const [talk, setTalk] = useState<Talk>({ phase: "idle" });
+  const [phase, setPhase] = useState<Phase>("idle");
   const [level, setLevel] = useState(0);
   const [elapsed, setElapsed] = useState(0);
   const [text, setText] = useState("");
@@ -30,7 +30,7 @@ export function CallIn({ channel }: { channel: string }) {
     held.current = true;
     setMicError(null);
     ptt.clearError();
-    setTalk({ phase: "opening" });
+    setPhase("opening");
     const rec = new PttRecorder();
     recorder.current = rec;
     try {
@@ -44,7 +44,7 @@ export function CallIn({ channel }: { channel: string }) {
       held.current = false;
       recorder.current = null;
       await rec.close();
-      setTalk({ phase: "idle" });
+      setPhase("idle");
       setMicError(e instanceof DOMException && e.name === "NotAllowedError" ? t("callin.micDenied") : t("callin.micFailed"));
       return;
     }
@@ -52,13 +52,13 @@ export function CallIn({ channel }: { channel: string }) {
       // Let go before the microphone was ready: nothing to send.
       recorder.current = null;
       await rec.close();
-      setTalk({ phase: "idle" });
+      setPhase("idle");
       return;
     }
     ptt.startAudio(PTT_SAMPLE_RATE);
     since.current = performance.now();
     setElapsed(0);
-    setTalk({ phase: "recording", startedAt: since.current });
+    setPhase("recording");
   };
 
   const end = async () => {
@@ -74,20 +74,22 @@ export function CallIn({ channel }: { channel: string }) {
     if (rest.length) ptt.sendAudio(rest);
     ptt.endAudio(Math.round(secs * 10) / 10);
     setLevel(0);
-    setTalk({ phase: "idle" });
+    setPhase("idle");
   };
 
   // The countdown, and letting go by itself at the limit.
   useEffect(() => {
-    if (talk.phase !== "recording") return;
+    if (phase !== "recording") return;
     const timer = setInterval(() => {
-      const secs = (performance.now() - talk.startedAt) / 1000;
+      const began = since.current;
+      if (began === null) return;
+      const secs = (performance.now() - began) / 1000;
       setElapsed(secs);
       if (secs >= maxSecs - 0.25) void end();
     }, 100);
     return () => clearInterval(timer);
     // `end` reads what it needs through refs.
-  }, [talk, maxSecs]);
+  }, [phase, maxSecs]);
 
   const sendText = (e: React.FormEvent) => {
     e.preventDefault();
@@ -96,7 +98,7 @@ export function CallIn({ channel }: { channel: string }) {
     if (ptt.sendText(trimmed)) setText("");
   };
 
-  const recording = talk.phase === "recording";
+  const recording = phase === "recording";
   const left = Math.max(0, Math.ceil(maxSecs - elapsed));
   const errorText = micError ?? (ptt.error ? callInError(t, ptt.error) : null);
 
@@ -142,7 +144,7 @@ export function CallIn({ channel }: { channel: string }) {
           onBlur={() => void end()}
         >
           <MicIcon />
-          <span>{recording ? t("callin.release") : talk.phase === "opening" ? t("callin.opening") : t("callin.hold")}</span>
+          <span>{recording ? t("callin.release") : phase === "opening" ? t("callin.opening") : t("callin.hold")}</span>
         </button>
         <div className="ptt-meter">
           <meter

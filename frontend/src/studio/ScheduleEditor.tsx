@@ -4,10 +4,11 @@
 import { useEffect, useState } from "react";
 import { request } from "@/api/client";
 import { keys, useSchedule } from "@/api/hooks";
-import { BLOCKS, Schedule, type Block, type ScheduleHour } from "@/api/schemas";
+import { Schedule, type Block, type ScheduleHour } from "@/api/schemas";
 import { useI18n } from "@/i18n";
 import { useStudio } from "./context";
 import { ActionStatus } from "./ActionStatus";
+import { BlockOptions } from "./BlockOptions";
 import { describeError, type Note } from "./format";
 
 const MAX_PROMPT = 2000;
@@ -181,11 +182,7 @@ export function ScheduleEditor({ onDirtyChange }: { onDirtyChange: (dirty: boole
                     value={h.block}
                     onChange={(e) => edit(h.hour, { block: e.target.value as Block })}
                   >
-                    {BLOCKS.map((b) => (
-                      <option key={b} value={b}>
-                        {t(`block.${b}`)}
-                      </option>
-                    ))}
+                    <BlockOptions />
                   </select>
                 </div>
                 <div className="sched-prompt">

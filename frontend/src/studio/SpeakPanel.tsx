@@ -3,10 +3,11 @@
 // short), and a script preview from the writer that can be copied in and edited first.
 import { useId, useRef, useState } from "react";
 import { request } from "@/api/client";
-import { BLOCKS, Script, SpeakAccepted, type Block } from "@/api/schemas";
+import { Script, SpeakAccepted, type Block } from "@/api/schemas";
 import { useI18n } from "@/i18n";
 import { useStudio } from "./context";
 import { ActionStatus } from "./ActionStatus";
+import { BlockOptions } from "./BlockOptions";
 import { describeError, type Note } from "./format";
 
 const MAX_TEXT = 2000;
@@ -144,11 +145,7 @@ function ScriptPreview({ onUse }: { onUse: (text: string) => void }) {
             onChange={(e) => setBlock(e.target.value as Block | "")}
           >
             <option value="">{t("studio.script.blockAuto")}</option>
-            {BLOCKS.map((b) => (
-              <option key={b} value={b}>
-                {t(`block.${b}`)}
-              </option>
-            ))}
+            <BlockOptions />
           </select>
         </div>
         <div className="field">
