@@ -207,7 +207,8 @@ impl Scrape {
             ));
         }
         let bucket = format!("{family}_bucket");
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        // Each series (its labels but `le`) and its buckets as (le, count).
+        let mut series: BTreeMap<Vec<(String, String)>, Buckets> = BTreeMap::new();
         for s in self.samples.iter().filter(|s| s.name == bucket) {
             let le = parse_value(s.labels.get("le").ok_or("a bucket without le")?)?;
             let key = s
@@ -244,6 +245,9 @@ impl Scrape {
         self.sum(&format!("{family}_count"), labels).unwrap_or(0.0)
     }
 }
+
+/// A histogram series' buckets, as (upper bound, count).
+type Buckets = Vec<(f64, f64)>;
 
 /// Scrapes `app`'s `/metrics` and parses it.
 async fn scrape(app: &TestApp) -> Result<Scrape, String> {
