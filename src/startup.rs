@@ -6,6 +6,8 @@
 //! - `api`:  store + [`crate::bus::HttpHostBus`] to `bus.host_url`.
 //! - `host`: the host and its bus routes; no database.
 //!
+//! Every role serves `GET /metrics` ([`crate::metrics`]), whose recorder is installed here.
+//!
 //! Config keys read here: `server.*`, `bus.token`, `auth.*`, `broadcast.*`, `livekit.*`.
 
 use std::net::TcpListener;
@@ -58,6 +60,7 @@ impl Application {
         options: BuildOptions,
     ) -> anyhow::Result<Self> {
         check_role_is_built(role)?;
+        crate::metrics::install();
         let port = settings.server.port.unwrap_or(match role {
             Role::Host => settings.server.host_port,
             Role::Api | Role::All => settings.server.api_port,
@@ -193,6 +196,8 @@ fn check_role_is_built(role: Role) -> anyhow::Result<()> {
 /// What each worker's app mounts, by role.
 #[derive(Clone)]
 struct Parts {
+    /// What `/metrics` runs before it renders.
+    before_scrape: Option<crate::metrics::BeforeScrape>,
     #[cfg(feature = "api")]
     api: Option<web::Data<crate::api::ApiState>>,
     /// The web app at `/`, with the API (mounted after every other route).
@@ -253,15 +258,28 @@ impl Parts {
                         std::time::Duration::from_millis(settings.bus.request_timeout_ms),
                     )?),
                 };
+                let bus = crate::bus::metered::MeteredBus::wrap(bus);
                 Some(web::Data::new(api_state(settings, role, bus).await?))
             }
         };
         let _ = (&bus_token, role);
+        // An API's scrape says whether its own link is up now.
+        #[cfg(feature = "api")]
+        let before_scrape = api.as_ref().map(|api| {
+            let link = api.link.watch();
+            Arc::new(move || {
+                let up = link.borrow().state == crate::bus::link::LinkState::Up;
+                crate::metrics::set_host_link_up(up);
+            }) as crate::metrics::BeforeScrape
+        });
+        #[cfg(not(feature = "api"))]
+        let before_scrape = None;
         #[cfg(feature = "api")]
         let web_app = api
             .is_some()
             .then(|| crate::api::web_app::WebApp::new(&settings.server.web_dir));
         Ok(Self {
+            before_scrape,
             #[cfg(feature = "api")]
             api,
             #[cfg(feature = "api")]
@@ -274,6 +292,8 @@ impl Parts {
     }
 
     fn configure(&self, cfg: &mut web::ServiceConfig) {
+        // Every role serves /metrics on its own port (one route in role all).
+        crate::metrics::configure(cfg, self.before_scrape.clone());
         #[cfg(feature = "api")]
         if let Some(api) = &self.api {
             crate::api::configure(cfg, api.clone());

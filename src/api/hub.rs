@@ -200,6 +200,7 @@ impl Room {
     pub fn check_listeners(&self) -> bool {
         let mut st = self.lock();
         let now = self.listeners();
+        crate::metrics::set_listeners(&self.channel, now.stream, now.broadcast);
         if st.listeners_checked == Some(now) {
             return false;
         }

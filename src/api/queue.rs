@@ -146,6 +146,7 @@ impl Announcer {
             }
         };
         let order: Vec<(Uuid, String)> = queued.iter().map(|i| (i.id, i.user_id.clone())).collect();
+        crate::metrics::set_queue_depth(channel, order.len());
         self.hub.room(channel).set_queue(QueueSummary {
             length: order.len(),
             ids: order

@@ -201,7 +201,10 @@ impl Switchboard {
             .await;
         lock(&self.in_flight).remove(&item.id);
         match handed {
-            Ok(_) => Ok(PutThrough::Taken(item)),
+            Ok(_) => {
+                crate::metrics::queue_waited(channel, item.enqueued_at);
+                Ok(PutThrough::Taken(item))
+            }
             Err(BusError::Rejected {
                 kind: Rejection::Busy,
                 ..

@@ -109,17 +109,17 @@ pub struct WsSender {
 impl WsSender {
     pub async fn text(&mut self, frame: impl Into<ByteString>) -> Result<(), Gone> {
         let sent = tokio::time::timeout(self.send_timeout, self.session.text(frame)).await;
-        matches!(sent, Ok(Ok(()))).then_some(()).ok_or(Gone)
+        delivered(sent)
     }
 
     pub async fn ping(&mut self) -> Result<(), Gone> {
         let sent = tokio::time::timeout(self.send_timeout, self.session.ping(b"")).await;
-        matches!(sent, Ok(Ok(()))).then_some(()).ok_or(Gone)
+        delivered(sent)
     }
 
     pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Gone> {
         let sent = tokio::time::timeout(self.send_timeout, self.session.pong(payload)).await;
-        matches!(sent, Ok(Ok(()))).then_some(()).ok_or(Gone)
+        delivered(sent)
     }
 
     /// Closes the socket with `code` and a reason (cut to what a close frame holds).
@@ -129,6 +129,18 @@ impl WsSender {
             description: reason.map(|r| cut_to_bytes(r, 123).to_owned()),
         };
         let _ = tokio::time::timeout(self.send_timeout, self.session.close(Some(reason))).await;
+    }
+}
+
+/// Whether a send went out; one that timed out is a client dropped for lagging (counted).
+fn delivered<E>(sent: Result<Result<(), E>, tokio::time::error::Elapsed>) -> Result<(), Gone> {
+    match sent {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Gone),
+        Err(_) => {
+            crate::metrics::ws_lagged(crate::metrics::Lag::Dropped);
+            Err(Gone)
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! it subscribes, hands each event to a [`LinkHandler`], and when the stream ends or cannot
 //! be opened it reconnects with exponential backoff (100 ms doubling up to
 //! `bus.reconnect_max_ms`, with jitter). Its [`LinkStatus`] is what `/health` and `/ready`
-//! report as the state of the host link.
+//! report as the state of the host link, and the `radio24_host_link_up` gauge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +103,7 @@ async fn run(
     let mut backoff = FIRST_RETRY;
     let mut connects = 0u64;
     let set = |state, error: Option<String>, connects| {
+        crate::metrics::set_host_link_up(state == LinkState::Up);
         status.send_replace(LinkStatus {
             state,
             since: Utc::now(),

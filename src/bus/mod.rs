@@ -4,8 +4,8 @@
 //! through [`HostBus::subscribe`], kept alive by [`link::HostLink`]; a channel's live
 //! Ogg/Opus audio through [`HostBus::audio_stream`] ([`audio`]); the programme archive
 //! through [`HostBus::archive_list`] and [`HostBus::archive_file`] ([`archive`]); listeners' calls
-//! through [`HostBus::take_call`], answered by `call_live`/`call_ended` events. This module imports
-//! neither `api` nor `host`.
+//! through [`HostBus::take_call`], answered by `call_live`/`call_ended` events. The API counts
+//! its calls through [`metered::MeteredBus`]. This module imports neither `api` nor `host`.
 //!
 //! Config keys read here: `bus.host_url`, `bus.token`, `bus.request_timeout_ms`,
 //! `bus.connect_timeout_ms`, `bus.reconnect_max_ms`.
@@ -24,6 +24,7 @@ pub mod http_client;
 #[cfg(feature = "host")]
 pub mod http_server;
 pub mod link;
+pub mod metered;
 pub mod wire;
 
 pub use archive::{ArchiveFile, ArchiveFileName, ArchiveListing};

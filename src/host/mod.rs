@@ -321,6 +321,10 @@ impl HostConfig {
                 fallback: None,
             },
         };
+        let voices = Voices {
+            primary: voices.primary.map(voice::Metered::wrap),
+            fallback: voices.fallback.map(voice::Metered::wrap),
+        };
         if voices.primary.is_none() {
             tracing::warn!(
                 "no voice available: the station airs captions only (install espeak-ng or set OPENAI_API_KEY)"

@@ -509,6 +509,7 @@ impl Playout {
         events: broadcast::Sender<HostEvent>,
         filler: Arc<dyn FillerSource>,
     ) -> (Self, Engine) {
+        crate::metrics::playout_started(&channel);
         let rundown = Arc::new(Rundown::default());
         let stats = Arc::new(PlayoutStats::default());
         let (frames, _) = broadcast::channel(SINK_BUFFER);
@@ -721,6 +722,7 @@ impl Engine {
         *lock(&segment.started_at) = Some(at);
         segment.progress.send_replace(Progress::OnAir);
         let meta = segment.describe();
+        crate::metrics::segment_aired(&self.channel, segment.kind);
         if segment.kind == SegmentKind::Filler {
             self.stats.fillers.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -844,9 +846,11 @@ impl Engine {
         }
         if dead {
             self.stats.dead_air_frames.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::dead_air(&self.channel, FRAME_DURATION);
             self.gap_frames += 1;
         } else if self.gap_frames > 0 {
             self.stats.record_gap(self.gap_frames);
+            crate::metrics::gap(&self.channel);
             self.gap_frames = 0;
         }
         out
@@ -901,9 +905,14 @@ mod tests {
 
     impl ByHand {
         fn new() -> Self {
+            Self::on("radio24")
+        }
+
+        /// A playout of `channel` (tests that read the process-wide metrics use their own).
+        fn on(channel: &str) -> Self {
             let (events_tx, events) = broadcast::channel(4096);
             let (playout, engine) = Playout::new(
-                ChannelName::parse("radio24").unwrap(),
+                ChannelName::parse(channel).unwrap(),
                 events_tx,
                 Arc::new(Chime),
             );
@@ -1039,6 +1048,30 @@ mod tests {
         assert_eq!(gaps.count, 1);
         assert_eq!(gaps.max_ms, 200, "{gaps:?}");
         assert!((gaps.dead_air_secs - 0.2).abs() < 1e-9, "{gaps:?}");
+    }
+
+    #[tokio::test]
+    async fn segments_gaps_and_dead_air_are_in_the_metrics() {
+        let metrics = crate::metrics::install();
+        let mut p = ByHand::on("playout-metrics");
+        let seg = QueuedSegment::new(meta("slow"), SegmentKind::Talk, "template", "test");
+        seg.push_sentence("slow");
+        seg.push_audio(vec![5; FRAME * 2]);
+        let id = seg.meta.id;
+        p.playout.rundown.push_back(seg.clone());
+        p.tick_until(100, ByHand::started(id));
+        p.tick(11);
+        seg.push_audio(vec![5; FRAME]);
+        seg.finish();
+        p.tick_until(10, ByHand::ended(id));
+        let text = metrics.render();
+        for line in [
+            r#"radio24_segments_aired_total{channel="playout-metrics",kind="talk"} 1"#,
+            r#"radio24_gaps_total{channel="playout-metrics"} 1"#,
+            r#"radio24_dead_air_milliseconds_total{channel="playout-metrics"} 200"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+        }
     }
 
     #[tokio::test]

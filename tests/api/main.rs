@@ -19,6 +19,7 @@ mod fake_realtime;
 mod health;
 mod helpers;
 mod livekit;
+mod metrics;
 mod postgres;
 mod raw_ws;
 mod room;

@@ -86,6 +86,7 @@ async fn serve_client(
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "broadcast client fell behind; resyncing it");
+                    crate::metrics::ws_lagged(crate::metrics::Lag::Resynced);
                     let snapshot = room.resync(&mut frames, state.hub.host_connected());
                     if sender.text(snapshot).await.is_err() {
                         break Ending::Gone;

@@ -41,6 +41,7 @@ use crate::bus::{
     CallContent, CallHandoff, CallOutcome, CallReport, HostEvent, RECENT_CALL_REPORTS, Segment,
 };
 use crate::domain::{Block, ChannelName, InvalidInput};
+use crate::metrics::Service;
 use moderation::{Moderator, Verdict};
 use transcribe::Transcriber;
 
@@ -247,15 +248,18 @@ async fn run(
     let language = services.config.language.clone();
     let japanese = language.to_ascii_lowercase().starts_with("ja");
     // What the caller said, as far as we know it.
+    let asked = std::time::Instant::now();
     let words: String = match &call.content {
         Content::Text(text) => text.clone(),
         Content::Audio { rate, samples } => match &desk.transcriber {
             Some(transcriber) => match transcriber.transcribe(samples, *rate, &language).await {
                 Ok(text) => {
+                    crate::metrics::provider_answered(Service::Transcription, "openai", asked);
                     *transcript = Some(text.clone());
                     text
                 }
                 Err(e) => {
+                    crate::metrics::provider_failed(Service::Transcription, "openai", (&e).into());
                     tracing::warn!(call = %call.id, error = %e, "transcription failed");
                     return Err("failed: transcription".into());
                 }

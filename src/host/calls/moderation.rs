@@ -162,6 +162,8 @@ impl Moderator {
         match self.check_openai(text).await {
             Ok(verdict) => verdict,
             Err(e) => {
+                use crate::metrics::{Service, provider_failed};
+                provider_failed(Service::Moderation, "openai", (&e).into());
                 tracing::warn!(error = %e, "moderation failed; the call-in passed the word list, so it is allowed");
                 Verdict::Allowed
             }

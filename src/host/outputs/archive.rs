@@ -324,6 +324,7 @@ impl HourFile {
             self.file
                 .write_all(&page)
                 .map_err(ArchiveError::io(&self.path))?;
+            crate::metrics::archive_written(&self.sidecar.content.channel, page.len());
         }
         Ok(())
     }
@@ -547,6 +548,7 @@ impl HourWriter {
         let (encoder, headers) = OggEncoder::new(&self.channel, &config)?;
         for page in headers {
             file.write_all(&page).map_err(ArchiveError::io(&path))?;
+            crate::metrics::archive_written(&self.channel, page.len());
         }
         let offset = |at: DateTime<Utc>| at.with_timezone(&self.tz).fixed_offset();
         let sidecar = SidecarFile {

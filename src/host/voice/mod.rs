@@ -43,3 +43,45 @@ pub trait Voice: Send + Sync + 'static {
     /// Starts synthesizing `text` (one sentence or a few); the audio streams as it comes.
     async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError>;
 }
+
+/// A voice whose first-audio latency and failures go to the metrics
+/// (`radio24_tts_first_audio_seconds`, `radio24_provider_errors_total{service="tts"}`),
+/// labelled with its name: one wrapper for every backend.
+pub struct Metered(pub std::sync::Arc<dyn Voice>);
+
+impl Metered {
+    /// `voice`, metered.
+    pub fn wrap(voice: std::sync::Arc<dyn Voice>) -> std::sync::Arc<dyn Voice> {
+        std::sync::Arc::new(Self(voice))
+    }
+}
+
+#[async_trait]
+impl Voice for Metered {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
+        use crate::metrics::{Service, provider_answered, provider_failed};
+        use futures::StreamExt;
+        let provider = self.0.name();
+        let asked = std::time::Instant::now();
+        let audio = self.0.synthesize(text).await.inspect_err(|e| {
+            provider_failed(Service::Tts, provider, e.into());
+        })?;
+        let mut first = true;
+        let chunks = audio.chunks.inspect(move |chunk| match chunk {
+            Ok(samples) if first && !samples.is_empty() => {
+                first = false;
+                provider_answered(Service::Tts, provider, asked);
+            }
+            Ok(_) => {}
+            Err(e) => provider_failed(Service::Tts, provider, e.into()),
+        });
+        Ok(VoiceAudio {
+            rate: audio.rate,
+            chunks: chunks.boxed(),
+        })
+    }
+}

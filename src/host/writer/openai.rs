@@ -22,6 +22,7 @@ use openai_api_rs::v1::error::APIError;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{ScriptBrief, ScriptWriter, WriterError, prompt};
+use crate::metrics::Service;
 
 /// Settings of [`OpenAiWriter`].
 #[derive(Clone)]
@@ -155,6 +156,7 @@ impl ScriptWriter for OpenAiWriter {
         // The library unwraps while building its HTTP client: a panic there must not take
         // the host's task down with it.
         let call = AssertUnwindSafe(self.client.chat_completion(request)).catch_unwind();
+        let asked = std::time::Instant::now();
         // Our own deadline: the library's timeout is whole seconds, and only covers the
         // HTTP exchange it knows about.
         let response = match tokio::time::timeout(self.timeout, call).await {
@@ -164,9 +166,14 @@ impl ScriptWriter for OpenAiWriter {
             )),
             Ok(Ok(result)) => result.map_err(map_api_error),
         };
+        // Not streamed: the first token comes with the whole answer.
         let response = match response {
-            Ok(r) => r.inner,
+            Ok(r) => {
+                crate::metrics::provider_answered(Service::Llm, "openai", asked);
+                r.inner
+            }
             Err(e) => {
+                crate::metrics::provider_failed(Service::Llm, "openai", (&e).into());
                 tracing::warn!(error = %e, "script request failed");
                 return Err(e);
             }
