@@ -9,7 +9,14 @@ use radio24::config::{Settings, config_dir};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    radio24::telemetry::init(std::env::var("RADIO24_LOG_FORMAT").is_ok_and(|f| f == "json"));
+    let process = match &cli.command {
+        Command::Serve { role } => role.trim().to_ascii_lowercase(),
+        Command::Migrate => "migrate".to_owned(),
+    };
+    let telemetry = radio24::telemetry::init(
+        std::env::var("RADIO24_LOG_FORMAT").is_ok_and(|f| f == "json"),
+        &process,
+    );
     radio24::install_crypto_provider();
     let env: HashMap<String, String> = std::env::vars().collect();
     let settings =
@@ -36,6 +43,9 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(settings).await,
         }
     });
+    // Outside the runtime: the exporter's client blocks while it sends the last spans.
+    drop(runtime);
+    telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),

@@ -6,7 +6,8 @@
 //! - `api`:  store + [`crate::bus::HttpHostBus`] to `bus.host_url`.
 //! - `host`: the host and its bus routes; no database.
 //!
-//! Config keys read here: `server.*`, `bus.token`, `auth.*`, `broadcast.*`, `livekit.*`.
+//! Config keys read here: `server.*`, `bus.token`, `bus.tls.*` (the host role serves its bus
+//! over mutual TLS, the api role's bus client uses it), `auth.*`, `broadcast.*`, `livekit.*`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -76,7 +77,11 @@ impl Application {
                 role.as_str()
             ),
         };
-        let parts = Parts::build(&settings, role, bus_token, options).await?;
+        let bus_tls = crate::bus::tls::BusTls::load(&settings.bus.tls)?;
+        if bus_tls.is_some() && role == Role::All {
+            tracing::warn!("bus.tls.* is set but --role all has no HTTP bus; ignored");
+        }
+        let parts = Parts::build(&settings, role, bus_token, bus_tls.as_ref(), options).await?;
         #[cfg(feature = "host")]
         let engine = parts.engine.clone();
 
@@ -110,10 +115,15 @@ impl Application {
         })
         .workers(workers)
         .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        let server = match (role, &bus_tls) {
+            #[cfg(feature = "host")]
+            (Role::Host, Some(tls)) => server.listen_rustls_0_23(listener, tls.server_config()?)?,
+            _ => server.listen(listener)?,
+        }
         .run();
-        tracing::info!(role = role.as_str(), %bind, port, workers, "radio24 listening");
+        let tls = role == Role::Host && bus_tls.is_some();
+        tracing::info!(role = role.as_str(), %bind, port, workers, tls, "radio24 listening");
         Ok(Self {
             port,
             role,
@@ -210,6 +220,7 @@ impl Parts {
         settings: &Settings,
         role: Role,
         bus_token: SecretString,
+        bus_tls: Option<&crate::bus::tls::BusTls>,
         options: BuildOptions,
     ) -> anyhow::Result<Self> {
         #[cfg(feature = "host")]
@@ -246,17 +257,18 @@ impl Parts {
                 let bus: Arc<dyn crate::bus::HostBus> = match role {
                     #[cfg(feature = "host")]
                     Role::All => host.clone().context("the all role builds a host")?,
-                    _ => Arc::new(crate::bus::HttpHostBus::new(
+                    _ => Arc::new(crate::bus::HttpHostBus::with_tls(
                         &settings.bus.host_url,
                         bus_token.clone(),
                         std::time::Duration::from_millis(settings.bus.connect_timeout_ms),
                         std::time::Duration::from_millis(settings.bus.request_timeout_ms),
+                        bus_tls,
                     )?),
                 };
                 Some(web::Data::new(api_state(settings, role, bus).await?))
             }
         };
-        let _ = (&bus_token, role);
+        let _ = (&bus_token, role, bus_tls);
         #[cfg(feature = "api")]
         let web_app = api
             .is_some()

@@ -8,7 +8,7 @@
 //! neither `api` nor `host`.
 //!
 //! Config keys read here: `bus.host_url`, `bus.token`, `bus.request_timeout_ms`,
-//! `bus.connect_timeout_ms`, `bus.reconnect_max_ms`.
+//! `bus.connect_timeout_ms`, `bus.reconnect_max_ms`, `bus.tls.*` ([`tls`]).
 
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ pub mod http_client;
 #[cfg(feature = "host")]
 pub mod http_server;
 pub mod link;
+pub mod tls;
 pub mod wire;
 
 pub use archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
