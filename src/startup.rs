@@ -81,6 +81,12 @@ impl Application {
         if bus_tls.is_some() && role == Role::All {
             tracing::warn!("bus.tls.* is set but --role all has no HTTP bus; ignored");
         }
+        // Checked before the host starts, so a bad certificate stops nothing half-started.
+        #[cfg(feature = "host")]
+        let server_tls = match (role, &bus_tls) {
+            (Role::Host, Some(tls)) => Some(tls.server_config()?),
+            _ => None,
+        };
         let parts = Parts::build(&settings, role, bus_token, bus_tls.as_ref(), options).await?;
         #[cfg(feature = "host")]
         let engine = parts.engine.clone();
@@ -116,13 +122,14 @@ impl Application {
         .workers(workers)
         .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
         .shutdown_timeout(settings.server.shutdown_timeout_secs);
-        let server = match (role, &bus_tls) {
-            #[cfg(feature = "host")]
-            (Role::Host, Some(tls)) => server.listen_rustls_0_23(listener, tls.server_config()?)?,
-            _ => server.listen(listener)?,
-        }
-        .run();
-        let tls = role == Role::Host && bus_tls.is_some();
+        #[cfg(feature = "host")]
+        let (server, tls) = match server_tls {
+            Some(config) => (server.listen_rustls_0_23(listener, config)?, true),
+            None => (server.listen(listener)?, false),
+        };
+        #[cfg(not(feature = "host"))]
+        let (server, tls) = (server.listen(listener)?, false);
+        let server = server.run();
         tracing::info!(role = role.as_str(), %bind, port, workers, tls, "radio24 listening");
         Ok(Self {
             port,
