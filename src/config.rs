@@ -168,6 +168,9 @@ pub struct BusSettings {
     pub request_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Mutual TLS on the bus: the CA, this role's certificate and its key (PEM files).
+    #[serde(default)]
+    pub tls: crate::bus::tls::TlsFiles,
 }
 
 #[derive(Debug, Deserialize)]
@@ -667,6 +670,9 @@ impl Settings {
                 ));
             }
         }
+        if let Err(e) = self.bus.tls.configured() {
+            return Err(invalid(e.key, e.message));
+        }
         if self.bus.request_timeout_ms == 0 || self.bus.connect_timeout_ms == 0 {
             return Err(invalid(
                 "bus.request_timeout_ms",
@@ -869,6 +875,29 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
         let err = Settings::load(&shipped(), &env(&[("RADIO24_ENV", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("RADIO24_ENV"), "{err}");
+        // The bus's TLS files go together: half of them stops the start, naming what is missing.
+        let err = Settings::load(
+            &shipped(),
+            &env(&[
+                ("RADIO24__BUS__TLS__CA", "/etc/ca.pem"),
+                ("RADIO24__BUS__TLS__CERT", "/etc/bus.pem"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`bus.tls.key`"), "{err}");
+        let s = Settings::load(
+            &shipped(),
+            &env(&[
+                ("RADIO24__BUS__TLS__CA", "/etc/ca.pem"),
+                ("RADIO24__BUS__TLS__CERT", "/etc/bus.pem"),
+                ("RADIO24__BUS__TLS__KEY", "/etc/bus-key.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.bus.tls.key.as_deref(),
+            Some(Path::new("/etc/bus-key.pem"))
+        );
     }
 
     #[test]

@@ -9,8 +9,16 @@ use radio24::config::{Settings, config_dir};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    radio24::telemetry::init(std::env::var("RADIO24_LOG_FORMAT").is_ok_and(|f| f == "json"));
+    // Before any HTTPS client is built: the trace exporter's is built right away.
     radio24::install_crypto_provider();
+    let process = match &cli.command {
+        Command::Serve { role } => role.trim().to_ascii_lowercase(),
+        Command::Migrate => "migrate".to_owned(),
+    };
+    let telemetry = radio24::telemetry::init(
+        std::env::var("RADIO24_LOG_FORMAT").is_ok_and(|f| f == "json"),
+        &process,
+    );
     let env: HashMap<String, String> = std::env::vars().collect();
     let settings =
         match config_dir(cli.config_dir.clone()).and_then(|dir| Settings::load(&dir, &env)) {
@@ -36,6 +44,10 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(settings).await,
         }
     });
+    // Outside the runtime: the exporter's client blocks while it sends the last spans. Tasks
+    // still running (a reconnect loop, a blocking read) get a moment, not a veto.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),

@@ -8,7 +8,8 @@
 //!
 //! Every role serves `GET /metrics` ([`crate::metrics`]), whose recorder is installed here.
 //!
-//! Config keys read here: `server.*`, `bus.token`, `auth.*`, `broadcast.*`, `livekit.*`.
+//! Config keys read here: `server.*`, `bus.token`, `bus.tls.*` (the host role serves its bus
+//! over mutual TLS, the api role's bus client uses it), `auth.*`, `broadcast.*`, `livekit.*`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -79,7 +80,17 @@ impl Application {
                 role.as_str()
             ),
         };
-        let parts = Parts::build(&settings, role, bus_token, options).await?;
+        let bus_tls = crate::bus::tls::BusTls::load(&settings.bus.tls)?;
+        if bus_tls.is_some() && role == Role::All {
+            tracing::warn!("bus.tls.* is set but --role all has no HTTP bus; ignored");
+        }
+        // Checked before the host starts, so a bad certificate stops nothing half-started.
+        #[cfg(feature = "host")]
+        let server_tls = match (role, &bus_tls) {
+            (Role::Host, Some(tls)) => Some(tls.server_config()?),
+            _ => None,
+        };
+        let parts = Parts::build(&settings, role, bus_token, bus_tls.as_ref(), options).await?;
         #[cfg(feature = "host")]
         let engine = parts.engine.clone();
 
@@ -113,10 +124,16 @@ impl Application {
         })
         .workers(workers)
         .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .listen(listener)?
-        .run();
-        tracing::info!(role = role.as_str(), %bind, port, workers, "radio24 listening");
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        #[cfg(feature = "host")]
+        let (server, tls) = match server_tls {
+            Some(config) => (server.listen_rustls_0_23(listener, config)?, true),
+            None => (server.listen(listener)?, false),
+        };
+        #[cfg(not(feature = "host"))]
+        let (server, tls) = (server.listen(listener)?, false);
+        let server = server.run();
+        tracing::info!(role = role.as_str(), %bind, port, workers, tls, "radio24 listening");
         Ok(Self {
             port,
             role,
@@ -215,6 +232,7 @@ impl Parts {
         settings: &Settings,
         role: Role,
         bus_token: SecretString,
+        bus_tls: Option<&crate::bus::tls::BusTls>,
         options: BuildOptions,
     ) -> anyhow::Result<Self> {
         #[cfg(feature = "host")]
@@ -251,18 +269,19 @@ impl Parts {
                 let bus: Arc<dyn crate::bus::HostBus> = match role {
                     #[cfg(feature = "host")]
                     Role::All => host.clone().context("the all role builds a host")?,
-                    _ => Arc::new(crate::bus::HttpHostBus::new(
+                    _ => Arc::new(crate::bus::HttpHostBus::with_tls(
                         &settings.bus.host_url,
                         bus_token.clone(),
                         std::time::Duration::from_millis(settings.bus.connect_timeout_ms),
                         std::time::Duration::from_millis(settings.bus.request_timeout_ms),
+                        bus_tls,
                     )?),
                 };
                 let bus = crate::bus::metered::MeteredBus::wrap(bus);
                 Some(web::Data::new(api_state(settings, role, bus).await?))
             }
         };
-        let _ = (&bus_token, role);
+        let _ = (&bus_token, role, bus_tls);
         // An API's scrape says whether its own link is up now.
         #[cfg(feature = "api")]
         let before_scrape = api.as_ref().map(|api| {

@@ -1,6 +1,8 @@
 //! The API side of the HTTP bus: [`HttpHostBus`] calls the host's routes
 //! (see [`super::http_server`]) with the bus token, a connect and a request timeout, and turns
 //! every failure into a [`BusError`] the API can answer with (`Unavailable`, `Timeout`, …).
+//! Each request carries the current trace context (`traceparent`) when traces are on, and
+//! goes over mutual TLS when `bus.tls.*` is set ([`super::tls`]).
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
 use super::audio::PageSplitter;
+use super::tls::BusTls;
 use super::{
     AudioStream, BusError, CallAccepted, CallHandoff, ErrorBody, EventStream, HostBus, HostEvent,
     OnAir, Programme, Rejection, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
@@ -47,19 +50,29 @@ impl HttpHostBus {
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Self, BusError> {
+        Self::with_tls(base, token, connect_timeout, request_timeout, None)
+    }
+
+    /// [`HttpHostBus::new`], over mutual TLS when `tls` is given (`bus.tls.*`): `https`
+    /// whatever the scheme of `base`, only the bus's CA trusted, its certificate presented.
+    pub fn with_tls(
+        base: &str,
+        token: SecretString,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        tls: Option<&BusTls>,
+    ) -> Result<Self, BusError> {
         let mut base =
             Url::parse(base).map_err(|e| BusError::Internal(format!("bus.host_url: {e}")))?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .tcp_keepalive(Duration::from_secs(15))
-            .user_agent(concat!("radio24-api/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BusError::Internal(format!("building the HTTP client: {e}")))?;
+        if tls.is_some() && base.scheme() == "http" {
+            base.set_scheme("https")
+                .map_err(|()| BusError::Internal("bus.host_url: cannot use https".into()))?;
+        }
         Ok(Self {
-            client,
+            client: client(connect_timeout, tls)?,
             base,
             token,
             request_timeout,
@@ -76,7 +89,8 @@ impl HttpHostBus {
         Ok(self
             .client
             .request(method, self.url(path)?)
-            .bearer_auth(self.token.expose_secret()))
+            .bearer_auth(self.token.expose_secret())
+            .headers(crate::telemetry::trace_headers()))
     }
 
     fn transport_error(&self, e: reqwest::Error) -> BusError {
@@ -130,6 +144,24 @@ impl HttpHostBus {
         }
         Err(error_from_status(status, &bytes))
     }
+}
+
+/// The HTTP client of the bus: plain, or mutual TLS with `tls` (every call, the event
+/// stream, the audio stream and archive downloads go through it).
+fn client(connect_timeout: Duration, tls: Option<&BusTls>) -> Result<reqwest::Client, BusError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_keepalive(Duration::from_secs(15))
+        .user_agent(concat!("radio24-api/", env!("CARGO_PKG_VERSION")));
+    if let Some(tls) = tls {
+        let config = tls
+            .client_config()
+            .map_err(|e| BusError::Internal(e.to_string()))?;
+        builder = builder.tls_backend_preconfigured(config);
+    }
+    builder
+        .build()
+        .map_err(|e| BusError::Internal(format!("building the HTTP client: {e}")))
 }
 
 /// A transport error's text without the URL (which is noise here and could carry secrets).

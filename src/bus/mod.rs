@@ -8,7 +8,7 @@
 //! its calls through [`metered::MeteredBus`]. This module imports neither `api` nor `host`.
 //!
 //! Config keys read here: `bus.host_url`, `bus.token`, `bus.request_timeout_ms`,
-//! `bus.connect_timeout_ms`, `bus.reconnect_max_ms`.
+//! `bus.connect_timeout_ms`, `bus.reconnect_max_ms`, `bus.tls.*` ([`tls`]).
 
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ pub mod http_client;
 pub mod http_server;
 pub mod link;
 pub mod metered;
+pub mod tls;
 pub mod wire;
 
 pub use archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
