@@ -1,5 +1,5 @@
 //! The command line: `radio24 serve [--role api|host|all] [--config-dir DIR]`,
-//! `radio24 migrate`, `radio24 --version`.
+//! `radio24 migrate`, `radio24 healthcheck [--role ROLE] [--url URL]`, `radio24 --version`.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -42,6 +42,21 @@ pub enum Command {
     /// Apply pending database migrations (PostgreSQL under an advisory lock, or the SQLite
     /// file) and exit.
     Migrate,
+    /// Check a running process (container health checks): GET its /health, exit 0 on 200
+    /// (printing one line), non-zero with one line on anything else. The port is the one
+    /// `serve` takes with the same settings: PORT, else server.api_port or server.host_port
+    /// by --role.
+    Healthcheck {
+        /// The role of the process to check (picks the port as `serve --role` does).
+        #[arg(long, default_value = "all", value_name = "ROLE")]
+        role: String,
+        /// Check this URL instead [default: http://127.0.0.1:<port>/health].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        timeout: f64,
+    },
 }
 
 /// Which modules a process runs.
@@ -53,6 +68,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// The port a process of this role listens on: `server.port` (`PORT`) whatever the
+    /// role, else `server.host_port` for the host and `server.api_port` for the others.
+    pub fn listen_port(self, server: &crate::config::ServerSettings) -> u16 {
+        server.port.unwrap_or(match self {
+            Role::Host => server.host_port,
+            Role::Api | Role::All => server.api_port,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Api => "api",
@@ -95,5 +119,10 @@ mod tests {
         let cli = Cli::parse_from(["radio24", "serve", "--role", "host", "--config-dir", "x"]);
         assert!(matches!(cli.command, Command::Serve { ref role } if role == "host"));
         assert_eq!(cli.config_dir, Some(PathBuf::from("x")));
+        let cli = Cli::parse_from(["radio24", "healthcheck", "--role", "host"]);
+        assert!(matches!(
+            cli.command,
+            Command::Healthcheck { ref role, url: None, timeout } if role == "host" && timeout == 2.0
+        ));
     }
 }

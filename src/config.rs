@@ -32,6 +32,26 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("PORT", "server.port"),
 ];
 
+/// Every environment variable the process reads besides `RADIO24__SECTION__KEY`: the seed's
+/// flat names (each sets one settings key) and those that pick the config files and the
+/// log format. Deployment files are checked against it (`tests/api/deploy_files.rs`).
+pub fn env_names() -> impl Iterator<Item = &'static str> {
+    FLAT_ENV.iter().map(|(name, _)| *name).chain([
+        "RADIO24_ENV",
+        "RADIO24_CONFIG_DIR",
+        "RADIO24_LOG_FORMAT",
+        "RUST_LOG",
+    ])
+}
+
+/// The settings key a flat environment name sets (`POSTGRES_HOST` → `database.postgres.host`).
+pub fn flat_env_key(name: &str) -> Option<&'static str> {
+    FLAT_ENV
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, key)| *key)
+}
+
 /// Longest `archive.retention_days` accepted (a century; 0 keeps recordings forever).
 const MAX_RETENTION_DAYS: u32 = 36_500;
 
@@ -165,12 +185,44 @@ pub struct PostgresParts {
 pub struct BusSettings {
     pub host_url: String,
     pub token: Option<SecretString>,
+    /// How the API proves itself to the host: the shared `token`, or a Google ID token.
+    pub auth: BusAuth,
+    /// The metadata server's base URL (`…/computeMetadata/v1`), for `google_id_token`.
+    pub metadata_url: String,
+    /// `google_id_token` on the host: the API's service account, the only caller accepted.
+    #[serde(default)]
+    pub google_service_account: Option<String>,
+    /// The audience of the ID tokens (`google_id_token`); unset = `host_url`.
+    #[serde(default)]
+    pub audience: Option<String>,
     pub request_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub reconnect_max_ms: u64,
     /// Mutual TLS on the bus: the CA, this role's certificate and its key (PEM files).
     #[serde(default)]
     pub tls: crate::bus::tls::TlsFiles,
+}
+
+impl BusSettings {
+    /// The audience of bus ID tokens: `bus.audience`, else `bus.host_url`.
+    pub fn audience(&self) -> &str {
+        self.audience
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&self.host_url)
+    }
+}
+
+/// `bus.auth`: what the API presents to the host on every bus request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusAuth {
+    /// `bus.token`, shared by both roles.
+    Token,
+    /// An ID token of the API's service account from the metadata server (Cloud Run); the
+    /// host checks its claims (`bus.google_service_account`, audience `bus.host_url`).
+    GoogleIdToken,
 }
 
 #[derive(Debug, Deserialize)]
@@ -673,6 +725,17 @@ impl Settings {
         if let Err(e) = self.bus.tls.configured() {
             return Err(invalid(e.key, e.message));
         }
+        if self.bus.auth == BusAuth::GoogleIdToken {
+            match reqwest::Url::parse(self.bus.metadata_url.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(invalid(
+                        "bus.metadata_url",
+                        format!("{:?} is not an http(s) URL", self.bus.metadata_url),
+                    ));
+                }
+            }
+        }
         if self.bus.request_timeout_ms == 0 || self.bus.connect_timeout_ms == 0 {
             return Err(invalid(
                 "bus.request_timeout_ms",
@@ -716,13 +779,28 @@ impl Settings {
             let port = pg.port.unwrap_or(5432);
             let db = pg.db.as_deref().unwrap_or("radio24");
             let url = format!(
-                "postgres://{}{password}@{host}:{port}/{}",
+                "postgres://{}{password}@{}:{port}/{}",
                 percent_encode(user),
+                url_host(host.trim()),
                 percent_encode(db)
             );
             return DatabaseTarget::Postgres(SecretString::from(url));
         }
         DatabaseTarget::Sqlite(self.database.sqlite_path.clone())
+    }
+}
+
+/// `POSTGRES_HOST` as the host part of a URL: a name or IPv4 address as it is, an IPv6
+/// address in brackets, and a path (a Unix socket folder, e.g. Cloud SQL's
+/// `/cloudsql/PROJECT:REGION:INSTANCE`) percent-encoded, which tokio-postgres decodes and
+/// takes as a socket folder holding `.s.PGSQL.<port>`.
+fn url_host(host: &str) -> String {
+    if host.starts_with('/') {
+        percent_encode(host)
+    } else if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
     }
 }
 
@@ -823,6 +901,21 @@ mod tests {
             other => panic!("expected postgres, got {other:?}"),
         }
         let s = Settings::load(&shipped(), &env(&[("DATABASE_URL", "postgres://u@h/d")])).unwrap();
+        assert!(matches!(s.database_target(), DatabaseTarget::Postgres(_)));
+        // Cloud SQL's Unix socket folder, and an IPv6 address.
+        for (host, url) in [
+            (
+                "/cloudsql/my-project:asia-northeast1:radio24",
+                "postgres://postgres@%2Fcloudsql%2Fmy-project%3Aasia-northeast1%3Aradio24:5432/radio24",
+            ),
+            ("fd00::5", "postgres://postgres@[fd00::5]:5432/radio24"),
+        ] {
+            let s = Settings::load(&shipped(), &env(&[("POSTGRES_HOST", host)])).unwrap();
+            match s.database_target() {
+                DatabaseTarget::Postgres(u) => assert_eq!(u.expose_secret(), url),
+                other => panic!("expected postgres, got {other:?}"),
+            }
+        }
         assert!(matches!(s.database_target(), DatabaseTarget::Postgres(_)));
     }
 

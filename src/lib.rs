@@ -4,7 +4,7 @@
 //! - [`host`] — the on-air engine (feature `host`);
 //! - [`bus`] — where the two meet: the `HostBus` trait, its wire types, its HTTP transport;
 //! - [`db`] — the stores (SQLite, PostgreSQL), used by the API only;
-//! - [`config`], [`cli`], [`startup`], [`telemetry`], [`metrics`] — the process around them.
+//! - [`config`], [`cli`], [`startup`], [`telemetry`], [`metrics`], [`healthcheck`] — the process around them.
 
 #[cfg(feature = "api")]
 pub mod api;
@@ -14,6 +14,7 @@ pub mod config;
 #[cfg(feature = "api")]
 pub mod db;
 pub mod domain;
+pub mod healthcheck;
 #[cfg(feature = "host")]
 pub mod host;
 pub mod metrics;

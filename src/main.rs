@@ -11,13 +11,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before any HTTPS client is built: the trace exporter's is built right away.
     radio24::install_crypto_provider();
-    let process = match &cli.command {
-        Command::Serve { role } => role.trim().to_ascii_lowercase(),
-        Command::Migrate => "migrate".to_owned(),
+    // What the traces are named after; a health check, run every few seconds by a container
+    // runtime, sends none.
+    let (process, traced) = match &cli.command {
+        Command::Serve { role } => (role.trim().to_ascii_lowercase(), true),
+        Command::Migrate => ("migrate".to_owned(), true),
+        Command::Healthcheck { .. } => ("healthcheck".to_owned(), false),
     };
     let telemetry = radio24::telemetry::init(
         std::env::var("RADIO24_LOG_FORMAT").is_ok_and(|f| f == "json"),
         &process,
+        traced,
     );
     let env: HashMap<String, String> = std::env::vars().collect();
     let settings =
@@ -42,6 +46,9 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Migrate => migrate(settings).await,
+            Command::Healthcheck { role, url, timeout } => {
+                healthcheck(&settings, &role, url, timeout).await
+            }
         }
     });
     // Outside the runtime: the exporter's client blocks while it sends the last spans. Tasks
@@ -72,6 +79,26 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 #[cfg(not(feature = "api"))]
 async fn migrate(_settings: Settings) -> anyhow::Result<()> {
     anyhow::bail!("this build has no database (it was compiled without the `api` feature)")
+}
+
+/// `radio24 healthcheck`: one line on stdout and exit 0 when `/health` answers 200; else
+/// the error's one line (see [`fail`]).
+async fn healthcheck(
+    settings: &Settings,
+    role: &str,
+    url: Option<String>,
+    timeout: f64,
+) -> anyhow::Result<()> {
+    let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+        anyhow::bail!("--timeout must be between 0 and 3600 seconds");
+    }
+    let url = url.unwrap_or_else(|| radio24::healthcheck::health_url(settings, role));
+    let ok = radio24::healthcheck::check(&url, std::time::Duration::from_secs_f64(timeout))
+        .await
+        .map_err(|e| anyhow::anyhow!("healthcheck: {e}"))?;
+    println!("healthy: {ok}");
+    Ok(())
 }
 
 /// One line on stderr, exit code 2 (bad config or usage) or 1 (anything else).

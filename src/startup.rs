@@ -8,8 +8,9 @@
 //!
 //! Every role serves `GET /metrics` ([`crate::metrics`]), whose recorder is installed here.
 //!
-//! Config keys read here: `server.*`, `bus.token`, `bus.tls.*` (the host role serves its bus
-//! over mutual TLS, the api role's bus client uses it), `auth.*`, `broadcast.*`, `livekit.*`.
+//! Config keys read here: `server.*`, `bus.token`, `bus.auth` (and what it needs), `bus.tls.*`
+//! (the host role serves its bus over mutual TLS, the api role's bus client uses it), `auth.*`,
+//! `broadcast.*`, `livekit.*`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use secrecy::SecretString;
 use tracing_actix_web::TracingLogger;
 
 use crate::cli::Role;
-use crate::config::{Settings, is_set};
+use crate::config::{BusAuth, Settings, is_set};
 use crate::web::{
     json_config, json_errors, limit_body_time, limit_request_head, not_found, query_config,
 };
@@ -62,20 +63,32 @@ impl Application {
     ) -> anyhow::Result<Self> {
         check_role_is_built(role)?;
         crate::metrics::install();
-        let port = settings.server.port.unwrap_or(match role {
-            Role::Host => settings.server.host_port,
-            Role::Api | Role::All => settings.server.api_port,
-        });
+        let port = role.listen_port(&settings.server);
         let bind = settings.server.bind.clone();
         let listener = TcpListener::bind((bind.as_str(), port)).with_context(|| {
             format!("cannot listen on {bind}:{port} (server.bind, server.*_port, PORT)")
         })?;
         let port = listener.local_addr()?.port();
 
-        let bus_token = match (role, settings.bus.token.clone()) {
-            (_, Some(token)) if is_set(&Some(token.clone())) => token,
-            (Role::All, _) => SecretString::from(crate::random_token()),
-            (Role::Api | Role::Host, _) => bail!(
+        let google = settings.bus.auth == BusAuth::GoogleIdToken;
+        if google
+            && role == Role::Host
+            && settings
+                .bus
+                .google_service_account
+                .as_deref()
+                .is_none_or(|a| a.trim().is_empty())
+        {
+            bail!(
+                "config key `bus.google_service_account`: required by --role host with bus.auth = \"google_id_token\" (the API's service account); set RADIO24__BUS__GOOGLE_SERVICE_ACCOUNT"
+            );
+        }
+        let bus_token = match settings.bus.token.clone() {
+            Some(token) if is_set(&Some(token.clone())) => token,
+            // Role all, or split with ID tokens: a random token nobody is told (the host
+            // then accepts only ID tokens).
+            _ if google || role == Role::All => SecretString::from(crate::random_token()),
+            _ => bail!(
                 "config key `bus.token`: required by --role {} (the secret shared by the api and host roles); set RADIO24__BUS__TOKEN",
                 role.as_str()
             ),
@@ -259,6 +272,18 @@ impl Parts {
         let bus_server = host.clone().map(|bus| crate::bus::http_server::BusServer {
             bus,
             token: bus_token.clone(),
+            id_tokens: (role == Role::Host && settings.bus.auth == BusAuth::GoogleIdToken).then(
+                || {
+                    crate::bus::google_id::IdTokenCheck::new(
+                        settings.bus.audience(),
+                        settings
+                            .bus
+                            .google_service_account
+                            .as_deref()
+                            .unwrap_or_default(),
+                    )
+                },
+            ),
             default_channel: settings.station.default_channel.clone(),
         });
 
@@ -269,13 +294,7 @@ impl Parts {
                 let bus: Arc<dyn crate::bus::HostBus> = match role {
                     #[cfg(feature = "host")]
                     Role::All => host.clone().context("the all role builds a host")?,
-                    _ => Arc::new(crate::bus::HttpHostBus::with_tls(
-                        &settings.bus.host_url,
-                        bus_token.clone(),
-                        std::time::Duration::from_millis(settings.bus.connect_timeout_ms),
-                        std::time::Duration::from_millis(settings.bus.request_timeout_ms),
-                        bus_tls,
-                    )?),
+                    _ => Arc::new(http_bus(settings, bus_token.clone(), bus_tls)?),
                 };
                 let bus = crate::bus::metered::MeteredBus::wrap(bus);
                 Some(web::Data::new(api_state(settings, role, bus).await?))
@@ -348,6 +367,33 @@ async fn host_health(host: web::Data<crate::host::Host>) -> actix_web::HttpRespo
         stream_listeners: host.stream_listeners(),
         livekit: host.livekit_status(),
         playout: host.playout_timing(),
+    })
+}
+
+/// The API's HTTP client of the host's bus, presenting the bus token or, with
+/// `bus.auth = "google_id_token"`, ID tokens for `bus.host_url`.
+#[cfg(feature = "api")]
+fn http_bus(
+    settings: &Settings,
+    token: SecretString,
+    tls: Option<&crate::bus::tls::BusTls>,
+) -> anyhow::Result<crate::bus::HttpHostBus> {
+    let bus = crate::bus::HttpHostBus::with_tls(
+        &settings.bus.host_url,
+        token,
+        Duration::from_millis(settings.bus.connect_timeout_ms),
+        Duration::from_millis(settings.bus.request_timeout_ms),
+        tls,
+    )?;
+    Ok(match settings.bus.auth {
+        BusAuth::Token => bus,
+        BusAuth::GoogleIdToken => bus.with_id_tokens(Arc::new(
+            crate::bus::google_id::IdTokenSource::new(
+                &settings.bus.metadata_url,
+                settings.bus.audience(),
+            )
+            .context("bus.metadata_url")?,
+        )),
     })
 }
 

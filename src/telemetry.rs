@@ -78,11 +78,15 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber: logs (JSON when `json`) and, when
+/// Installs the global subscriber: logs (JSON when `json`) and, when `traced` and
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, traces of service `OTEL_SERVICE_NAME`, else
 /// `radio24-<role>`. Safe to call more than once (later calls install nothing).
-pub fn init(json: bool, role: &str) -> Telemetry {
-    let env: HashMap<String, String> = std::env::vars().collect();
+pub fn init(json: bool, role: &str, traced: bool) -> Telemetry {
+    let env: HashMap<String, String> = if traced {
+        std::env::vars().collect()
+    } else {
+        HashMap::new()
+    };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =

@@ -35,13 +35,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResp
 /// case, RFC 9110). The tokens are compared as SHA-256 digests in constant time, so neither
 /// their bytes nor their length can be learnt from response times.
 pub fn bearer_matches(req: &HttpRequest, expected: &SecretString) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token))
-    else {
+    let Some(given) = bearer(req) else {
         return false;
     };
     let expected = expected.expose_secret().as_bytes();
@@ -53,6 +47,15 @@ pub fn bearer_matches(req: &HttpRequest, expected: &SecretString) -> bool {
     given.ct_eq(&expected).into()
 }
 
+/// The token of the request's `Authorization: Bearer <token>` (the scheme in any case).
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token))
+}
+
 /// Middleware for routes behind a bearer token: a request without the token `expected`
 /// finds in the app data gets `unauthorized` before anything reads its body, so a client
 /// without the token can make the server hold nothing.
@@ -61,7 +64,7 @@ pub async fn require_bearer<T: BearerProtected, B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    if bearer_matches(req.request(), protected.token()) {
+    if protected.accepts(req.request()) {
         next.call(req)
             .await
             .map(ServiceResponse::map_into_left_body)
@@ -95,6 +98,10 @@ pub trait BearerProtected: 'static {
     const REFUSAL: &'static str;
     /// The token the routes need.
     fn token(&self) -> &SecretString;
+    /// Whether the request may pass: by default, when it carries [`Self::token`].
+    fn accepts(&self, req: &HttpRequest) -> bool {
+        bearer_matches(req, self.token())
+    }
 }
 
 /// Middleware giving every request body `timeout` to arrive in full, counted from when its

@@ -4,6 +4,7 @@
 //! Each request carries the current trace context (`traceparent`) when traces are on, and
 //! goes over mutual TLS when `bus.tls.*` is set ([`super::tls`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
 use super::audio::PageSplitter;
 use super::tls::BusTls;
+use super::google_id::IdTokenSource;
 use super::{
     AudioStream, BusError, CallAccepted, CallHandoff, ErrorBody, EventStream, HostBus, HostEvent,
     OnAir, Programme, Rejection, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
@@ -40,6 +42,8 @@ pub struct HttpHostBus {
     client: reqwest::Client,
     base: Url,
     token: SecretString,
+    /// With `bus.auth = "google_id_token"`: where the bearer comes from instead of `token`.
+    id_tokens: Option<Arc<IdTokenSource>>,
     request_timeout: Duration,
 }
 
@@ -75,8 +79,16 @@ impl HttpHostBus {
             client: client(connect_timeout, tls)?,
             base,
             token,
+            id_tokens: None,
             request_timeout,
         })
+    }
+
+    /// Presents Google ID tokens from `source` instead of the bus token
+    /// (`bus.auth = "google_id_token"`).
+    pub fn with_id_tokens(mut self, source: Arc<IdTokenSource>) -> Self {
+        self.id_tokens = Some(source);
+        self
     }
 
     fn url(&self, path: &str) -> Result<Url, BusError> {
@@ -85,12 +97,26 @@ impl HttpHostBus {
             .map_err(|e| BusError::Internal(format!("bad bus path {path}: {e}")))
     }
 
-    fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, BusError> {
-        Ok(self
+    /// A request to the host with the bearer: the bus token, or a (cached) ID token.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, BusError> {
+        let request = self
             .client
             .request(method, self.url(path)?)
-            .bearer_auth(self.token.expose_secret())
-            .headers(crate::telemetry::trace_headers()))
+            .headers(crate::telemetry::trace_headers());
+        Ok(match &self.id_tokens {
+            None => request.bearer_auth(self.token.expose_secret()),
+            Some(source) => {
+                let token = source
+                    .token()
+                    .await
+                    .map_err(|e| BusError::Unavailable(format!("no ID token for the host: {e}")))?;
+                request.bearer_auth(token.expose_secret())
+            }
+        })
     }
 
     fn transport_error(&self, e: reqwest::Error) -> BusError {
@@ -106,13 +132,11 @@ impl HttpHostBus {
     /// Opens a long-lived `GET` (events, audio, a file): the answer's headers within the
     /// request timeout, a refusal as its error; the body is the caller's to stream.
     async fn open_stream(&self, path: &str) -> Result<reqwest::Response, BusError> {
-        let resp = tokio::time::timeout(
-            self.request_timeout,
-            self.request(Method::GET, path)?.send(),
-        )
-        .await
-        .map_err(|_| BusError::Timeout(self.request_timeout))?
-        .map_err(|e| self.transport_error(e))?;
+        let request = self.request(Method::GET, path).await?;
+        let resp = tokio::time::timeout(self.request_timeout, request.send())
+            .await
+            .map_err(|_| BusError::Timeout(self.request_timeout))?
+            .map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.bytes().await.unwrap_or_default();
@@ -127,7 +151,10 @@ impl HttpHostBus {
         path: &str,
         body: Option<&B>,
     ) -> Result<Option<T>, BusError> {
-        let mut req = self.request(method, path)?.timeout(self.request_timeout);
+        let mut req = self
+            .request(method, path)
+            .await?
+            .timeout(self.request_timeout);
         if let Some(body) = body {
             req = req.json(body);
         }

@@ -6,7 +6,8 @@
 //! (the channel's recordings) and `GET /archive/{file}?channel=NAME` (one recording file,
 //! streamed from disk with its length), and `POST /calls` (a listener's call to air, JSON
 //! with the recording base64, up to [`MAX_CALL_BODY`]). All of them require
-//! `Authorization: Bearer <bus.token>`.
+//! `Authorization: Bearer <bus.token>`, or with `bus.auth = "google_id_token"` a Google ID
+//! token whose claims fit ([`super::google_id`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::archive::ArchiveFileName;
+use super::google_id::IdTokenCheck;
 use super::{BusError, CallHandoff, HostBus, Programme, Rejection, ScriptRequest, SpeakRequest};
 use crate::domain::ChannelName;
 use crate::web::{BearerProtected, error_response, require_bearer};
@@ -38,6 +40,8 @@ pub const MAX_CALL_BODY: usize = 16 * 1024 * 1024;
 pub struct BusServer {
     pub bus: Arc<dyn HostBus>,
     pub token: SecretString,
+    /// With `bus.auth = "google_id_token"`: the ID tokens accepted instead of `token`.
+    pub id_tokens: Option<IdTokenCheck>,
     /// The channel used when a request names none.
     pub default_channel: ChannelName,
 }
@@ -135,6 +139,22 @@ impl BearerProtected for BusServer {
 
     fn token(&self) -> &SecretString {
         &self.token
+    }
+
+    fn accepts(&self, req: &actix_web::HttpRequest) -> bool {
+        let Some(check) = &self.id_tokens else {
+            return crate::web::bearer_matches(req, &self.token);
+        };
+        let Some(token) = crate::web::bearer(req) else {
+            return false;
+        };
+        match check.check(&SecretString::from(token.trim())) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "bus request refused: its ID token does not fit");
+                false
+            }
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::domain::{ChannelName, InvalidInput};
 
 pub mod archive;
 pub mod audio;
+pub mod google_id;
 #[cfg(feature = "api")]
 pub mod http_client;
 #[cfg(feature = "host")]

@@ -80,13 +80,18 @@ async fn describe(url: &str) -> Vec<String> {
 }
 
 async fn run_migrate(db: &TestDb) -> String {
+    run_migrate_at(db, &url_parts(&db.url).host).await
+}
+
+/// `radio24 migrate` with the seed's names, `POSTGRES_HOST` = `host` (a name or a folder).
+async fn run_migrate_at(db: &TestDb, host: &str) -> String {
     use tokio::io::AsyncReadExt;
     let url = url_parts(&db.url);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_radio24"))
         .args(["migrate", "--config-dir"])
         .arg(config_dir())
         .env_remove("DATABASE_URL")
-        .env("POSTGRES_HOST", &url.host)
+        .env("POSTGRES_HOST", host)
         .env("POSTGRES_PORT", &url.port)
         .env("POSTGRES_USER", &url.user)
         .env("POSTGRES_DB", &db.name)
@@ -226,4 +231,58 @@ async fn the_station_runs_on_postgres() {
         .await
         .unwrap();
     assert_eq!(rows[0].line, "24");
+}
+
+/// Cloud SQL on Cloud Run is a Unix socket: `POSTGRES_HOST=/cloudsql/PROJECT:REGION:INSTANCE`,
+/// a folder holding `.s.PGSQL.5432`. Here the local server's socket folder stands in for it
+/// (`RADIO24_TEST_POSTGRES_SOCKET_DIR`, default `/var/run/postgresql`): `migrate` and the
+/// station both connect through it, and the server sees their sessions arrive by socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_host_may_be_a_unix_socket_folder() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let url = url_parts(&db.url);
+    let folder = std::env::var("RADIO24_TEST_POSTGRES_SOCKET_DIR")
+        .unwrap_or_else(|_| "/var/run/postgresql".to_owned());
+    let socket = std::path::Path::new(&folder).join(format!(".s.PGSQL.{}", url.port));
+    if !socket.exists() {
+        eprintln!("SKIPPED: no PostgreSQL socket at {}", socket.display());
+        return;
+    }
+    let out = run_migrate_at(&db, &folder).await;
+    assert!(out.contains("applied 4 migration(s)"), "{out}");
+
+    let app = TestApp::spawn(
+        Role::Api,
+        &[
+            ("POSTGRES_HOST", folder.as_str()),
+            ("POSTGRES_PORT", url.port.as_str()),
+            ("POSTGRES_USER", url.user.as_str()),
+            ("POSTGRES_DB", db.name.as_str()),
+            ("RADIO24__BUS__HOST_URL", "http://127.0.0.1:9"),
+        ],
+    )
+    .await;
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["store"]["backend"], "postgres", "{health}");
+    assert_eq!(health["store"]["ok"], true, "{health}");
+    let channels: Value = app.get("/v1/channels").await.json().await.unwrap();
+    assert!(channels.to_string().contains("radio24"), "{channels}");
+
+    // The station's sessions on this database came by socket (no client address), none by TCP.
+    let mut conn = connect(&db.url).await;
+    let rows: Vec<Line> = diesel::sql_query(format!(
+        "SELECT (client_addr IS NULL)::text AS line FROM pg_stat_activity \
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ))
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let lines: Vec<&str> = rows.iter().map(|r| r.line.as_str()).collect();
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| *l == "true"),
+        "{lines:?}"
+    );
 }
