@@ -377,11 +377,15 @@ async fn api_state(
             settings.bus.request_timeout_ms,
         )),
     );
+    let programme = crate::api::programme::ProgrammePusher::new(
+        store.clone(),
+        bus.clone(),
+        std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
+    );
     let link = HostLink::spawn(
         bus.clone(),
         Arc::new(ProgrammeSync {
-            store: store.clone(),
-            bus: bus.clone(),
+            pusher: programme.clone(),
             hub: hub.clone(),
             switchboard: switchboard.clone(),
         }),
@@ -432,6 +436,7 @@ async fn api_state(
         },
         queue,
         switchboard,
+        programme,
         callers,
         max_stream_listeners: settings.stream.max_listeners,
         trusted_proxy_hops: settings.server.trusted_proxy_hops,

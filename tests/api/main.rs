@@ -20,6 +20,7 @@ mod health;
 mod helpers;
 mod livekit;
 mod postgres;
+mod programme_push;
 mod raw_ws;
 mod room;
 mod schedule;
