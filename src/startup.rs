@@ -358,6 +358,10 @@ async fn api_state(
         .with_stream_listeners(streams.clone()),
     );
     hub.spawn_listener_checks();
+    hub.spawn_instance_heartbeat(
+        store.clone(),
+        std::time::Duration::from_millis(settings.broadcast.instance_heartbeat_ms),
+    );
     let callers = crate::api::callers::CallerKeys::new(
         settings
             .auth
