@@ -18,6 +18,7 @@ mod fake_openai_calls;
 mod fake_realtime;
 mod health;
 mod helpers;
+mod instances;
 mod livekit;
 mod postgres;
 mod programme_push;
