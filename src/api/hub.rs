@@ -642,6 +642,58 @@ mod tests {
         assert_eq!(hub.room(&name()).listeners().broadcast, 1);
     }
 
+    #[test]
+    fn the_station_s_counts_add_the_other_instances_to_this_one_s() {
+        let hub = Hub::new(8, 3).with_stream_listeners(Arc::new(FixedListeners(3)));
+        let room = hub.room(&name());
+        let mut sub = room.subscribe(true);
+        assert!(room.check_listeners());
+        let _ = sub.frames.try_recv();
+        let others = OtherInstances {
+            instances: 2,
+            listeners: [(
+                name(),
+                ListenerCounts {
+                    stream: 2,
+                    broadcast: 5,
+                },
+            )]
+            .into(),
+        };
+        hub.set_other_instances(&others);
+        assert_eq!(hub.instances(), 3);
+        let station = Listeners {
+            stream: 5,
+            broadcast: 6,
+        };
+        assert_eq!(room.listeners(), station);
+        assert_eq!(
+            hub.own_listeners()[&name()],
+            Listeners {
+                stream: 3,
+                broadcast: 1
+            }
+        );
+        assert_eq!(hub.station_listeners()[&name()], station);
+        // A change elsewhere is a change: the clients here hear it.
+        assert!(room.check_listeners());
+        let frame: serde_json::Value =
+            serde_json::from_str(&sub.frames.try_recv().unwrap()).unwrap();
+        assert_eq!(
+            frame["listeners"],
+            serde_json::json!({"stream": 5, "broadcast": 6})
+        );
+        let snap: serde_json::Value = serde_json::from_str(&room.subscribe(true).snapshot).unwrap();
+        assert_eq!(
+            snap["listeners"]["broadcast"], 7,
+            "the new client counted too"
+        );
+        // The others gone: this instance's own again.
+        hub.set_other_instances(&OtherInstances::default());
+        assert_eq!(hub.instances(), 1);
+        assert_eq!(room.listeners().stream, 3);
+    }
+
     /// Stream listeners of every channel, set by the test.
     #[derive(Default)]
     struct StreamCount(std::sync::atomic::AtomicUsize);
