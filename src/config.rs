@@ -246,6 +246,9 @@ pub struct BroadcastSettings {
     pub max_clients: usize,
     /// Connections a client may open per minute (in a burst of as many).
     pub connects_per_minute: u32,
+    /// How often this API instance reports its listener counts to the store and reads the
+    /// other instances' (an instance not heard from for three of these drops out).
+    pub instance_heartbeat_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -527,6 +530,12 @@ impl Settings {
             return Err(invalid(
                 "server.body_timeout_secs",
                 "must be between 0.1 and 3600 seconds",
+            ));
+        }
+        if self.broadcast.instance_heartbeat_ms < 100 {
+            return Err(invalid(
+                "broadcast.instance_heartbeat_ms",
+                "must be at least 100",
             ));
         }
         if self.broadcast.client_queue == 0 {

@@ -443,6 +443,10 @@ async fn api_state(
         .with_stream_listeners(streams.clone()),
     );
     hub.spawn_listener_checks();
+    hub.spawn_instance_heartbeat(
+        store.clone(),
+        std::time::Duration::from_millis(settings.broadcast.instance_heartbeat_ms),
+    );
     let callers = crate::api::callers::CallerKeys::new(
         settings
             .auth
@@ -462,11 +466,15 @@ async fn api_state(
             settings.bus.request_timeout_ms,
         )),
     );
+    let programme = crate::api::programme::ProgrammePusher::new(
+        store.clone(),
+        bus.clone(),
+        std::time::Duration::from_millis(settings.bus.reconnect_max_ms),
+    );
     let link = HostLink::spawn(
         bus.clone(),
         Arc::new(ProgrammeSync {
-            store: store.clone(),
-            bus: bus.clone(),
+            pusher: programme.clone(),
             hub: hub.clone(),
             switchboard: switchboard.clone(),
         }),
@@ -517,6 +525,7 @@ async fn api_state(
         },
         queue,
         switchboard,
+        programme,
         callers,
         max_stream_listeners: settings.stream.max_listeners,
         trusted_proxy_hops: settings.server.trusted_proxy_hops,

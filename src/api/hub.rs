@@ -3,10 +3,14 @@
 //! Each event is serialized once; every client reads it from a `tokio::sync::broadcast`
 //! ring of `broadcast.client_queue` frames, so a slow client never slows the others: one
 //! that falls behind by more than that is resynced with a fresh snapshot. The snapshot also
-//! says how many listen on this instance: HTTP stream listeners of the channel (counted by
-//! the relay, see [`StreamListeners`]) and the room's WebSocket clients; a task checks
-//! those counts every [`LISTENERS_CHECK_EVERY`] and sends a `listeners` frame to a channel
-//! whose counts changed.
+//! says how many listen to the channel on the whole station: HTTP stream listeners (counted
+//! by each instance's relay, see [`StreamListeners`]) and `/ws/broadcast` clients, this
+//! instance's counted live and the other API instances' as they last reported them: every
+//! `broadcast.instance_heartbeat_ms` each instance writes its own counts to the store and
+//! reads the others' ([`Hub::spawn_instance_heartbeat`]; an instance silent for
+//! [`STALE_HEARTBEATS`] heartbeats drops out). A task checks the counts every
+//! [`LISTENERS_CHECK_EVERY`] (and after each heartbeat) and sends a `listeners` frame to a
+//! channel whose counts changed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
@@ -21,6 +25,7 @@ use uuid::Uuid;
 
 use crate::api::queue::QueueSummary;
 use crate::bus::{HostEvent, OnAir, PlayoutTiming, PublisherStatus, Speaker};
+use crate::db::{ChannelListeners, ListenerCounts, OtherInstances, Store};
 use crate::domain::ChannelName;
 
 /// A caption kept for the snapshot.
@@ -39,8 +44,8 @@ pub trait StreamListeners: Send + Sync + 'static {
     fn stream_listeners(&self, channel: &ChannelName) -> usize;
 }
 
-/// Who is listening to a channel on this API instance, as the snapshot reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Who is listening to a channel (on the station, or on one API instance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Listeners {
     /// Listeners of the HTTP live stream (`GET /v1/channels/{name}/stream`).
     pub stream: usize,
@@ -61,7 +66,7 @@ struct Snapshot<'a> {
     host_connected: bool,
     /// True when this snapshot replaces frames the client missed.
     resync: bool,
-    /// Who listens to the channel on this instance.
+    /// Who listens to the channel, all API instances together.
     listeners: Listeners,
     /// The channel's call-in queue: how many wait, and their ids in order.
     queue: &'a QueueSummary,
@@ -94,6 +99,8 @@ struct RoomState {
     queue_flush_scheduled: bool,
     /// The counts the last listener check found; `None` before the first.
     listeners_checked: Option<Listeners>,
+    /// The other API instances' listeners of the channel, as they last reported them.
+    others: Listeners,
 }
 
 /// `queue` frames go out at most this often per channel: the first change at once, later
@@ -140,7 +147,7 @@ impl Room {
             captions: st.captions.iter().collect(),
             host_connected,
             resync,
-            listeners: self.listeners(),
+            listeners: self.station(st.others),
             queue: &st.queue,
         })
     }
@@ -183,7 +190,7 @@ impl Room {
     }
 
     /// Who listens to this channel on this instance now.
-    pub fn listeners(&self) -> Listeners {
+    pub fn own_listeners(&self) -> Listeners {
         Listeners {
             stream: self
                 .stream_listeners
@@ -193,14 +200,32 @@ impl Room {
         }
     }
 
+    /// Who listens to this channel on the whole station: this instance's listeners now, and
+    /// the other instances' as they last reported them.
+    pub fn listeners(&self) -> Listeners {
+        let others = self.lock().others;
+        self.station(others)
+    }
+
+    fn station(&self, others: Listeners) -> Listeners {
+        let own = self.own_listeners();
+        Listeners {
+            stream: own.stream.saturating_add(others.stream),
+            broadcast: own.broadcast.saturating_add(others.broadcast),
+        }
+    }
+
     /// Sends `{"type": "listeners", "channel", "listeners": {stream, broadcast}}` to the
     /// room's clients when the counts differ from what the last check found; says whether it
     /// did. The frame is serialized once and shared, as every other frame is. With no client
     /// nothing is sent: one that comes gets the counts in its snapshot.
     pub fn check_listeners(&self) -> bool {
         let mut st = self.lock();
-        let now = self.listeners();
-        crate::metrics::set_listeners(&self.channel, now.stream, now.broadcast);
+        // The gauge is this instance's own count (Prometheus sums the instances); the frame
+        // says the station's.
+        let own = self.listeners();
+        crate::metrics::set_listeners(&self.channel, own.stream, own.broadcast);
+        let now = self.station(st.others);
         if st.listeners_checked == Some(now) {
             return false;
         }
@@ -304,7 +329,12 @@ pub struct Hub {
     recent_limit: usize,
     host_connected: std::sync::atomic::AtomicBool,
     stream_listeners: Option<Arc<dyn StreamListeners>>,
+    /// Other API instances that reported within the staleness limit.
+    other_instances: std::sync::atomic::AtomicUsize,
 }
+
+/// An instance not heard from for this many heartbeats drops out of the station's counts.
+pub const STALE_HEARTBEATS: u32 = 3;
 
 impl Hub {
     pub fn new(client_queue: usize, recent_limit: usize) -> Self {
@@ -314,6 +344,7 @@ impl Hub {
             recent_limit,
             host_connected: Default::default(),
             stream_listeners: None,
+            other_instances: Default::default(),
         }
     }
 
@@ -364,6 +395,64 @@ impl Hub {
         rooms.values().map(|r| r.clients()).sum()
     }
 
+    fn all_rooms(&self) -> Vec<Arc<Room>> {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        rooms.values().cloned().collect()
+    }
+
+    /// Who listens to each channel on this instance.
+    pub fn own_listeners(&self) -> BTreeMap<ChannelName, Listeners> {
+        self.all_rooms()
+            .iter()
+            .map(|room| (room.channel.clone(), room.own_listeners()))
+            .collect()
+    }
+
+    /// Who listens to each channel on the whole station.
+    pub fn station_listeners(&self) -> BTreeMap<ChannelName, Listeners> {
+        self.all_rooms()
+            .iter()
+            .map(|room| (room.channel.clone(), room.listeners()))
+            .collect()
+    }
+
+    /// API instances counted in the station's numbers, this one included.
+    pub fn instances(&self) -> usize {
+        1 + self
+            .other_instances
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the other instances' counts (as the store summed them) into every room: a room
+    /// they report and this instance has not yet is made.
+    pub fn set_other_instances(&self, others: &OtherInstances) {
+        self.other_instances
+            .store(others.instances, std::sync::atomic::Ordering::Relaxed);
+        for channel in others.listeners.keys() {
+            self.room(channel);
+        }
+        for room in self.all_rooms() {
+            let counts = others
+                .listeners
+                .get(&room.channel)
+                .copied()
+                .unwrap_or_default();
+            room.lock().others = Listeners {
+                stream: usize::try_from(counts.stream).unwrap_or(usize::MAX),
+                broadcast: usize::try_from(counts.broadcast).unwrap_or(usize::MAX),
+            };
+        }
+    }
+
+    /// Every `every`, reports this instance's listener counts to `store` and takes in the
+    /// other instances' (then checks the rooms' counts, so a change elsewhere reaches the
+    /// clients here within a heartbeat), on a task that ends with the hub. When the store
+    /// cannot be reached for [`STALE_HEARTBEATS`] heartbeats, the others are no longer
+    /// counted (they may have gone meanwhile).
+    pub fn spawn_instance_heartbeat(self: &Arc<Self>, store: Arc<dyn Store>, every: Duration) {
+        tokio::spawn(heartbeat(Arc::downgrade(self), store, every));
+    }
+
     /// Each channel's LiveKit publisher state, as the host last reported it.
     pub fn livekit_status(&self) -> BTreeMap<ChannelName, PublisherStatus> {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
@@ -409,6 +498,55 @@ impl Hub {
                     self.room(channel).apply(&other);
                 }
             }
+        }
+    }
+}
+
+/// The loop of [`Hub::spawn_instance_heartbeat`]. It holds the hub only while it reports.
+async fn heartbeat(hub: Weak<Hub>, store: Arc<dyn Store>, every: Duration) {
+    let stale = every * STALE_HEARTBEATS;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_ok = tokio::time::Instant::now();
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        let Some(own) = hub.upgrade().map(|hub| hub.own_listeners()) else {
+            return;
+        };
+        let own: ChannelListeners = own
+            .into_iter()
+            .map(|(channel, l)| {
+                let counts = ListenerCounts {
+                    stream: l.stream as u64,
+                    broadcast: l.broadcast as u64,
+                };
+                (channel, counts)
+            })
+            .collect();
+        let reported = store.report_listeners(&own, stale).await;
+        let Some(hub) = hub.upgrade() else { return };
+        match reported {
+            Ok(others) => {
+                if failing {
+                    tracing::info!("listener counts reach the store again");
+                    failing = false;
+                }
+                last_ok = tokio::time::Instant::now();
+                hub.set_other_instances(&others);
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "could not exchange listener counts with the other instances");
+                    failing = true;
+                }
+                if last_ok.elapsed() >= stale {
+                    hub.set_other_instances(&OtherInstances::default());
+                }
+            }
+        }
+        for room in hub.all_rooms() {
+            room.check_listeners();
         }
     }
 }
@@ -506,6 +644,58 @@ mod tests {
         );
         drop(first);
         assert_eq!(hub.room(&name()).listeners().broadcast, 1);
+    }
+
+    #[test]
+    fn the_station_s_counts_add_the_other_instances_to_this_one_s() {
+        let hub = Hub::new(8, 3).with_stream_listeners(Arc::new(FixedListeners(3)));
+        let room = hub.room(&name());
+        let mut sub = room.subscribe(true);
+        assert!(room.check_listeners());
+        let _ = sub.frames.try_recv();
+        let others = OtherInstances {
+            instances: 2,
+            listeners: [(
+                name(),
+                ListenerCounts {
+                    stream: 2,
+                    broadcast: 5,
+                },
+            )]
+            .into(),
+        };
+        hub.set_other_instances(&others);
+        assert_eq!(hub.instances(), 3);
+        let station = Listeners {
+            stream: 5,
+            broadcast: 6,
+        };
+        assert_eq!(room.listeners(), station);
+        assert_eq!(
+            hub.own_listeners()[&name()],
+            Listeners {
+                stream: 3,
+                broadcast: 1
+            }
+        );
+        assert_eq!(hub.station_listeners()[&name()], station);
+        // A change elsewhere is a change: the clients here hear it.
+        assert!(room.check_listeners());
+        let frame: serde_json::Value =
+            serde_json::from_str(&sub.frames.try_recv().unwrap()).unwrap();
+        assert_eq!(
+            frame["listeners"],
+            serde_json::json!({"stream": 5, "broadcast": 6})
+        );
+        let snap: serde_json::Value = serde_json::from_str(&room.subscribe(true).snapshot).unwrap();
+        assert_eq!(
+            snap["listeners"]["broadcast"], 7,
+            "the new client counted too"
+        );
+        // The others gone: this instance's own again.
+        hub.set_other_instances(&OtherInstances::default());
+        assert_eq!(hub.instances(), 1);
+        assert_eq!(room.listeners().stream, 3);
     }
 
     /// Stream listeners of every channel, set by the test.

@@ -69,6 +69,8 @@ pub struct ApiState {
     pub queue: Arc<queue::CallQueue>,
     /// Puts callers through to the host.
     pub switchboard: Arc<switchboard::Switchboard>,
+    /// Pushes the programme to the host, retrying until it takes it.
+    pub programme: Arc<programme::ProgrammePusher>,
     /// Issues and checks callers' tokens.
     pub callers: callers::CallerKeys,
 }

@@ -5,11 +5,14 @@
 //! longer than `queue.ttl_minutes` and deletes recordings `queue.audio_retention_hours` after
 //! their item ended.
 //!
-//! Changes are announced within this API instance. With several instances on one database,
-//! calls going live and ending reach every instance at once (each hears the host: see
-//! [`crate::api::switchboard`]); other changes made on another instance (a new item, a
-//! cancel, an operator's edit, an expiry) reach a caller here with this instance's next
-//! change of the channel.
+//! Changes reach every API instance on the database: each change made here is announced to
+//! this instance's sockets and, through the store ([`Store::announce_queue_change`]:
+//! PostgreSQL `NOTIFY`), to the other instances, whose announcers hear it on their store's
+//! queue feed ([`Store::queue_changes`], one listening connection per instance), read the
+//! channel's queue and the changed items, and tell their own sockets exactly as for their
+//! own changes. When the feed (re)connects, changes may have been missed: every channel's
+//! queue is read again and each caller socket re-reads its items. With SQLite (one instance)
+//! there is no feed.
 //!
 //! Listener audio and call-in text never reach the logs: items are logged by id only.
 //!
@@ -27,7 +30,9 @@ use crate::api::callers::Caller;
 use crate::api::hub::Hub;
 use crate::api::{ApiError, Result};
 use crate::config::QueueSettings;
-use crate::db::{CallAudio, CallItem, CallStatus, CallerLimits, EnqueueRefusal, NewCall, Store};
+use crate::db::{
+    CallAudio, CallItem, CallStatus, CallerLimits, EnqueueRefusal, NewCall, QueueSignal, Store,
+};
 use crate::domain::{ChannelName, InvalidInput, SpokenText};
 
 /// Sample rates a recording may have.
@@ -48,6 +53,9 @@ pub struct QueueChange {
     pub order: Arc<Vec<(Uuid, String)>>,
     /// Items that changed status (or were added) in this change.
     pub changed: Vec<CallItem>,
+    /// Changes may have been missed (another instance's, while this one did not hear them):
+    /// each caller socket of the channel re-reads its items.
+    pub resync: bool,
 }
 
 impl QueueChange {
@@ -99,33 +107,73 @@ const ANNOUNCE_BATCH: usize = 256;
 struct Announcement {
     channel: ChannelName,
     changed: Vec<CallItem>,
+    /// Made by this instance (the others are told), or heard from another.
+    local: bool,
+    /// Changes may have been missed (see [`QueueChange::resync`]).
+    resync: bool,
     done: Option<oneshot::Sender<()>>,
 }
 
-/// Announces queue changes one batch at a time, in the order they were made: a batch's
-/// changes of a channel go out as one [`QueueChange`] built from one read of the queue, so a
-/// burst of call-ins costs one read rather than one each, an enqueue need not wait for it,
-/// and no announcement overtakes a later one with an older state of the queue.
+/// Announces queue changes one batch at a time, in the order they were made or heard: a
+/// batch's changes of a channel go out as one [`QueueChange`] built from one read of the
+/// queue, so a burst of call-ins costs one read rather than one each, an enqueue need not
+/// wait for it, and no announcement overtakes a later one with an older state of the queue.
+/// It also hears the other instances' changes (the store's queue feed) and announces them
+/// here the same way.
 struct Announcer {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     changes: broadcast::Sender<QueueChange>,
 }
 
+/// One channel's share of a batch.
+struct ChannelBatch {
+    channel: ChannelName,
+    changed: Vec<CallItem>,
+    /// Some change of this instance's is among them: tell the other instances.
+    local: bool,
+    resync: bool,
+}
+
 impl Announcer {
     async fn run(self, mut announcements: mpsc::Receiver<Announcement>) {
+        let mut feed = self.store.queue_changes();
         let mut batch = Vec::new();
-        while announcements.recv_many(&mut batch, ANNOUNCE_BATCH).await > 0 {
-            let mut by_channel: Vec<(ChannelName, Vec<CallItem>)> = Vec::new();
+        loop {
+            tokio::select! {
+                n = announcements.recv_many(&mut batch, ANNOUNCE_BATCH) => {
+                    // Every sender (the queue service) is gone.
+                    if n == 0 {
+                        return;
+                    }
+                }
+                signal = next_signal(&mut feed) => match signal {
+                    Some(signal) => self.heard(signal, &mut batch).await,
+                    None => {
+                        feed = None;
+                        continue;
+                    }
+                },
+            }
+            let mut by_channel: Vec<ChannelBatch> = Vec::new();
             for a in &mut batch {
                 let changed = std::mem::take(&mut a.changed);
-                match by_channel.iter_mut().find(|(c, _)| *c == a.channel) {
-                    Some((_, all)) => all.extend(changed),
-                    None => by_channel.push((a.channel.clone(), changed)),
+                match by_channel.iter_mut().find(|c| c.channel == a.channel) {
+                    Some(c) => {
+                        c.changed.extend(changed);
+                        c.local |= a.local;
+                        c.resync |= a.resync;
+                    }
+                    None => by_channel.push(ChannelBatch {
+                        channel: a.channel.clone(),
+                        changed,
+                        local: a.local,
+                        resync: a.resync,
+                    }),
                 }
             }
-            for (channel, changed) in by_channel {
-                self.publish(&channel, changed).await;
+            for c in by_channel {
+                self.publish(c).await;
             }
             for a in batch.drain(..) {
                 if let Some(done) = a.done {
@@ -135,10 +183,63 @@ impl Announcer {
         }
     }
 
-    /// Tells the caller sockets and `/ws/broadcast` about a change of `channel`'s queue in
-    /// which `changed` items changed.
-    async fn publish(&self, channel: &ChannelName, changed: Vec<CallItem>) {
-        let queued = match self.store.queued_calls(channel).await {
+    /// Turns another instance's change (or news of missed ones) into announcements.
+    async fn heard(&self, signal: QueueSignal, batch: &mut Vec<Announcement>) {
+        match signal {
+            QueueSignal::Changed { channel, ids } => {
+                let mut changed = Vec::with_capacity(ids.len());
+                for id in ids {
+                    match self.store.call(id).await {
+                        Ok(Some(item)) => changed.push(item),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(call = %id, error = %e, "could not read a call another instance changed")
+                        }
+                    }
+                }
+                batch.push(Announcement {
+                    channel,
+                    changed,
+                    local: false,
+                    resync: false,
+                    done: None,
+                });
+            }
+            QueueSignal::Missed => match self.store.list_channels().await {
+                Ok(channels) => {
+                    for channel in channels {
+                        batch.push(Announcement {
+                            channel: channel.name,
+                            changed: Vec::new(),
+                            local: false,
+                            resync: true,
+                            done: None,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list the channels to read their queues again")
+                }
+            },
+        }
+    }
+
+    /// Tells the caller sockets and `/ws/broadcast` about a change of a channel's queue, and
+    /// the other instances when it was made here.
+    async fn publish(&self, batch: ChannelBatch) {
+        let ChannelBatch {
+            channel,
+            changed,
+            local,
+            resync,
+        } = batch;
+        if local {
+            let ids: Vec<Uuid> = changed.iter().map(|i| i.id).collect();
+            if let Err(e) = self.store.announce_queue_change(&channel, &ids).await {
+                tracing::warn!(%channel, error = %e, "could not tell the other instances about a queue change");
+            }
+        }
+        let queued = match self.store.queued_calls(&channel).await {
             Ok(queued) => queued,
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "could not read the queue to announce a change");
@@ -146,8 +247,8 @@ impl Announcer {
             }
         };
         let order: Vec<(Uuid, String)> = queued.iter().map(|i| (i.id, i.user_id.clone())).collect();
-        crate::metrics::set_queue_depth(channel, order.len());
-        self.hub.room(channel).set_queue(QueueSummary {
+        crate::metrics::set_queue_depth(&channel, order.len());
+        self.hub.room(&channel).set_queue(QueueSummary {
             length: order.len(),
             ids: order
                 .iter()
@@ -157,10 +258,24 @@ impl Announcer {
         });
         // Nobody subscribed is normal.
         let _ = self.changes.send(QueueChange {
-            channel: channel.clone(),
+            channel,
             order: Arc::new(order),
             changed,
+            resync,
         });
+    }
+}
+
+/// The next signal of the store's queue feed; `None` when it has ended (never, without one).
+/// A subscriber that fell behind has missed changes.
+async fn next_signal(feed: &mut Option<broadcast::Receiver<QueueSignal>>) -> Option<QueueSignal> {
+    let Some(feed) = feed else {
+        return std::future::pending().await;
+    };
+    match feed.recv().await {
+        Ok(signal) => Some(signal),
+        Err(broadcast::error::RecvError::Lagged(_)) => Some(QueueSignal::Missed),
+        Err(broadcast::error::RecvError::Closed) => None,
     }
 }
 
@@ -323,6 +438,8 @@ impl CallQueue {
         let announcement = Announcement {
             channel: channel.clone(),
             changed,
+            local: true,
+            resync: false,
             done: Some(done),
         };
         if self.announcements.send(announcement).await.is_ok() {
@@ -337,6 +454,8 @@ impl CallQueue {
             .send(Announcement {
                 channel: channel.clone(),
                 changed,
+                local: true,
+                resync: false,
                 done: None,
             })
             .await;

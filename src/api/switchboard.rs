@@ -8,7 +8,10 @@
 //! - the host's `call_live` and `call_ended` drive the item's status: `done`, or `dropped`
 //!   with the host's reason (the transcript is kept with it).
 //!
-//! A host that is busy gets the item back in the queue, in its place, uncounted; one that
+//! Every API instance hears `caller_wanted` and tries: claims are atomic, so each instance
+//! claims a different item (or none), and the host takes the first handover that reaches it
+//! and refuses the others as busy (`call_in_progress`). A host that is busy gets the item
+//! back in the queue, in its place, uncounted (its caller never sees it `live`); one that
 //! refuses it (bad recording, unknown channel) has it dropped with `failed: <code>`. An
 //! answer that never came (a timeout, a broken connection) leaves the item `live` until the
 //! host says it holds it, or a grace passes ([`confirm_grace`]): then it goes back to the queue.
@@ -169,7 +172,9 @@ impl Switchboard {
             return Ok(PutThrough::Nobody);
         };
         tracing::info!(%channel, call = %item.id, "putting a caller through");
-        self.announce(item.clone()).await;
+        // Announced once the host took it: an item it hands back (busy: another instance's
+        // caller got there first) goes back to its place without its caller ever seeing it
+        // `live`.
         let content = match item.kind {
             CallKind::Text => CallContent::Text {
                 text: item.text.clone().unwrap_or_default(),
@@ -203,6 +208,7 @@ impl Switchboard {
         match handed {
             Ok(_) => {
                 crate::metrics::queue_waited(channel, item.enqueued_at);
+                self.announce(item.clone()).await;
                 Ok(PutThrough::Taken(item))
             }
             Err(BusError::Rejected {

@@ -9,6 +9,8 @@
 //! `database.acquire_timeout_ms`.
 
 pub mod calls;
+pub mod instances;
+mod pg_listen;
 pub mod postgres;
 mod schema;
 pub mod seed;
@@ -25,6 +27,7 @@ use uuid::Uuid;
 use crate::config::{DatabaseTarget, Settings};
 use crate::domain::{Block, ChannelName};
 pub use calls::{CallAudio, CallItem, CallKind, CallStatus, CallerLimits, EnqueueRefusal, NewCall};
+pub use instances::{ChannelListeners, ListenerCounts, OtherInstances, QueueSignal};
 
 /// The store's errors.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +182,29 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_calls(&self, before: DateTime<Utc>) -> Result<Vec<CallItem>>;
     /// Deletes the recordings of items that ended before `before`; returns how many.
     async fn purge_call_audio(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    // ---- API instances sharing the database ([`instances`]).
+
+    /// This store's instance: one per API process, a random id made when it was opened.
+    fn instance_id(&self) -> Uuid;
+    /// Records this instance's listener counts as seen now (the database's clock), forgets
+    /// instances not seen for `stale_after`, and returns what the other instances seen
+    /// within it report.
+    async fn report_listeners(
+        &self,
+        listeners: &ChannelListeners,
+        stale_after: Duration,
+    ) -> Result<OtherInstances>;
+    /// Removes this instance's row (it is stopping); the others stop counting it at once.
+    async fn forget_instance(&self) -> Result<()>;
+    /// Tells the other instances on this database that `channel`'s queue changed (items
+    /// `ids`: added, or changed status or priority). Nothing to do where no other instance
+    /// can be (SQLite).
+    async fn announce_queue_change(&self, channel: &ChannelName, ids: &[Uuid]) -> Result<()>;
+    /// The queue changes other instances announce, as they come, starting with a
+    /// [`QueueSignal::Missed`] (and one after every reconnect); `None` where no other
+    /// instance can be (SQLite). One listening connection serves all subscribers of a store.
+    fn queue_changes(&self) -> Option<tokio::sync::broadcast::Receiver<QueueSignal>>;
 }
 
 /// Connects to the store the settings name and applies pending migrations (PostgreSQL under

@@ -6,7 +6,13 @@
 //! `meta->>'channel'` as the index does (diesel's JSON operators bind the key as a parameter,
 //! which a generic plan cannot match to an expression index); the rest is the DSL. Items are
 //! claimed with `FOR UPDATE SKIP LOCKED`, and edited under their row lock.
+//!
+//! Several API instances share the database: each has a row in `api_instances` (its
+//! listener counts, and when it was last seen), announces its queue changes with
+//! `pg_notify`, and hears the others' on one listening connection of its own
+//! ([`super::pg_listen`]).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::calls::{self, CallColumns, Meta, StoredCall};
+use super::instances::{self, ChannelListeners, OtherInstances, Payload, QueueSignal};
 use super::schema::pg::{channel, queue, queue_audio, schedule};
 use super::{
     CallAudio, CallItem, CallStatus, CallerLimits, Channel, EnqueueRefusal, NewCall, Result,
@@ -155,10 +162,26 @@ async fn write_back(conn: &mut AsyncPgConnection, call: &StoredCall) -> Result<(
     Ok(())
 }
 
+/// Signals the queue feed may hold back for a slow subscriber before it hears
+/// [`QueueSignal::Missed`] instead.
+const QUEUE_SIGNALS: usize = 1024;
+
+#[derive(QueryableByName)]
+struct InstanceRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    listeners: serde_json::Value,
+}
+
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     url: SecretString,
     acquire_timeout: Duration,
+    instance: Uuid,
+    /// The queue feed's sender, once someone subscribed (its task ends with the last
+    /// subscriber).
+    signals: Mutex<Option<tokio::sync::broadcast::Sender<QueueSignal>>>,
 }
 
 impl PgStore {
@@ -177,6 +200,8 @@ impl PgStore {
             pool,
             url: url.clone(),
             acquire_timeout,
+            instance: Uuid::new_v4(),
+            signals: Mutex::new(None),
         };
         store.ping().await?;
         Ok(store)
@@ -676,5 +701,86 @@ impl Store for PgStore {
         .execute(&mut conn)
         .await?;
         Ok(purged as u64)
+    }
+
+    fn instance_id(&self) -> Uuid {
+        self.instance
+    }
+
+    async fn report_listeners(
+        &self,
+        listeners: &ChannelListeners,
+        stale_after: Duration,
+    ) -> Result<OtherInstances> {
+        let listeners = instances::listeners_json(listeners)?;
+        let stale_secs = stale_after.as_secs_f64();
+        let me = self.instance;
+        let mut conn = self.conn().await?;
+        let rows: Vec<InstanceRow> = conn
+            .transaction(async move |conn| {
+                diesel::sql_query(
+                    "INSERT INTO api_instances (id, seen_at, listeners) \
+                     VALUES ($1, clock_timestamp(), $2) \
+                     ON CONFLICT (id) DO UPDATE \
+                     SET seen_at = EXCLUDED.seen_at, listeners = EXCLUDED.listeners",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(me)
+                .bind::<diesel::sql_types::Jsonb, _>(&listeners)
+                .execute(conn)
+                .await?;
+                diesel::sql_query(
+                    "DELETE FROM api_instances \
+                     WHERE seen_at < clock_timestamp() - make_interval(secs => $1)",
+                )
+                .bind::<diesel::sql_types::Double, _>(stale_secs)
+                .execute(conn)
+                .await?;
+                diesel::sql_query("SELECT id, listeners FROM api_instances WHERE id <> $1")
+                    .bind::<diesel::sql_types::Uuid, _>(me)
+                    .load(conn)
+                    .await
+            })
+            .await?;
+        OtherInstances::sum(rows.into_iter().map(|r| (r.id, r.listeners)))
+    }
+
+    async fn forget_instance(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("DELETE FROM api_instances WHERE id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(self.instance)
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn announce_queue_change(&self, channel: &ChannelName, ids: &[Uuid]) -> Result<()> {
+        let mut conn = self.conn().await?;
+        for payload in Payload::chunks(self.instance, channel, ids) {
+            diesel::sql_query(format!(
+                "SELECT pg_notify('{}', $1)",
+                instances::QUEUE_CHANNEL
+            ))
+            .bind::<Text, _>(payload)
+            .execute(&mut conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn queue_changes(&self) -> Option<tokio::sync::broadcast::Receiver<QueueSignal>> {
+        let mut slot = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(signals) = slot.as_ref()
+            && signals.receiver_count() > 0
+        {
+            return Some(signals.subscribe());
+        }
+        let (signals, receiver) = tokio::sync::broadcast::channel(QUEUE_SIGNALS);
+        tokio::spawn(super::pg_listen::run(
+            self.url.clone(),
+            self.instance,
+            signals.clone(),
+        ));
+        *slot = Some(signals);
+        Some(receiver)
     }
 }

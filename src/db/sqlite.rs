@@ -24,6 +24,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
 use uuid::Uuid;
 
+use super::instances::{self, ChannelListeners, OtherInstances, QueueSignal};
 use super::schema::sqlite::{channel, schedule};
 use super::{
     CallAudio, CallItem, CallStatus, CallerLimits, Channel, EnqueueRefusal, NewCall, Result,
@@ -142,6 +143,15 @@ pub async fn migrate_file(path: &Path) -> Result<Vec<String>> {
 pub struct SqliteStore {
     pool: Pool<Conn>,
     acquire_timeout: Duration,
+    instance: Uuid,
+}
+
+#[derive(QueryableByName)]
+struct InstanceRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    listeners: String,
 }
 
 impl SqliteStore {
@@ -180,6 +190,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             acquire_timeout,
+            instance: Uuid::new_v4(),
         };
         store.ping().await?;
         tracing::info!(file = %path.display(), "SQLite store open");
@@ -439,11 +450,103 @@ impl Store for SqliteStore {
         self.queue(move |conn| queue_ops::purge_audio(conn, before))
             .await
     }
+
+    fn instance_id(&self) -> Uuid {
+        self.instance
+    }
+
+    /// As PostgreSQL's, with `seen_at` in [`calls::stamp`]'s text (compared as text).
+    async fn report_listeners(
+        &self,
+        listeners: &ChannelListeners,
+        stale_after: Duration,
+    ) -> Result<OtherInstances> {
+        let listeners = instances::listeners_json(listeners)?.to_string();
+        let me = self.instance.to_string();
+        let now = Utc::now();
+        let stale = chrono::TimeDelta::from_std(stale_after).map_err(|e| {
+            StoreError::Query(diesel::result::Error::SerializationError(Box::new(e)))
+        })?;
+        let rows: Vec<InstanceRow> = self
+            .queue(move |conn| instance_ops::report(conn, &me, &listeners, now, now - stale))
+            .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let id = parse_uuid(&r.id, "api_instances.id")?;
+                let listeners = serde_json::from_str(&r.listeners)
+                    .map_err(|e| StoreError::Corrupt(format!("api_instances {id}: {e}")))?;
+                Ok((id, listeners))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        OtherInstances::sum(rows)
+    }
+
+    async fn forget_instance(&self) -> Result<()> {
+        let me = self.instance.to_string();
+        let mut conn = self.conn().await?;
+        diesel::sql_query("DELETE FROM api_instances WHERE id = $1")
+            .bind::<diesel::sql_types::Text, _>(me)
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// One process is all a SQLite file serves: nobody else to tell.
+    async fn announce_queue_change(&self, _: &ChannelName, _: &[Uuid]) -> Result<()> {
+        Ok(())
+    }
+
+    fn queue_changes(&self) -> Option<tokio::sync::broadcast::Receiver<QueueSignal>> {
+        None
+    }
 }
 
 /// The queue's operations on a plain (synchronous) connection, run by [`SqliteStore::queue`].
 /// The queries on `meta` are SQL written out, spelling `json_extract(meta, '$.channel')` as
 /// the index does; timestamps are [`calls::stamp`] text, compared as text.
+/// The heartbeat of [`Store::report_listeners`], on a plain connection in one IMMEDIATE
+/// transaction.
+mod instance_ops {
+    use chrono::{DateTime, Utc};
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+    use diesel::sqlite::SqliteConnection;
+
+    use super::InstanceRow;
+    use crate::db::{Result, StoreError, calls};
+
+    /// Upserts instance `me` as seen `now`, deletes rows seen before `stale_before`, and
+    /// returns the other rows.
+    pub fn report(
+        conn: &mut SqliteConnection,
+        me: &str,
+        listeners: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Vec<InstanceRow>> {
+        conn.immediate_transaction::<_, StoreError, _>(|conn| {
+            diesel::sql_query(
+                "INSERT INTO api_instances (id, seen_at, listeners) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE \
+                 SET seen_at = excluded.seen_at, listeners = excluded.listeners",
+            )
+            .bind::<Text, _>(me)
+            .bind::<Text, _>(calls::stamp(now))
+            .bind::<Text, _>(listeners)
+            .execute(conn)?;
+            diesel::sql_query("DELETE FROM api_instances WHERE seen_at < $1")
+                .bind::<Text, _>(calls::stamp(stale_before))
+                .execute(conn)?;
+            Ok(
+                diesel::sql_query("SELECT id, listeners FROM api_instances WHERE id <> $1")
+                    .bind::<Text, _>(me)
+                    .load(conn)?,
+            )
+        })
+    }
+}
+
 /// Schedule writes that must be whole, run on a blocking thread (see `SqliteStore::queue`).
 mod schedule_ops {
     use chrono::Utc;

@@ -165,7 +165,7 @@ async fn migrate_with_the_seed_env_names_creates_the_seed_schema_exactly() {
     drop(conn);
 
     let out = run_migrate(&migrated).await;
-    assert!(out.contains("applied 4 migration(s)"), "{out}");
+    assert!(out.contains("applied 5 migration(s)"), "{out}");
     assert_eq!(
         run_migrate(&migrated).await.trim(),
         "database is up to date"

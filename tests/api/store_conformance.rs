@@ -14,8 +14,8 @@ use diesel::sql_types::Text;
 use radio24::db::postgres::PgStore;
 use radio24::db::sqlite::SqliteStore;
 use radio24::db::{
-    CallAudio, CallItem, CallKind, CallStatus, CallerLimits, EnqueueRefusal, NewCall, SlotEdit,
-    Store, StoreError, seed,
+    CallAudio, CallItem, CallKind, CallStatus, CallerLimits, ChannelListeners, EnqueueRefusal,
+    ListenerCounts, NewCall, OtherInstances, QueueSignal, SlotEdit, Store, StoreError, seed,
 };
 use radio24::domain::{Block, ChannelName};
 use secrecy::SecretString;
@@ -213,7 +213,7 @@ async fn postgres_store_conforms() {
     .await
     .unwrap();
     let applied = store.migrate().await.unwrap();
-    assert_eq!(applied.len(), 4);
+    assert_eq!(applied.len(), 5);
     assert!(
         store.migrate().await.unwrap().is_empty(),
         "migrations apply once"
@@ -916,4 +916,148 @@ async fn postgres_concurrent_enqueues_keep_the_caller_limits() {
         return;
     };
     enqueue_race(first, second).await;
+}
+
+/// Two stores on one database are two API instances: each reports its listener counts and
+/// reads the other's; a stale instance drops out, a stopping one can leave at once.
+async fn instances_conformance(first: Arc<dyn Store>, second: Arc<dyn Store>) {
+    assert_ne!(first.instance_id(), second.instance_id());
+    let minute = Duration::from_secs(60);
+    let counts = |stream, broadcast| ListenerCounts { stream, broadcast };
+    let mine: ChannelListeners = [(name("radio24"), counts(1, 2))].into();
+    let theirs: ChannelListeners = [
+        (name("radio24"), counts(3, 4)),
+        (name("other"), counts(0, 1)),
+    ]
+    .into();
+
+    let alone = first.report_listeners(&mine, minute).await.unwrap();
+    assert_eq!(alone, OtherInstances::default(), "nobody else yet");
+    let seen = second.report_listeners(&theirs, minute).await.unwrap();
+    assert_eq!(seen.instances, 1);
+    assert_eq!(seen.listeners, mine);
+    let seen = first.report_listeners(&mine, minute).await.unwrap();
+    assert_eq!((seen.instances, &seen.listeners), (1, &theirs));
+    // A new report replaces the old one.
+    let fewer: ChannelListeners = [(name("radio24"), counts(0, 1))].into();
+    second.report_listeners(&fewer, minute).await.unwrap();
+    let seen = first.report_listeners(&mine, minute).await.unwrap();
+    assert_eq!(seen.listeners, fewer);
+
+    // Not seen within the limit: forgotten (a limit of zero makes every other row stale).
+    let seen = first.report_listeners(&mine, Duration::ZERO).await.unwrap();
+    assert_eq!(seen, OtherInstances::default());
+    // Back, and then gone on purpose.
+    second.report_listeners(&theirs, minute).await.unwrap();
+    assert_eq!(
+        first
+            .report_listeners(&mine, minute)
+            .await
+            .unwrap()
+            .instances,
+        1
+    );
+    second.forget_instance().await.unwrap();
+    let seen = first.report_listeners(&mine, minute).await.unwrap();
+    assert_eq!(seen, OtherInstances::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_instances_share_listener_counts() {
+    let (_dir, _, first, second) = sqlite_pair().await;
+    assert!(first.queue_changes().is_none(), "one instance: no feed");
+    first
+        .announce_queue_change(&name("radio24"), &[Uuid::new_v4()])
+        .await
+        .unwrap();
+    instances_conformance(first, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_share_listener_counts() {
+    let Some((_db, first, second)) = postgres_pair().await else {
+        return;
+    };
+    instances_conformance(first, second).await;
+}
+
+/// The next signal of a queue feed, within [`PATIENCE`].
+async fn signal(feed: &mut tokio::sync::broadcast::Receiver<QueueSignal>) -> QueueSignal {
+    tokio::time::timeout(PATIENCE, feed.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no queue signal after {PATIENCE:?}"))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_queue_changes_reach_the_other_instance_and_survive_a_lost_connection() {
+    let Some((db, first, second)) = postgres_pair().await else {
+        return;
+    };
+    let mut heard = second.queue_changes().unwrap();
+    assert_eq!(
+        signal(&mut heard).await,
+        QueueSignal::Missed,
+        "first, once listening"
+    );
+    let ch = name("radio24");
+    // Its own changes the second does not hear back; the first's it does, with every id
+    // (more than fit in one notification).
+    second.announce_queue_change(&ch, &[]).await.unwrap();
+    let ids: Vec<Uuid> = (0..150).map(|_| Uuid::new_v4()).collect();
+    first.announce_queue_change(&ch, &ids).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        match signal(&mut heard).await {
+            QueueSignal::Changed { channel, ids } => {
+                assert_eq!(channel, ch);
+                got.extend(ids);
+            }
+            other => panic!("{other:?} instead of the first's change"),
+        }
+    }
+    assert_eq!(got, ids);
+
+    // The listening connection is killed: it comes back, says changes may have been
+    // missed, and hears the next one.
+    let mut admin = RawPg::connect(&db.url).await;
+    admin.terminate().await;
+    assert_eq!(signal(&mut heard).await, QueueSignal::Missed);
+    let id = Uuid::new_v4();
+    first.announce_queue_change(&ch, &[id]).await.unwrap();
+    assert_eq!(
+        signal(&mut heard).await,
+        QueueSignal::Changed {
+            channel: ch,
+            ids: vec![id]
+        }
+    );
+}
+
+/// A plain connection to the test database, to kill the listener's.
+struct RawPg(diesel_async::AsyncPgConnection);
+
+impl RawPg {
+    async fn connect(url: &str) -> Self {
+        use diesel_async::AsyncConnection;
+        Self(
+            tokio::time::timeout(PATIENCE, diesel_async::AsyncPgConnection::establish(url))
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+    }
+
+    /// Terminates the backends listening for queue changes on this database.
+    async fn terminate(&mut self) {
+        use diesel_async::RunQueryDsl;
+        let killed = diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'radio24 queue listener'",
+        )
+        .execute(&mut self.0)
+        .await
+        .unwrap();
+        assert_eq!(killed, 1, "one listening connection");
+    }
 }

@@ -2,8 +2,8 @@
 //! (public), `PUT /v1/channels/{name}/schedule` (the whole day) and
 //! `PATCH /v1/channels/{name}/schedule/{hour}` (one hour), behind the admin token (checked
 //! before the body is read). A change is saved in the store and pushed to the host at once
-//! over the bus; a host that cannot be reached gets it when its link comes back (the API
-//! pushes the programme on every connect).
+//! over the bus; a push the host does not take is retried with backoff until it does (and
+//! the API pushes the programme on every connect of its link too).
 
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ use chrono::Timelike;
 use serde::{Deserialize, Serialize};
 
 use super::known_channel;
-use crate::api::{ApiState, Result, programme};
+use crate::api::{ApiState, Result};
 use crate::db::{ScheduleEntry, SlotEdit};
 use crate::domain::{Block, InvalidInput};
 
@@ -163,16 +163,11 @@ pub async fn schedule(state: web::Data<ApiState>, name: web::Path<String>) -> Re
     answer(&state, &channel, None).await
 }
 
-/// Sends the store's programme to the host; whether it took it (logged when not: the host
-/// gets it when its link comes back).
+/// Sends the store's programme to the host; whether it took it at the first attempt (when
+/// not, the push is retried with backoff until the host takes it: see
+/// [`crate::api::programme::ProgrammePusher`]).
 async fn push_to_host(state: &ApiState) -> bool {
-    match programme::push(state.store.as_ref(), state.bus.as_ref()).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "schedule saved; the host gets it when it is back");
-            false
-        }
-    }
+    state.programme.push().await
 }
 
 /// `PUT /v1/channels/{name}/schedule` `{"hours": [{hour, block, prompt?}, ...]}`: all 24

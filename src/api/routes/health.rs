@@ -1,5 +1,7 @@
 //! `GET /health` (liveness: always 200, with the state of the store and the host link, the
-//! live stream's listeners per channel on this instance, and the host's LiveKit publisher
+//! listeners per channel on the whole station and on this instance (`listeners.station`,
+//! `listeners.this_instance`, and how many API instances the station counts;
+//! `stream_listeners` and `broadcast_clients` are this instance's), and the host's LiveKit publisher
 //! per channel and each channel's frame clock timing (late ticks, skipped frames, tick
 //! lateness percentiles), as the host last reported them) and
 //! `GET /ready` (503 while the store or, in split mode, the host cannot be reached).
@@ -87,6 +89,11 @@ async fn health_with(state: &ApiState, detail: Detail) -> HttpResponse {
         "host_link": host_link(state, detail),
         "broadcast_clients": state.hub.clients(),
         "stream_listeners": state.streams.listeners(),
+        "listeners": {
+            "station": state.hub.station_listeners(),
+            "this_instance": state.hub.own_listeners(),
+            "instances": state.hub.instances(),
+        },
         "livekit": state.hub.livekit_status(),
         "playout": state.hub.playout_timing(),
     }))

@@ -422,6 +422,9 @@ impl Call {
         if change.channel != self.channel {
             return Ok(());
         }
+        if change.resync {
+            return self.resync().await;
+        }
         let user_id = caller.user_id.clone();
         for item in change.changed.iter().filter(|i| i.user_id == user_id) {
             self.report(item, change.position_of(item.id)).await?;
