@@ -209,6 +209,11 @@ pub struct HostSettings {
     pub retry_backoff_ms: u64,
     /// 1 = real time; more runs the programme clock faster (tests, demos).
     pub clock_speed: f64,
+    /// With PostgreSQL: how often a standby host tries the lease, and the active host checks
+    /// it, in milliseconds.
+    pub lease_interval_ms: u64,
+    /// How long the active host airs on without its lease connection, in milliseconds.
+    pub lease_grace_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -40,7 +40,7 @@ use chrono_tz::Tz;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -650,6 +650,10 @@ impl HourWriter {
 struct Recorder {
     task: JoinHandle<()>,
     recording: Arc<Mutex<Option<ArchiveFileName>>>,
+    /// Tells the task to forward what the playout has sent, then stop ([`Archive::finish`]).
+    finish: Option<oneshot::Sender<()>>,
+    /// The writer thread, which closes the hour's file when the task's queue closes.
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Recorder {
@@ -704,18 +708,53 @@ impl Archive {
         let spawned = std::thread::Builder::new()
             .name(format!("archive-{channel}"))
             .spawn(move || writer.run(queue, now));
-        if let Err(e) = spawned {
-            tracing::error!(%channel, error = %e, "archive: cannot start a recorder thread; this channel is not recorded");
-            return;
-        }
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                tracing::error!(%channel, error = %e, "archive: cannot start a recorder thread; this channel is not recorded");
+                return;
+            }
+        };
+        let (finish, finished) = oneshot::channel();
         let task = tokio::spawn(forward(
             channel.clone(),
             frames,
             events,
             self.clock.clone(),
             commands,
+            finished,
         ));
-        lock(&self.recorders).insert(channel.clone(), Recorder { task, recording });
+        lock(&self.recorders).insert(
+            channel.clone(),
+            Recorder {
+                task,
+                recording,
+                finish: Some(finish),
+                writer: Some(thread),
+            },
+        );
+    }
+
+    /// Stops every recorder at shutdown, after the playouts have stopped: each forwards the
+    /// frames already sent (the last, faded one included), and its writer closes the hour's
+    /// file with an end-of-stream page and writes the captions. Returns when the files are
+    /// closed.
+    pub async fn finish(&self) {
+        let recorders: Vec<Recorder> = lock(&self.recorders).drain().map(|(_, r)| r).collect();
+        for mut recorder in recorders {
+            if let Some(finish) = recorder.finish.take() {
+                let _ = finish.send(());
+            }
+            let _ = (&mut recorder.task).await;
+            if let Some(writer) = recorder.writer.take()
+                && !matches!(
+                    tokio::task::spawn_blocking(move || writer.join()).await,
+                    Ok(Ok(()))
+                )
+            {
+                tracing::warn!("archive: a recorder's writer ended badly at shutdown");
+            }
+        }
     }
 
     fn channel_dir(&self, channel: &ChannelName) -> PathBuf {
@@ -891,6 +930,7 @@ async fn forward(
     mut events: broadcast::Receiver<HostEvent>,
     clock: Arc<dyn Clock>,
     commands: mpsc::Sender<Command>,
+    mut finish: oneshot::Receiver<()>,
 ) {
     let mut events_open = true;
     loop {
@@ -916,6 +956,8 @@ async fn forward(
                 Err(broadcast::error::RecvError::Lagged(missed)) => Command::Skip { frames: missed },
                 Err(broadcast::error::RecvError::Closed) => break,
             },
+            // Last: frames already sent are forwarded first.
+            _ = &mut finish => break,
         };
         if commands.send(command).await.is_err() {
             tracing::warn!(%channel, "archive: the recorder's writer stopped");
