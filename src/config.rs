@@ -663,14 +663,30 @@ impl Settings {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
-        match reqwest::Url::parse(&self.bus.host_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(invalid(
-                    "bus.host_url",
-                    format!("{:?} is not an http(s) URL", self.bus.host_url),
-                ));
+        // One URL, or several separated by commas (an active host and its standbys).
+        let host_urls: Vec<&str> = self
+            .bus
+            .host_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if host_urls.is_empty() {
+            return Err(invalid("bus.host_url", "names no URL"));
+        }
+        for host_url in host_urls {
+            match reqwest::Url::parse(host_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(invalid(
+                        "bus.host_url",
+                        format!("{host_url:?} is not an http(s) URL"),
+                    ));
+                }
             }
+        }
+        if self.host.lease_interval_ms == 0 {
+            return Err(invalid("host.lease_interval_ms", "must be at least 1"));
         }
         if self.bus.request_timeout_ms == 0 || self.bus.connect_timeout_ms == 0 {
             return Err(invalid(

@@ -203,10 +203,8 @@ impl Application {
         let served = async {
             match stopped_by_handle {
                 Some(served) => served,
-                None => {
-                    handle.stop(true).await;
-                    server.await
-                }
+                // The stop completes as the server future runs: poll both.
+                None => tokio::join!(handle.stop(true), server).1,
             }
         };
         let host = async {

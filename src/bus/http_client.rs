@@ -1,7 +1,15 @@
 //! The API side of the HTTP bus: [`HttpHostBus`] calls the host's routes
 //! (see [`super::http_server`]) with the bus token, a connect and a request timeout, and turns
 //! every failure into a [`BusError`] the API can answer with (`Unavailable`, `Timeout`, …).
+//!
+//! `bus.host_url` may name several hosts, comma-separated (an active host and its
+//! standbys). Every request goes to the one that last answered as active; on a connection
+//! failure, or a 503 `standby`, it moves on to the next, once round the list, and remembers
+//! the one that answers. Calls, the event link, the audio relay and the archive all go
+//! through [`HttpHostBus::send_to_active`]. With one URL nothing changes.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,9 +43,39 @@ const MAX_EVENT_LINE: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub struct HttpHostBus {
     client: reqwest::Client,
-    base: Url,
+    /// The hosts of `bus.host_url`, in order.
+    bases: Arc<[Url]>,
+    /// The index in `bases` of the host that last answered as active.
+    active: Arc<AtomicUsize>,
     token: SecretString,
     request_timeout: Duration,
+}
+
+/// The hosts named by `bus.host_url`: one URL, or several separated by commas.
+pub fn host_urls(raw: &str) -> Result<Vec<Url>, BusError> {
+    let urls = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let mut base =
+                Url::parse(u).map_err(|e| BusError::Internal(format!("bus.host_url {u:?}: {e}")))?;
+            if !base.path().ends_with('/') {
+                base.set_path(&format!("{}/", base.path()));
+            }
+            Ok(base)
+        })
+        .collect::<Result<Vec<_>, BusError>>()?;
+    if urls.is_empty() {
+        return Err(BusError::Internal("bus.host_url: no URL".into()));
+    }
+    Ok(urls)
+}
+
+/// Whether a request that failed this way may go to the next host: the host was not reached
+/// (`connect`), or answered that it is a standby. Either way it did nothing.
+fn try_next_host(e: &BusError, connect_failed: bool) -> bool {
+    connect_failed || matches!(e, BusError::Standby(_))
 }
 
 impl HttpHostBus {
@@ -47,11 +85,7 @@ impl HttpHostBus {
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Self, BusError> {
-        let mut base =
-            Url::parse(base).map_err(|e| BusError::Internal(format!("bus.host_url: {e}")))?;
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
+        let bases = host_urls(base)?;
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .tcp_keepalive(Duration::from_secs(15))
@@ -60,23 +94,72 @@ impl HttpHostBus {
             .map_err(|e| BusError::Internal(format!("building the HTTP client: {e}")))?;
         Ok(Self {
             client,
-            base,
+            bases: bases.into(),
+            active: Arc::default(),
             token,
             request_timeout,
         })
     }
 
-    fn url(&self, path: &str) -> Result<Url, BusError> {
-        self.base
-            .join(path)
+    fn url(base: &Url, path: &str) -> Result<Url, BusError> {
+        base.join(path)
             .map_err(|e| BusError::Internal(format!("bad bus path {path}: {e}")))
     }
 
-    fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, BusError> {
+    fn request(
+        &self,
+        base: &Url,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, BusError> {
         Ok(self
             .client
-            .request(method, self.url(path)?)
+            .request(method, Self::url(base, path)?)
             .bearer_auth(self.token.expose_secret()))
+    }
+
+    /// Sends the request `build` makes to the active host (see the module's doc): its
+    /// answer, whatever the status, except a 503, which comes back as its error.
+    async fn send_to_active(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BusError> {
+        let count = self.bases.len();
+        let first = self.active.load(Ordering::Relaxed) % count;
+        let mut last = None;
+        for step in 0..count {
+            let index = (first + step) % count;
+            let request = build(self.request(&self.bases[index], method.clone(), path)?);
+            let (error, connect_failed) = match request.send().await {
+                Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    let body = resp.bytes().await.unwrap_or_default();
+                    (error_from_status(StatusCode::SERVICE_UNAVAILABLE, &body), false)
+                }
+                Ok(resp) => {
+                    self.now_active(first, index);
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let connect_failed = e.is_connect();
+                    (self.transport_error(e), connect_failed)
+                }
+            };
+            if !try_next_host(&error, connect_failed) {
+                return Err(error);
+            }
+            last = Some(error);
+        }
+        Err(last.unwrap_or_else(|| BusError::Unavailable("no host".into())))
+    }
+
+    /// Remembers the host at `index` as the active one (when it is another than before).
+    fn now_active(&self, before: usize, index: usize) {
+        if index != before {
+            self.active.store(index, Ordering::Relaxed);
+            tracing::info!(host = %self.bases[index], "bus: this host answers as the active one");
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error) -> BusError {
@@ -94,11 +177,10 @@ impl HttpHostBus {
     async fn open_stream(&self, path: &str) -> Result<reqwest::Response, BusError> {
         let resp = tokio::time::timeout(
             self.request_timeout,
-            self.request(Method::GET, path)?.send(),
+            self.send_to_active(Method::GET, path, |req| req),
         )
         .await
-        .map_err(|_| BusError::Timeout(self.request_timeout))?
-        .map_err(|e| self.transport_error(e))?;
+        .map_err(|_| BusError::Timeout(self.request_timeout))??;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.bytes().await.unwrap_or_default();
@@ -113,11 +195,16 @@ impl HttpHostBus {
         path: &str,
         body: Option<&B>,
     ) -> Result<Option<T>, BusError> {
-        let mut req = self.request(method, path)?.timeout(self.request_timeout);
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let timeout = self.request_timeout;
+        let resp = self
+            .send_to_active(method, path, |req| {
+                let req = req.timeout(timeout);
+                match body {
+                    Some(body) => req.json(body),
+                    None => req,
+                }
+            })
+            .await?;
         let status = resp.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
@@ -160,6 +247,7 @@ fn error_from_status(status: StatusCode, body: &[u8]) -> BusError {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => BusError::Unauthorized,
         StatusCode::NOT_FOUND => BusError::rejected(Rejection::NotFound, code, message),
         StatusCode::TOO_MANY_REQUESTS => BusError::rejected(Rejection::Busy, code, message),
+        StatusCode::SERVICE_UNAVAILABLE if code == "standby" => BusError::Standby(message),
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => BusError::Unavailable(message),
         StatusCode::GATEWAY_TIMEOUT => BusError::Unavailable(message),
         s if s.is_client_error() => BusError::rejected(Rejection::BadRequest, code, message),
