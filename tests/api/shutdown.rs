@@ -195,6 +195,7 @@ async fn sigterm_closes_sockets_with_1001_ends_the_archive_file_and_exits_0_with
     )
     .await;
     let took = signalled.elapsed();
+    eprintln!("exited {took:?} after SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     assert!(took < SHUTDOWN, "exited {took:?} after SIGTERM (the bound is {SHUTDOWN:?})");
 
