@@ -1041,6 +1041,46 @@ mod tests {
         (serials, packets, samples, ended)
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finish_records_every_frame_sent_and_closes_the_file_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ArchiveConfig {
+            dir: dir.path().to_path_buf(),
+            retention_days: 14,
+            bitrate: 64_000,
+        };
+        let clock = Arc::new(crate::host::clock::ScaledClock::new(
+            at("2026-11-28T00:10:00Z"),
+            1.0,
+        ));
+        let archive = Archive::open(config, chrono_tz::Asia::Tokyo, clock)
+            .await
+            .unwrap();
+        let (frames, _) = broadcast::channel(64);
+        let (events, _) = broadcast::channel(16);
+        let channel = ChannelName::parse("radio24").unwrap();
+        archive.record(&channel, frames.subscribe(), events.subscribe());
+        for n in 0..50 {
+            frames.send(tone(n)).unwrap();
+        }
+        // The playout's sender is still there (as at shutdown): only `finish` ends the file.
+        tokio::time::timeout(Duration::from_secs(10), archive.finish())
+            .await
+            .expect("finish returns once the file is closed");
+        let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("radio24"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "ogg"))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let (_, packets, samples, ended) = decode(&files[0]);
+        assert!(ended, "the last page is flagged end-of-stream");
+        assert_eq!(packets, 2 + 50, "headers and every frame sent before finish");
+        assert!(samples >= 49 * FRAME, "{samples}");
+        assert!(lock(&archive.recorders).is_empty());
+        drop(frames);
+    }
+
     #[test]
     fn files_are_cut_at_the_station_clocks_hours_each_a_whole_stream() {
         let dir = tempfile::tempdir().unwrap();
