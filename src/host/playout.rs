@@ -924,8 +924,19 @@ mod tests {
     async fn finish_sends_one_faded_frame_and_ends_the_clock() {
         let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(Utc::now(), 1.0));
         let (events, _) = broadcast::channel(16);
-        let playout = Playout::spawn(ChannelName::parse("radio24").unwrap(), clock, events, Arc::new(Chime))
-            .unwrap();
+        // A steady level (10 s of it), so that only a fade brings the frame's end to zero.
+        struct Steady;
+        impl FillerSource for Steady {
+            fn filler(&self) -> Arc<QueuedSegment> {
+                let seg = QueuedSegment::new(meta("ID"), SegmentKind::Filler, "station", "hum");
+                seg.push_sentence("Radio24");
+                seg.push_audio(vec![8_000; RATE as usize * 10]);
+                seg.finish();
+                seg
+            }
+        }
+        let channel = ChannelName::parse("radio24").unwrap();
+        let playout = Playout::spawn(channel, clock, events, Arc::new(Steady)).unwrap();
         let mut frames = playout.subscribe();
         frames.recv().await.unwrap();
         playout.finish().await;
@@ -934,7 +945,10 @@ mod tests {
             last = Some(frame);
         }
         let last = last.expect("a frame after finish");
+        assert_eq!(last.len(), FRAME);
+        assert!(last[0] > 7_000, "the faded frame starts at the level: {}", last[0]);
         assert_eq!(last[FRAME - 1], 0, "the last frame ends in silence");
+        assert!(last.windows(2).all(|w| w[1] <= w[0]), "and falls all the way");
         assert!(playout.thread.lock().unwrap().is_none());
         assert!(frames.try_recv().is_err(), "nothing after the faded frame");
     }
