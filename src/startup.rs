@@ -450,11 +450,7 @@ async fn host_parts(
         }
         _ => {
             let engine = start().await?;
-            Ok((
-                Some(engine.clone()),
-                Some(HostSlot::active(engine)),
-                None,
-            ))
+            Ok((Some(engine.clone()), Some(HostSlot::active(engine)), None))
         }
     }
 }
@@ -471,8 +467,14 @@ async fn host_health(slot: web::Data<crate::host::lease::HostSlot>) -> actix_web
             .as_ref()
             .map(|h| h.stream_listeners())
             .unwrap_or_default(),
-        livekit: host.as_ref().map(|h| h.livekit_status()).unwrap_or_default(),
-        playout: host.as_ref().map(|h| h.playout_timing()).unwrap_or_default(),
+        livekit: host
+            .as_ref()
+            .map(|h| h.livekit_status())
+            .unwrap_or_default(),
+        playout: host
+            .as_ref()
+            .map(|h| h.playout_timing())
+            .unwrap_or_default(),
     })
 }
 

@@ -82,9 +82,7 @@ impl ResponseError for ApiError {
             ApiError::UnknownChannel(_) => StatusCode::NOT_FOUND,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Host(e) => match e {
-                BusError::Unavailable(_) | BusError::Standby(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                BusError::Unavailable(_) | BusError::Standby(_) => StatusCode::SERVICE_UNAVAILABLE,
                 BusError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 BusError::Unauthorized | BusError::Internal(_) => StatusCode::BAD_GATEWAY,
                 BusError::Rejected { kind, .. } => match kind {

@@ -58,8 +58,8 @@ pub fn host_urls(raw: &str) -> Result<Vec<Url>, BusError> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|u| {
-            let mut base =
-                Url::parse(u).map_err(|e| BusError::Internal(format!("bus.host_url {u:?}: {e}")))?;
+            let mut base = Url::parse(u)
+                .map_err(|e| BusError::Internal(format!("bus.host_url {u:?}: {e}")))?;
             if !base.path().ends_with('/') {
                 base.set_path(&format!("{}/", base.path()));
             }
@@ -135,7 +135,10 @@ impl HttpHostBus {
             let (error, connect_failed) = match request.send().await {
                 Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
                     let body = resp.bytes().await.unwrap_or_default();
-                    (error_from_status(StatusCode::SERVICE_UNAVAILABLE, &body), false)
+                    (
+                        error_from_status(StatusCode::SERVICE_UNAVAILABLE, &body),
+                        false,
+                    )
                 }
                 Ok(resp) => {
                     self.now_active(first, index);

@@ -34,9 +34,8 @@ use tokio::time::Instant;
 
 use super::{Host, HostError};
 use crate::bus::{
-    ArchiveFile, ArchiveFileName, ArchiveListing, AudioStream, BusError, CallAccepted,
-    CallHandoff, EventStream, HostBus, OnAir, Programme, Script, ScriptRequest, SpeakAccepted,
-    SpeakRequest,
+    ArchiveFile, ArchiveFileName, ArchiveListing, AudioStream, BusError, CallAccepted, CallHandoff,
+    EventStream, HostBus, OnAir, Programme, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
 };
 use crate::domain::ChannelName;
 
@@ -308,7 +307,9 @@ impl Lease {
         .await;
         match unlocked {
             Ok(_) => tracing::info!("host lease released"),
-            Err(e) => tracing::warn!(error = %e, "releasing the host lease; closing its connection releases it"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing the host lease; closing its connection releases it")
+            }
         }
     }
 }
@@ -382,7 +383,7 @@ async fn keep(
         match retake(&config, &mut stopped).await {
             Retake::Taken(new) => {
                 tracing::info!("host lease taken again on a new connection; still on air");
-                lease = new;
+                lease = *new;
             }
             Retake::Stop => break None,
             Retake::Lost(why) => break Some(why),
@@ -403,7 +404,7 @@ async fn keep(
 }
 
 enum Retake {
-    Taken(Lease),
+    Taken(Box<Lease>),
     /// Shutdown was asked for meanwhile.
     Stop,
     Lost(String),
@@ -414,7 +415,7 @@ async fn retake(config: &LeaseConfig, stopped: &mut watch::Receiver<bool>) -> Re
     let deadline = Instant::now() + config.grace;
     loop {
         match Lease::try_take(&config.url).await {
-            Ok(Some(lease)) => return Retake::Taken(lease),
+            Ok(Some(lease)) => return Retake::Taken(Box::new(lease)),
             Ok(None) => return Retake::Lost("another host holds it".into()),
             Err(e) if Instant::now() >= deadline => {
                 return Retake::Lost(format!(

@@ -915,7 +915,10 @@ mod tests {
         fade_to_silence(&mut frame);
         assert_eq!(frame[0], 10_000);
         assert_eq!(frame[FRAME - 1], 0);
-        assert!(frame.windows(2).all(|w| w[1] <= w[0]), "the gain only falls");
+        assert!(
+            frame.windows(2).all(|w| w[1] <= w[0]),
+            "the gain only falls"
+        );
         // No step bigger than the ramp's: the fade itself makes no click.
         assert!(frame.windows(2).all(|w| w[0] - w[1] <= 11));
     }
@@ -946,9 +949,16 @@ mod tests {
         }
         let last = last.expect("a frame after finish");
         assert_eq!(last.len(), FRAME);
-        assert!(last[0] > 7_000, "the faded frame starts at the level: {}", last[0]);
+        assert!(
+            last[0] > 7_000,
+            "the faded frame starts at the level: {}",
+            last[0]
+        );
         assert_eq!(last[FRAME - 1], 0, "the last frame ends in silence");
-        assert!(last.windows(2).all(|w| w[1] <= w[0]), "and falls all the way");
+        assert!(
+            last.windows(2).all(|w| w[1] <= w[0]),
+            "and falls all the way"
+        );
         assert!(playout.thread.lock().unwrap().is_none());
         assert!(frames.try_recv().is_err(), "nothing after the faded frame");
     }

@@ -58,7 +58,9 @@ fn decode_to_end(path: &Path) -> (usize, bool) {
         let mut out = vec![0i16; 5760];
         decoder
             .decode(&packet.data, &mut out, false)
-            .unwrap_or_else(|e| panic!("{}: packet {packets} does not decode: {e}", path.display()));
+            .unwrap_or_else(|e| {
+                panic!("{}: packet {packets} does not decode: {e}", path.display())
+            });
     }
     // The pages, walked by hand: whole, back to back, to the last byte, and the flag on the
     // last one's header.
@@ -197,7 +199,10 @@ async fn sigterm_closes_sockets_with_1001_ends_the_archive_file_and_exits_0_with
     let took = signalled.elapsed();
     eprintln!("exited {took:?} after SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
-    assert!(took < SHUTDOWN, "exited {took:?} after SIGTERM (the bound is {SHUTDOWN:?})");
+    assert!(
+        took < SHUTDOWN,
+        "exited {took:?} after SIGTERM (the bound is {SHUTDOWN:?})"
+    );
 
     // Every recording decodes to its end, and ends its stream.
     let files = ogg_files(&archive);
@@ -205,7 +210,11 @@ async fn sigterm_closes_sockets_with_1001_ends_the_archive_file_and_exits_0_with
     for file in &files {
         let (packets, ended) = decode_to_end(file);
         assert!(packets > 0, "{}: no audio", file.display());
-        assert!(ended, "{}: the last page is not end-of-stream", file.display());
+        assert!(
+            ended,
+            "{}: the last page is not end-of-stream",
+            file.display()
+        );
     }
     let sidecar = recording.with_extension("json");
     let captions: Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();

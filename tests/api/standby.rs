@@ -142,8 +142,10 @@ async fn speak_and_hear(api: &TestApp, ws: &mut WsClient, text: &str) {
         },
     )
     .await;
-    ws.wait_for("caption", |c| c["segment_id"] == segment && c["text"] == text)
-        .await;
+    ws.wait_for("caption", |c| {
+        c["segment_id"] == segment && c["text"] == text
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,8 +221,117 @@ async fn the_standby_host_takes_over_within_10s_and_nothing_queued_is_lost() {
     let items = queue(&api).await;
     for id in &queued {
         assert!(
-            items.iter().any(|(i, status)| i == id && status == "queued"),
+            items
+                .iter()
+                .any(|(i, status)| i == id && status == "queued"),
             "call-in {id} lost or changed across the takeover: {items:?}"
         );
     }
+}
+
+/// The backend (pid) holding the host lease in the database `conn` is connected to.
+async fn lease_holder(conn: &mut diesel_async::AsyncPgConnection) -> Option<i32> {
+    use diesel::sql_types::{BigInt, Integer};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Holder {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    let key = radio24::host::lease::LEASE_KEY;
+    let holders: Vec<Holder> = diesel::sql_query(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid::bigint = $1 AND objid::bigint = $2",
+    )
+    .bind::<BigInt, _>(key >> 32)
+    .bind::<BigInt, _>(key & 0xffff_ffff)
+    .load(conn)
+    .await
+    .unwrap();
+    holders.first().map(|h| h.pid)
+}
+
+/// Ends the backend `pid` (as a dropped network connection would) and waits until it is gone.
+async fn terminate(conn: &mut diesel_async::AsyncPgConnection, pid: i32) {
+    use diesel::sql_types::Integer;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SELECT pg_terminate_backend($1, 5000)")
+        .bind::<Integer, _>(pid)
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+/// Tries the host lease from the test's own connection.
+async fn try_lease(conn: &mut diesel_async::AsyncPgConnection) -> bool {
+    use diesel::sql_types::{BigInt, Bool};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = Bool)]
+        taken: bool,
+    }
+    diesel::sql_query("SELECT pg_try_advisory_lock($1) AS taken")
+        .bind::<BigInt, _>(radio24::host::lease::LEASE_KEY)
+        .get_result::<Taken>(conn)
+        .await
+        .unwrap()
+        .taken
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_loses_its_lease_connection_takes_it_again_or_stops_airing() {
+    use diesel_async::AsyncConnection;
+    radio24::install_crypto_provider();
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let mut host = HostProcess::start(free_port(), &db.url);
+    host.wait_for_state("active", PATIENCE).await;
+    let mut conn = diesel_async::AsyncPgConnection::establish(&db.url)
+        .await
+        .unwrap();
+
+    // Its lease connection dies and nobody else holds the lease: it takes it again on a new
+    // connection and airs on.
+    let first = lease_holder(&mut conn)
+        .await
+        .expect("the host holds the lease");
+    terminate(&mut conn, first).await;
+    let again = poll_until(
+        "the lease held again on a new connection",
+        PATIENCE,
+        Duration::from_millis(100),
+        async || match lease_holder(&mut conn).await {
+            Some(pid) if pid != first => Ok(pid),
+            other => Err(format!("holder {other:?}")),
+        },
+    )
+    .await;
+    host.wait_for_state("active", PATIENCE).await;
+    assert!(
+        host.child.try_wait().unwrap().is_none(),
+        "the host still runs"
+    );
+
+    // Its lease connection dies and another session takes the lease first: the host stops
+    // airing and exits with an error, rather than air beside another host.
+    terminate(&mut conn, again).await;
+    assert!(try_lease(&mut conn).await, "the test takes the freed lease");
+    let exit = poll_until(
+        "the host that lost its lease to exit",
+        PATIENCE,
+        Duration::from_millis(100),
+        async || match host.child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) => Err("still running".into()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
+    assert!(
+        !exit.success(),
+        "a host that lost its lease exits with an error: {exit:?}"
+    );
 }

@@ -1075,7 +1075,11 @@ mod tests {
         assert_eq!(files.len(), 1, "{files:?}");
         let (_, packets, samples, ended) = decode(&files[0]);
         assert!(ended, "the last page is flagged end-of-stream");
-        assert_eq!(packets, 2 + 50, "headers and every frame sent before finish");
+        assert_eq!(
+            packets,
+            2 + 50,
+            "headers and every frame sent before finish"
+        );
         assert!(samples >= 49 * FRAME, "{samples}");
         assert!(lock(&archive.recorders).is_empty());
         drop(frames);
