@@ -249,7 +249,7 @@ async fn lease_holder(conn: &mut diesel_async::AsyncPgConnection) -> Option<i32>
     .load(conn)
     .await
     .unwrap();
-    holders.first().map(|h| h.pid)
+    holders.into_iter().next().map(|h| h.pid)
 }
 
 /// Ends the backend `pid` (as a dropped network connection would) and waits until it is gone.
