@@ -183,7 +183,7 @@ impl Application {
         #[cfg(feature = "host")]
         let lease_failed = async {
             match lease.as_mut() {
-                Some(keeper) => Some(keeper.failed().await),
+                Some(keeper) => Some(anyhow::Error::from(keeper.failed().await)),
                 None => std::future::pending().await,
             }
         };
@@ -194,7 +194,7 @@ impl Application {
             served = &mut server => Some(served),
             () = termination() => None,
             lost = lease_failed => {
-                failure = lost.map(anyhow::Error::from);
+                failure = lost;
                 None
             }
         };
