@@ -267,6 +267,11 @@ pub struct HostSettings {
     pub retry_backoff_ms: u64,
     /// 1 = real time; more runs the programme clock faster (tests, demos).
     pub clock_speed: f64,
+    /// With PostgreSQL: how often a standby host tries the lease, and the active host checks
+    /// it, in milliseconds.
+    pub lease_interval_ms: u64,
+    /// How long the active host airs on without its lease connection, in milliseconds.
+    pub lease_grace_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -722,13 +727,26 @@ impl Settings {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
-        match reqwest::Url::parse(&self.bus.host_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(invalid(
-                    "bus.host_url",
-                    format!("{:?} is not an http(s) URL", self.bus.host_url),
-                ));
+        // One URL, or several separated by commas (an active host and its standbys).
+        let host_urls: Vec<&str> = self
+            .bus
+            .host_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if host_urls.is_empty() {
+            return Err(invalid("bus.host_url", "names no URL"));
+        }
+        for host_url in host_urls {
+            match reqwest::Url::parse(host_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(invalid(
+                        "bus.host_url",
+                        format!("{host_url:?} is not an http(s) URL"),
+                    ));
+                }
             }
         }
         if let Err(e) = self.bus.tls.configured() {
@@ -744,6 +762,9 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if self.host.lease_interval_ms == 0 {
+            return Err(invalid("host.lease_interval_ms", "must be at least 1"));
         }
         if self.bus.request_timeout_ms == 0 || self.bus.connect_timeout_ms == 0 {
             return Err(invalid(

@@ -4,13 +4,20 @@
 //! - `all`:  store + host in-process; the API holds the host as `Arc<dyn HostBus>`; the bus
 //!   routes are served on the same port too.
 //! - `api`:  store + [`crate::bus::HttpHostBus`] to `bus.host_url`.
-//! - `host`: the host and its bus routes; no database.
+//! - `host`: the host and its bus routes. With PostgreSQL configured it airs only while it
+//!   holds the host lease, else it waits as a standby ([`crate::host::lease`]); without, as
+//!   before, it airs at once.
 //!
 //! Every role serves `GET /metrics` ([`crate::metrics`]), whose recorder is installed here.
 //!
+//! Shutdown (SIGTERM or SIGINT, or [`ServerHandle::stop`]): the server stops accepting,
+//! every WebSocket is closed with 1001 (going away), and the host stops airing (the current
+//! frame faded out, the archive's hour files closed, LiveKit left, the lease released), all
+//! within `server.shutdown_timeout_secs` for open connections.
+//!
 //! Config keys read here: `server.*`, `bus.token`, `bus.auth` (and what it needs), `bus.tls.*`
 //! (the host role serves its bus over mutual TLS, the api role's bus client uses it), `auth.*`,
-//! `broadcast.*`, `livekit.*`.
+//! `broadcast.*`, `livekit.*`, `host.lease_*`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -34,9 +41,15 @@ pub struct Application {
     port: u16,
     role: Role,
     server: Server,
-    /// The on-air engine in roles host and all: it leaves its LiveKit rooms at shutdown.
+    /// The on-air engine in roles host and all: it stops airing at shutdown. `None` in a
+    /// host role with a lease (the keeper starts and stops it).
     #[cfg(feature = "host")]
     engine: Option<crate::host::Host>,
+    /// The host lease, in a host role with PostgreSQL.
+    #[cfg(feature = "host")]
+    lease: Option<crate::host::lease::LeaseKeeper>,
+    /// Turned true at shutdown: the WebSockets close with 1001.
+    going_away: tokio::sync::watch::Sender<bool>,
 }
 
 /// What [`Application::build_with`] may be given besides the settings.
@@ -103,7 +116,16 @@ impl Application {
             (Role::Host, Some(tls)) => Some(tls.server_config()?),
             _ => None,
         };
-        let parts = Parts::build(&settings, role, bus_token, bus_tls.as_ref(), options).await?;
+        let (going_away, going_away_rx) = tokio::sync::watch::channel(false);
+        let (parts, _lease) = Parts::build(
+            &settings,
+            role,
+            bus_token,
+            bus_tls.as_ref(),
+            options,
+            going_away_rx,
+        )
+        .await?;
         #[cfg(feature = "host")]
         let engine = parts.engine.clone();
 
@@ -137,7 +159,9 @@ impl Application {
         })
         .workers(workers)
         .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
-        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // Signals are ours (`run_until_stopped`): WebSockets are told to close first.
+        .disable_signals();
         #[cfg(feature = "host")]
         let (server, tls) = match server_tls {
             Some(config) => (server.listen_rustls_0_23(listener, config)?, true),
@@ -153,6 +177,9 @@ impl Application {
             server,
             #[cfg(feature = "host")]
             engine,
+            #[cfg(feature = "host")]
+            lease: _lease,
+            going_away,
         })
     }
 
@@ -176,15 +203,93 @@ impl Application {
         self.engine.clone()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]), then lets the host
-    /// leave its LiveKit rooms.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+    /// Serves until SIGTERM or SIGINT, or [`ServerHandle::stop`], then shuts down: stops
+    /// accepting, closes every WebSocket with 1001 (going away), and lets the host stop
+    /// airing (see the module's doc) while open connections finish. A host that lost its
+    /// lease stops the same way and returns the error.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            server,
+            going_away,
+            #[cfg(feature = "host")]
+            engine,
+            #[cfg(feature = "host")]
+            mut lease,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut server = server;
         #[cfg(feature = "host")]
-        if let Some(engine) = self.engine {
-            engine.shutdown().await;
+        let lease_failed = async {
+            match lease.as_mut() {
+                Some(keeper) => Some(anyhow::Error::from(keeper.failed().await)),
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(feature = "host"))]
+        let lease_failed = std::future::pending::<Option<anyhow::Error>>();
+        let mut failure: Option<anyhow::Error> = None;
+        let stopped_by_handle = tokio::select! {
+            served = &mut server => Some(served),
+            () = termination() => None,
+            lost = lease_failed => {
+                failure = lost;
+                None
+            }
+        };
+        tracing::info!("shutting down");
+        going_away.send_replace(true);
+        let served = async {
+            match stopped_by_handle {
+                Some(served) => served,
+                // The stop completes as the server future runs: poll both.
+                None => tokio::join!(handle.stop(true), server).1,
+            }
+        };
+        let host = async {
+            #[cfg(feature = "host")]
+            {
+                if let Some(engine) = engine {
+                    engine.shutdown().await;
+                }
+                if let Some(keeper) = lease {
+                    keeper.shutdown().await;
+                }
+            }
+        };
+        let (served, ()) = tokio::join!(served, host);
+        served?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        served
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                tracing::warn!("cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -235,10 +340,20 @@ struct Parts {
     web_app: Option<crate::api::web_app::WebApp>,
     #[cfg(feature = "host")]
     bus_server: Option<crate::bus::http_server::BusServer>,
-    /// The host itself, for the host role's `/health`.
+    /// The engine, started at once (roles all, and host without a lease).
     #[cfg(feature = "host")]
     engine: Option<crate::host::Host>,
+    /// The host as its bus sees it, for the host role's `/health` and `/ready`.
+    #[cfg(feature = "host")]
+    host_slot: Option<crate::host::lease::HostSlot>,
 }
+
+/// What [`Parts::build`] returns besides the parts: the lease keeper, in a host role with a
+/// lease.
+#[cfg(feature = "host")]
+type Keeper = Option<crate::host::lease::LeaseKeeper>;
+#[cfg(not(feature = "host"))]
+type Keeper = ();
 
 impl Parts {
     async fn build(
@@ -247,27 +362,18 @@ impl Parts {
         bus_token: SecretString,
         bus_tls: Option<&crate::bus::tls::BusTls>,
         options: BuildOptions,
-    ) -> anyhow::Result<Self> {
+        going_away: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<(Self, Keeper)> {
         #[cfg(feature = "host")]
-        let engine = match (role, options.host_clock) {
-            (Role::Api, _) => None,
-            (_, None) => Some(
-                crate::host::Host::start(crate::host::HostConfig::from_settings(settings)).await?,
-            ),
-            (_, Some(clock)) => Some(
-                crate::host::Host::start_with_clock(
-                    crate::host::HostConfig::from_settings(settings),
-                    clock,
-                )
-                .await?,
-            ),
-        };
+        let (engine, host_slot, keeper) = host_parts(settings, role, options).await?;
         #[cfg(not(feature = "host"))]
-        let BuildOptions {} = options;
+        let (BuildOptions {}, keeper) = (options, ());
         #[cfg(feature = "host")]
-        let host: Option<Arc<dyn crate::bus::HostBus>> = engine
-            .clone()
-            .map(|h| Arc::new(h) as Arc<dyn crate::bus::HostBus>);
+        let host: Option<Arc<dyn crate::bus::HostBus>> = match (&engine, &host_slot) {
+            (Some(engine), _) => Some(Arc::new(engine.clone())),
+            (None, Some(slot)) => Some(Arc::new(slot.clone())),
+            (None, None) => None,
+        };
         #[cfg(feature = "host")]
         let bus_server = host.clone().map(|bus| crate::bus::http_server::BusServer {
             bus,
@@ -297,10 +403,12 @@ impl Parts {
                     _ => Arc::new(http_bus(settings, bus_token.clone(), bus_tls)?),
                 };
                 let bus = crate::bus::metered::MeteredBus::wrap(bus);
-                Some(web::Data::new(api_state(settings, role, bus).await?))
+                Some(web::Data::new(
+                    api_state(settings, role, bus, going_away.clone()).await?,
+                ))
             }
         };
-        let _ = (&bus_token, role, bus_tls);
+        let _ = (&bus_token, role, bus_tls, &going_away);
         // An API's scrape says whether its own link is up now.
         #[cfg(feature = "api")]
         let before_scrape = api.as_ref().map(|api| {
@@ -316,7 +424,7 @@ impl Parts {
         let web_app = api
             .is_some()
             .then(|| crate::api::web_app::WebApp::new(&settings.server.web_dir));
-        Ok(Self {
+        let parts = Self {
             before_scrape,
             #[cfg(feature = "api")]
             api,
@@ -326,7 +434,10 @@ impl Parts {
             bus_server,
             #[cfg(feature = "host")]
             engine,
-        })
+            #[cfg(feature = "host")]
+            host_slot,
+        };
+        Ok((parts, keeper))
     }
 
     fn configure(&self, cfg: &mut web::ServiceConfig) {
@@ -343,12 +454,18 @@ impl Parts {
             let serves_api = self.api.is_some();
             #[cfg(not(feature = "api"))]
             let serves_api = false;
-            if !serves_api && let Some(engine) = &self.engine {
-                cfg.app_data(web::Data::new(engine.clone())).service(
-                    crate::web::resource("/health", "GET, HEAD")
-                        .route(web::get().to(host_health))
-                        .route(web::head().to(host_health)),
-                );
+            if !serves_api && let Some(slot) = &self.host_slot {
+                cfg.app_data(web::Data::new(slot.clone()))
+                    .service(
+                        crate::web::resource("/health", "GET, HEAD")
+                            .route(web::get().to(host_health))
+                            .route(web::head().to(host_health)),
+                    )
+                    .service(
+                        crate::web::resource("/ready", "GET, HEAD")
+                            .route(web::get().to(host_ready))
+                            .route(web::head().to(host_ready)),
+                    );
             }
         }
         #[cfg(feature = "api")]
@@ -358,15 +475,70 @@ impl Parts {
     }
 }
 
+/// The engine of a host role: started at once, or, with PostgreSQL configured, by the lease
+/// keeper once this host holds the lease (a standby until then).
 #[cfg(feature = "host")]
-async fn host_health(host: web::Data<crate::host::Host>) -> actix_web::HttpResponse {
+async fn host_parts(
+    settings: &Settings,
+    role: Role,
+    options: BuildOptions,
+) -> anyhow::Result<(
+    Option<crate::host::Host>,
+    Option<crate::host::lease::HostSlot>,
+    Keeper,
+)> {
+    use crate::host::lease::{HostSlot, LeaseConfig, LeaseKeeper, start_with};
+    use crate::host::{Host, HostConfig};
+    if role == Role::Api {
+        return Ok((None, None, None));
+    }
+    let config = HostConfig::from_settings(settings);
+    let clock = options.host_clock;
+    let start = move || async move {
+        match clock {
+            Some(clock) => Host::start_with_clock(config, clock).await,
+            None => Host::start(config).await,
+        }
+    };
+    match (role, settings.database_target()) {
+        (Role::Host, crate::config::DatabaseTarget::Postgres(url)) => {
+            let keeper = LeaseKeeper::spawn(
+                LeaseConfig {
+                    url,
+                    interval: Duration::from_millis(settings.host.lease_interval_ms),
+                    grace: Duration::from_millis(settings.host.lease_grace_ms),
+                },
+                start_with(start),
+            );
+            Ok((None, Some(keeper.slot()), Some(keeper)))
+        }
+        _ => {
+            let engine = start().await?;
+            Ok((Some(engine.clone()), Some(HostSlot::active(engine)), None))
+        }
+    }
+}
+
+#[cfg(feature = "host")]
+async fn host_health(slot: web::Data<crate::host::lease::HostSlot>) -> actix_web::HttpResponse {
+    let host = slot.host();
     actix_web::HttpResponse::Ok().json(crate::bus::HostHealth {
         status: "ok".into(),
         role: "host".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        stream_listeners: host.stream_listeners(),
-        livekit: host.livekit_status(),
-        playout: host.playout_timing(),
+        state: slot.leased().then(|| slot.state().as_str().to_owned()),
+        stream_listeners: host
+            .as_ref()
+            .map(|h| h.stream_listeners())
+            .unwrap_or_default(),
+        livekit: host
+            .as_ref()
+            .map(|h| h.livekit_status())
+            .unwrap_or_default(),
+        playout: host
+            .as_ref()
+            .map(|h| h.playout_timing())
+            .unwrap_or_default(),
     })
 }
 
@@ -397,11 +569,24 @@ fn http_bus(
     })
 }
 
+/// 200 while this host airs; 503 while it is a standby or has stopped.
+#[cfg(feature = "host")]
+async fn host_ready(slot: web::Data<crate::host::lease::HostSlot>) -> actix_web::HttpResponse {
+    let state = slot.state().as_str();
+    let body = serde_json::json!({"ready": slot.host().is_some(), "state": state});
+    if slot.host().is_some() {
+        actix_web::HttpResponse::Ok().json(body)
+    } else {
+        actix_web::HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
 #[cfg(feature = "api")]
 async fn api_state(
     settings: &Settings,
     role: Role,
     bus: Arc<dyn crate::bus::HostBus>,
+    going_away: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<crate::api::ApiState> {
     use crate::api::rate_limit::ClientLimiter;
     use crate::api::{
@@ -530,6 +715,7 @@ async fn api_state(
         max_stream_listeners: settings.stream.max_listeners,
         trusted_proxy_hops: settings.server.trusted_proxy_hops,
         streams,
+        going_away,
     })
 }
 

@@ -82,7 +82,7 @@ impl ResponseError for ApiError {
             ApiError::UnknownChannel(_) => StatusCode::NOT_FOUND,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Host(e) => match e {
-                BusError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                BusError::Unavailable(_) | BusError::Standby(_) => StatusCode::SERVICE_UNAVAILABLE,
                 BusError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 BusError::Unauthorized | BusError::Internal(_) => StatusCode::BAD_GATEWAY,
                 BusError::Rejected { kind, .. } => match kind {
@@ -114,7 +114,7 @@ impl ResponseError for ApiError {
             ApiError::UnknownChannel(_) => ("unknown_channel", self.to_string()),
             ApiError::Overloaded(_) => ("overloaded", self.to_string()),
             ApiError::Host(BusError::Rejected { code, message, .. }) => (code, message.clone()),
-            ApiError::Host(BusError::Unavailable(_)) => (
+            ApiError::Host(BusError::Unavailable(_) | BusError::Standby(_)) => (
                 "host_unavailable",
                 "the host is not reachable right now; try again shortly".to_owned(),
             ),

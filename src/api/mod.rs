@@ -73,7 +73,21 @@ pub struct ApiState {
     pub programme: Arc<programme::ProgrammePusher>,
     /// Issues and checks callers' tokens.
     pub callers: callers::CallerKeys,
+    /// Turns true when the server starts shutting down: every WebSocket closes with 1001
+    /// (going away) so its client reconnects elsewhere.
+    pub going_away: tokio::sync::watch::Receiver<bool>,
 }
+
+/// Resolves when the server starts shutting down (see [`ApiState::going_away`]); never, if
+/// it does not.
+pub async fn going_away(mut signal: tokio::sync::watch::Receiver<bool>) {
+    if signal.wait_for(|going| *going).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The reason sent with the close frame (1001) of every socket at shutdown.
+pub const GOING_AWAY: &str = "the server is shutting down; reconnect";
 
 /// The per-client rate limits, one per kind of request.
 pub struct ClientLimits {

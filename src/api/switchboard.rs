@@ -228,7 +228,7 @@ impl Switchboard {
                     message,
                 )))
             }
-            Err(e @ (BusError::Unavailable(_) | BusError::Unauthorized)) => {
+            Err(e @ (BusError::Unavailable(_) | BusError::Standby(_) | BusError::Unauthorized)) => {
                 // Never delivered: back in its place.
                 self.hand_back(&item).await?;
                 Err(ApiError::Host(e))

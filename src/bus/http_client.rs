@@ -3,8 +3,15 @@
 //! every failure into a [`BusError`] the API can answer with (`Unavailable`, `Timeout`, …).
 //! Each request carries the current trace context (`traceparent`) when traces are on, and
 //! goes over mutual TLS when `bus.tls.*` is set ([`super::tls`]).
+//!
+//! `bus.host_url` may name several hosts, comma-separated (an active host and its
+//! standbys). Every request goes to the one that last answered as active; on a connection
+//! failure, or a 503 `standby`, it moves on to the next, once round the list, and remembers
+//! the one that answers. Calls, the event link, the audio relay and the archive all go
+//! through [`HttpHostBus::send_to_active`]. With one URL nothing changes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,8 +24,8 @@ use serde::de::DeserializeOwned;
 
 use super::archive::{ArchiveFile, ArchiveFileName, ArchiveListing};
 use super::audio::PageSplitter;
-use super::tls::BusTls;
 use super::google_id::IdTokenSource;
+use super::tls::BusTls;
 use super::{
     AudioStream, BusError, CallAccepted, CallHandoff, ErrorBody, EventStream, HostBus, HostEvent,
     OnAir, Programme, Rejection, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
@@ -40,11 +47,41 @@ const MAX_EVENT_LINE: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub struct HttpHostBus {
     client: reqwest::Client,
-    base: Url,
+    /// The hosts of `bus.host_url`, in order.
+    bases: Arc<[Url]>,
+    /// The index in `bases` of the host that last answered as active.
+    active: Arc<AtomicUsize>,
     token: SecretString,
     /// With `bus.auth = "google_id_token"`: where the bearer comes from instead of `token`.
     id_tokens: Option<Arc<IdTokenSource>>,
     request_timeout: Duration,
+}
+
+/// The hosts named by `bus.host_url`: one URL, or several separated by commas.
+pub fn host_urls(raw: &str) -> Result<Vec<Url>, BusError> {
+    let urls = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let mut base = Url::parse(u)
+                .map_err(|e| BusError::Internal(format!("bus.host_url {u:?}: {e}")))?;
+            if !base.path().ends_with('/') {
+                base.set_path(&format!("{}/", base.path()));
+            }
+            Ok(base)
+        })
+        .collect::<Result<Vec<_>, BusError>>()?;
+    if urls.is_empty() {
+        return Err(BusError::Internal("bus.host_url: no URL".into()));
+    }
+    Ok(urls)
+}
+
+/// Whether a request that failed this way may go to the next host: the host was not reached
+/// (`connect`), or answered that it is a standby. Either way it did nothing.
+fn try_next_host(e: &BusError, connect_failed: bool) -> bool {
+    connect_failed || matches!(e, BusError::Standby(_))
 }
 
 impl HttpHostBus {
@@ -58,7 +95,7 @@ impl HttpHostBus {
     }
 
     /// [`HttpHostBus::new`], over mutual TLS when `tls` is given (`bus.tls.*`): `https`
-    /// whatever the scheme of `base`, only the bus's CA trusted, its certificate presented.
+    /// whatever the scheme of each URL, only the bus's CA trusted, its certificate presented.
     pub fn with_tls(
         base: &str,
         token: SecretString,
@@ -66,18 +103,17 @@ impl HttpHostBus {
         request_timeout: Duration,
         tls: Option<&BusTls>,
     ) -> Result<Self, BusError> {
-        let mut base =
-            Url::parse(base).map_err(|e| BusError::Internal(format!("bus.host_url: {e}")))?;
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
-        if tls.is_some() && base.scheme() == "http" {
-            base.set_scheme("https")
-                .map_err(|()| BusError::Internal("bus.host_url: cannot use https".into()))?;
+        let mut bases = host_urls(base)?;
+        if tls.is_some() {
+            for base in bases.iter_mut().filter(|b| b.scheme() == "http") {
+                base.set_scheme("https")
+                    .map_err(|()| BusError::Internal("bus.host_url: cannot use https".into()))?;
+            }
         }
         Ok(Self {
             client: client(connect_timeout, tls)?,
-            base,
+            bases: bases.into(),
+            active: Arc::default(),
             token,
             id_tokens: None,
             request_timeout,
@@ -91,21 +127,22 @@ impl HttpHostBus {
         self
     }
 
-    fn url(&self, path: &str) -> Result<Url, BusError> {
-        self.base
-            .join(path)
+    fn url(base: &Url, path: &str) -> Result<Url, BusError> {
+        base.join(path)
             .map_err(|e| BusError::Internal(format!("bad bus path {path}: {e}")))
     }
 
-    /// A request to the host with the bearer: the bus token, or a (cached) ID token.
+    /// A request to the host at `base` with the bearer: the bus token, or a (cached) ID
+    /// token, and the trace context.
     async fn request(
         &self,
+        base: &Url,
         method: Method,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, BusError> {
         let request = self
             .client
-            .request(method, self.url(path)?)
+            .request(method, Self::url(base, path)?)
             .headers(crate::telemetry::trace_headers());
         Ok(match &self.id_tokens {
             None => request.bearer_auth(self.token.expose_secret()),
@@ -117,6 +154,56 @@ impl HttpHostBus {
                 request.bearer_auth(token.expose_secret())
             }
         })
+    }
+
+    /// Sends the request `build` makes to the active host (see the module's doc): its
+    /// answer, whatever the status, except a 503, which comes back as its error.
+    async fn send_to_active(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BusError> {
+        let count = self.bases.len();
+        let first = self.active.load(Ordering::Relaxed) % count;
+        let mut last = None;
+        for step in 0..count {
+            let index = (first + step) % count;
+            let request = build(
+                self.request(&self.bases[index], method.clone(), path)
+                    .await?,
+            );
+            let (error, connect_failed) = match request.send().await {
+                Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    let body = resp.bytes().await.unwrap_or_default();
+                    (
+                        error_from_status(StatusCode::SERVICE_UNAVAILABLE, &body),
+                        false,
+                    )
+                }
+                Ok(resp) => {
+                    self.now_active(first, index);
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let connect_failed = e.is_connect();
+                    (self.transport_error(e), connect_failed)
+                }
+            };
+            if !try_next_host(&error, connect_failed) {
+                return Err(error);
+            }
+            last = Some(error);
+        }
+        Err(last.unwrap_or_else(|| BusError::Unavailable("no host".into())))
+    }
+
+    /// Remembers the host at `index` as the active one (when it is another than before).
+    fn now_active(&self, before: usize, index: usize) {
+        if index != before {
+            self.active.store(index, Ordering::Relaxed);
+            tracing::info!(host = %self.bases[index], "bus: this host answers as the active one");
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error) -> BusError {
@@ -132,11 +219,12 @@ impl HttpHostBus {
     /// Opens a long-lived `GET` (events, audio, a file): the answer's headers within the
     /// request timeout, a refusal as its error; the body is the caller's to stream.
     async fn open_stream(&self, path: &str) -> Result<reqwest::Response, BusError> {
-        let request = self.request(Method::GET, path).await?;
-        let resp = tokio::time::timeout(self.request_timeout, request.send())
-            .await
-            .map_err(|_| BusError::Timeout(self.request_timeout))?
-            .map_err(|e| self.transport_error(e))?;
+        let resp = tokio::time::timeout(
+            self.request_timeout,
+            self.send_to_active(Method::GET, path, |req| req),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(self.request_timeout))??;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.bytes().await.unwrap_or_default();
@@ -151,14 +239,16 @@ impl HttpHostBus {
         path: &str,
         body: Option<&B>,
     ) -> Result<Option<T>, BusError> {
-        let mut req = self
-            .request(method, path)
-            .await?
-            .timeout(self.request_timeout);
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let timeout = self.request_timeout;
+        let resp = self
+            .send_to_active(method, path, |req| {
+                let req = req.timeout(timeout);
+                match body {
+                    Some(body) => req.json(body),
+                    None => req,
+                }
+            })
+            .await?;
         let status = resp.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
@@ -219,6 +309,7 @@ fn error_from_status(status: StatusCode, body: &[u8]) -> BusError {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => BusError::Unauthorized,
         StatusCode::NOT_FOUND => BusError::rejected(Rejection::NotFound, code, message),
         StatusCode::TOO_MANY_REQUESTS => BusError::rejected(Rejection::Busy, code, message),
+        StatusCode::SERVICE_UNAVAILABLE if code == "standby" => BusError::Standby(message),
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => BusError::Unavailable(message),
         StatusCode::GATEWAY_TIMEOUT => BusError::Unavailable(message),
         s if s.is_client_error() => BusError::rejected(Rejection::BadRequest, code, message),

@@ -49,7 +49,7 @@ pub struct BusServer {
 impl ResponseError for BusError {
     fn status_code(&self) -> StatusCode {
         match self {
-            BusError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BusError::Unavailable(_) | BusError::Standby(_) => StatusCode::SERVICE_UNAVAILABLE,
             BusError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             BusError::Unauthorized => StatusCode::UNAUTHORIZED,
             BusError::Rejected { kind, .. } => match kind {
@@ -70,6 +70,7 @@ impl ResponseError for BusError {
                 "unauthorized",
                 "missing or wrong bearer token (bus.token)",
             ),
+            BusError::Standby(message) => error_response(status, "standby", message),
             BusError::Unavailable(_) | BusError::Timeout(_) => {
                 error_response(status, "host_unavailable", &self.to_string())
             }

@@ -29,6 +29,7 @@ impl MeteredBus {
 fn kind(e: &BusError) -> &'static str {
     match e {
         BusError::Unavailable(_) => "unavailable",
+        BusError::Standby(_) => "standby",
         BusError::Timeout(_) => "timeout",
         BusError::Unauthorized => "unauthorized",
         BusError::Rejected { .. } => "rejected",

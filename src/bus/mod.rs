@@ -55,6 +55,10 @@ pub enum BusError {
     /// The host cannot be reached (not running, connection refused, shutting down).
     #[error("host unavailable: {0}")]
     Unavailable(String),
+    /// This host is a standby (another host holds the lease and airs) or has stopped
+    /// airing: ask the active one. Answered as 503 with the code `standby`.
+    #[error("host is a standby: {0}")]
+    Standby(String),
     /// The host did not answer in time.
     #[error("host did not answer within {0:?}")]
     Timeout(Duration),

@@ -382,6 +382,9 @@ pub struct HostHealth {
     pub status: String,
     pub role: String,
     pub version: String,
+    /// With the host lease (PostgreSQL configured): `active`, `standby` or `stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
     /// Listeners of each channel's live stream (each API relay is one).
     #[serde(default)]
     pub stream_listeners: std::collections::BTreeMap<ChannelName, usize>,

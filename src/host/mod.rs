@@ -13,6 +13,7 @@
 pub mod audio;
 pub mod calls;
 pub mod clock;
+pub mod lease;
 pub mod outputs;
 pub mod playout;
 pub mod programme;
@@ -639,8 +640,23 @@ impl Host {
         }
     }
 
-    /// Leaves every LiveKit room and waits until the connections are closed (at shutdown).
+    /// Stops airing (at shutdown): every channel's playout ends its current frame with a
+    /// fade and stops, the archive closes its hour files (end-of-stream page, captions), and
+    /// the host leaves every LiveKit room; returns when all of that is done.
     pub async fn shutdown(&self) {
+        let stations: Vec<Arc<ChannelStation>> = self.channels().values().cloned().collect();
+        futures::future::join_all(stations.iter().map(|s| s.playout.finish())).await;
+        let archive = async {
+            if let Some(archive) = &self.inner.archive {
+                archive.finish().await;
+            }
+        };
+        tokio::join!(archive, self.leave_livekit());
+        tracing::info!("the host stopped airing");
+    }
+
+    /// Leaves every LiveKit room and waits until the connections are closed.
+    async fn leave_livekit(&self) {
         let publishers: Vec<Publisher> = self
             .inner
             .publishers

@@ -441,6 +441,8 @@ pub struct Playout {
     pub stats: Arc<PlayoutStats>,
     frames: broadcast::Sender<Arc<[i16]>>,
     stop: Arc<StopFlag>,
+    /// The frame clock's thread, joined by [`Playout::finish`].
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Stops the frame clock when the runtime that started the playout shuts down (as a
     /// task of that runtime would be), even if this handle is never dropped.
     runtime_guard: JoinHandle<()>,
@@ -456,6 +458,9 @@ impl Drop for Playout {
 /// Tells the frame clock's thread to stop, and wakes it if it sleeps.
 struct StopFlag {
     raised: AtomicBool,
+    /// Set before `raised` by [`Playout::finish`]: the clock renders one last frame, faded
+    /// out, before it stops.
+    fade_out: AtomicBool,
     thread: Mutex<Option<std::thread::Thread>>,
 }
 
@@ -500,6 +505,7 @@ impl Playout {
         if playout.stop.is_raised() {
             thread.thread().unpark();
         }
+        *lock(&playout.thread) = Some(thread);
         Ok(playout)
     }
 
@@ -515,6 +521,7 @@ impl Playout {
         let (frames, _) = broadcast::channel(SINK_BUFFER);
         let stop = Arc::new(StopFlag {
             raised: AtomicBool::new(false),
+            fade_out: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
         let guard = RaiseOnDrop(stop.clone());
@@ -538,6 +545,7 @@ impl Playout {
             stats,
             frames,
             stop,
+            thread: Mutex::new(None),
             runtime_guard,
         };
         (playout, engine)
@@ -547,6 +555,21 @@ impl Playout {
     /// more than a second behind).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<[i16]>> {
         self.frames.subscribe()
+    }
+
+    /// Stops the frame clock at shutdown: it renders one more frame, faded out over its
+    /// 20 ms so the programme ends without a click, sends it to the sinks, and stops. Returns
+    /// when its thread has ended (at once when it had already stopped).
+    pub async fn finish(&self) {
+        self.stop.fade_out.store(true, Ordering::Release);
+        self.stop.raise();
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::warn!("the frame clock's thread ended badly at shutdown");
+            }
+        }
     }
 }
 
@@ -591,6 +614,9 @@ fn pace(mut engine: Engine, clock: &dyn Clock, stop: &StopFlag) {
             );
         }
         engine.tick(tick.at);
+    }
+    if stop.fade_out.load(Ordering::Acquire) {
+        engine.fade_out(pacer.next_at());
     }
     tracing::debug!(channel = %engine.channel, "frame clock stopped");
 }
@@ -647,6 +673,11 @@ impl Pacer {
         self.anchor_real + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
+    /// The programme time the next frame starts at.
+    fn next_at(&self) -> DateTime<Utc> {
+        self.anchor + frame_offset(self.frame)
+    }
+
     /// The next frame, for a tick at `now` when the programme clock reads `clock_now`.
     fn tick(&mut self, now: Instant, clock_now: DateTime<Utc>) -> Tick {
         let late = now.saturating_duration_since(self.due_real());
@@ -683,6 +714,15 @@ impl Pacer {
     }
 }
 
+/// Scales `samples` by a ramp from 1 at the first sample to 0 at the last.
+fn fade_to_silence(samples: &mut [i16]) {
+    let steps = samples.len().saturating_sub(1).max(1) as f32;
+    for (i, sample) in samples.iter_mut().enumerate() {
+        let gain = 1.0 - i as f32 / steps;
+        *sample = (f32::from(*sample) * gain).round() as i16;
+    }
+}
+
 /// Programme time from the anchor to the start of frame `n`.
 fn frame_offset(n: u64) -> chrono::Duration {
     let micros = FRAME_DURATION.as_micros() as i64;
@@ -714,6 +754,15 @@ impl Engine {
     fn tick(&mut self, at: DateTime<Utc>) {
         let out = self.render(at);
         // No sink attached is normal: the programme runs anyway.
+        let _ = self.frames.send(out.into());
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders the frame that starts at `at` with a linear fade to silence across it, and
+    /// sends it: the last frame before the playout stops.
+    fn fade_out(&mut self, at: DateTime<Utc>) {
+        let mut out = self.render(at);
+        fade_to_silence(&mut out);
         let _ = self.frames.send(out.into());
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
     }
@@ -863,6 +912,60 @@ mod tests {
 
     use super::*;
     use crate::host::clock::ScaledClock;
+
+    #[test]
+    fn the_last_frame_fades_from_full_to_silence() {
+        let mut frame = vec![10_000i16; FRAME];
+        fade_to_silence(&mut frame);
+        assert_eq!(frame[0], 10_000);
+        assert_eq!(frame[FRAME - 1], 0);
+        assert!(
+            frame.windows(2).all(|w| w[1] <= w[0]),
+            "the gain only falls"
+        );
+        // No step bigger than the ramp's: the fade itself makes no click.
+        assert!(frame.windows(2).all(|w| w[0] - w[1] <= 11));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finish_sends_one_faded_frame_and_ends_the_clock() {
+        let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(Utc::now(), 1.0));
+        let (events, _) = broadcast::channel(16);
+        // A steady level (10 s of it), so that only a fade brings the frame's end to zero.
+        struct Steady;
+        impl FillerSource for Steady {
+            fn filler(&self) -> Arc<QueuedSegment> {
+                let seg = QueuedSegment::new(meta("ID"), SegmentKind::Filler, "station", "hum");
+                seg.push_sentence("Radio24");
+                seg.push_audio(vec![8_000; RATE as usize * 10]);
+                seg.finish();
+                seg
+            }
+        }
+        let channel = ChannelName::parse("radio24").unwrap();
+        let playout = Playout::spawn(channel, clock, events, Arc::new(Steady)).unwrap();
+        let mut frames = playout.subscribe();
+        frames.recv().await.unwrap();
+        playout.finish().await;
+        let mut last = None;
+        while let Ok(frame) = frames.try_recv() {
+            last = Some(frame);
+        }
+        let last = last.expect("a frame after finish");
+        assert_eq!(last.len(), FRAME);
+        assert!(
+            last[0] > 7_000,
+            "the faded frame starts at the level: {}",
+            last[0]
+        );
+        assert_eq!(last[FRAME - 1], 0, "the last frame ends in silence");
+        assert!(
+            last.windows(2).all(|w| w[1] <= w[0]),
+            "and falls all the way"
+        );
+        assert!(playout.thread.lock().unwrap().is_none());
+        assert!(frames.try_recv().is_err(), "nothing after the faded frame");
+    }
 
     struct Chime;
 

@@ -76,8 +76,13 @@ async fn serve_client(
     let mut ping =
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut last_heard = Instant::now();
+    let going_away = crate::api::going_away(state.going_away.clone());
+    tokio::pin!(going_away);
     let ending = loop {
         tokio::select! {
+            () = &mut going_away => {
+                break Ending::Close(CloseCode::Away, Some(crate::api::GOING_AWAY.to_owned()));
+            }
             frame = frames.recv() => match frame {
                 Ok(frame) => {
                     if sender.text(frame).await.is_err() {

@@ -169,8 +169,13 @@ impl Call {
         let mut ping =
             tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
         let mut last_heard = Instant::now();
+        let going_away = crate::api::going_away(self.state.going_away.clone());
+        tokio::pin!(going_away);
         let close = loop {
             let step = tokio::select! {
+                () = &mut going_away => {
+                    Err(Some((CloseCode::Away, crate::api::GOING_AWAY.to_owned())))
+                }
                 incoming = receiver.recv() => {
                     last_heard = Instant::now();
                     match incoming {

@@ -40,7 +40,7 @@ use chrono_tz::Tz;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -652,6 +652,10 @@ impl HourWriter {
 struct Recorder {
     task: JoinHandle<()>,
     recording: Arc<Mutex<Option<ArchiveFileName>>>,
+    /// Tells the task to forward what the playout has sent, then stop ([`Archive::finish`]).
+    finish: Option<oneshot::Sender<()>>,
+    /// The writer thread, which closes the hour's file when the task's queue closes.
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Recorder {
@@ -706,18 +710,53 @@ impl Archive {
         let spawned = std::thread::Builder::new()
             .name(format!("archive-{channel}"))
             .spawn(move || writer.run(queue, now));
-        if let Err(e) = spawned {
-            tracing::error!(%channel, error = %e, "archive: cannot start a recorder thread; this channel is not recorded");
-            return;
-        }
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                tracing::error!(%channel, error = %e, "archive: cannot start a recorder thread; this channel is not recorded");
+                return;
+            }
+        };
+        let (finish, finished) = oneshot::channel();
         let task = tokio::spawn(forward(
             channel.clone(),
             frames,
             events,
             self.clock.clone(),
             commands,
+            finished,
         ));
-        lock(&self.recorders).insert(channel.clone(), Recorder { task, recording });
+        lock(&self.recorders).insert(
+            channel.clone(),
+            Recorder {
+                task,
+                recording,
+                finish: Some(finish),
+                writer: Some(thread),
+            },
+        );
+    }
+
+    /// Stops every recorder at shutdown, after the playouts have stopped: each forwards the
+    /// frames already sent (the last, faded one included), and its writer closes the hour's
+    /// file with an end-of-stream page and writes the captions. Returns when the files are
+    /// closed.
+    pub async fn finish(&self) {
+        let recorders: Vec<Recorder> = lock(&self.recorders).drain().map(|(_, r)| r).collect();
+        for mut recorder in recorders {
+            if let Some(finish) = recorder.finish.take() {
+                let _ = finish.send(());
+            }
+            let _ = (&mut recorder.task).await;
+            if let Some(writer) = recorder.writer.take()
+                && !matches!(
+                    tokio::task::spawn_blocking(move || writer.join()).await,
+                    Ok(Ok(()))
+                )
+            {
+                tracing::warn!("archive: a recorder's writer ended badly at shutdown");
+            }
+        }
     }
 
     fn channel_dir(&self, channel: &ChannelName) -> PathBuf {
@@ -893,6 +932,7 @@ async fn forward(
     mut events: broadcast::Receiver<HostEvent>,
     clock: Arc<dyn Clock>,
     commands: mpsc::Sender<Command>,
+    mut finish: oneshot::Receiver<()>,
 ) {
     let mut events_open = true;
     loop {
@@ -918,6 +958,8 @@ async fn forward(
                 Err(broadcast::error::RecvError::Lagged(missed)) => Command::Skip { frames: missed },
                 Err(broadcast::error::RecvError::Closed) => break,
             },
+            // Last: frames already sent are forwarded first.
+            _ = &mut finish => break,
         };
         if commands.send(command).await.is_err() {
             tracing::warn!(%channel, "archive: the recorder's writer stopped");
@@ -999,6 +1041,50 @@ mod tests {
             samples += decoder.decode(&packet.data, &mut out, false).unwrap();
         }
         (serials, packets, samples, ended)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finish_records_every_frame_sent_and_closes_the_file_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ArchiveConfig {
+            dir: dir.path().to_path_buf(),
+            retention_days: 14,
+            bitrate: 64_000,
+        };
+        let clock = Arc::new(crate::host::clock::ScaledClock::new(
+            at("2026-11-28T00:10:00Z"),
+            1.0,
+        ));
+        let archive = Archive::open(config, chrono_tz::Asia::Tokyo, clock)
+            .await
+            .unwrap();
+        let (frames, _) = broadcast::channel(64);
+        let (events, _) = broadcast::channel(16);
+        let channel = ChannelName::parse("radio24").unwrap();
+        archive.record(&channel, frames.subscribe(), events.subscribe());
+        for n in 0..50 {
+            frames.send(tone(n)).unwrap();
+        }
+        // The playout's sender is still there (as at shutdown): only `finish` ends the file.
+        tokio::time::timeout(Duration::from_secs(10), archive.finish())
+            .await
+            .expect("finish returns once the file is closed");
+        let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("radio24"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "ogg"))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let (_, packets, samples, ended) = decode(&files[0]);
+        assert!(ended, "the last page is flagged end-of-stream");
+        assert_eq!(
+            packets,
+            2 + 50,
+            "headers and every frame sent before finish"
+        );
+        assert!(samples >= 49 * FRAME, "{samples}");
+        assert!(lock(&archive.recorders).is_empty());
+        drop(frames);
     }
 
     #[test]
