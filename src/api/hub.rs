@@ -223,7 +223,7 @@ impl Room {
         let mut st = self.lock();
         // The gauge is this instance's own count (Prometheus sums the instances); the frame
         // says the station's.
-        let own = self.listeners();
+        let own = self.own_listeners();
         crate::metrics::set_listeners(&self.channel, own.stream, own.broadcast);
         let now = self.station(st.others);
         if st.listeners_checked == Some(now) {
