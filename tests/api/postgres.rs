@@ -251,7 +251,7 @@ async fn postgres_host_may_be_a_unix_socket_folder() {
         return;
     }
     let out = run_migrate_at(&db, &folder).await;
-    assert!(out.contains("applied 4 migration(s)"), "{out}");
+    assert!(out.contains("applied 5 migration(s)"), "{out}");
 
     let app = TestApp::spawn(
         Role::Api,
