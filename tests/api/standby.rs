@@ -1,8 +1,8 @@
 //! A standby host (issue 12, item 5): two `serve --role host` processes against one
-//! PostgreSQL database, one API naming both in `bus.host_url`. One host holds the lease and
-//! airs, the other waits; killed (SIGKILL), the active one is replaced by the standby within
-//! 10 s, captions come again on the API's `/ws/broadcast`, and the call-ins queued before
-//! the kill are all still there.
+//! PostgreSQL database, two API instances naming both in `bus.host_url`. One host holds the
+//! lease and airs, the other waits; killed (SIGKILL), the active one is replaced by the
+//! standby within 10 s, captions come again on both APIs' `/ws/broadcast`, and the call-ins
+//! queued before the kill are all still there.
 
 use std::time::{Duration, Instant};
 
@@ -125,7 +125,7 @@ async fn queue(api: &TestApp) -> Vec<(String, String)> {
 }
 
 /// Has the studio say `text` (retrying while the API has no host) and waits for its caption.
-async fn speak_and_hear(api: &TestApp, ws: &mut WsClient, text: &str) {
+async fn speak_and_hear(api: &TestApp, ws: &mut WsClient, text: &str) -> String {
     let segment = poll_until(
         &format!("the studio's speak of {text:?} accepted"),
         PROGRAMME_PATIENCE,
@@ -142,6 +142,12 @@ async fn speak_and_hear(api: &TestApp, ws: &mut WsClient, text: &str) {
         },
     )
     .await;
+    hear(ws, &segment, text).await;
+    segment
+}
+
+/// Waits on `ws` for the caption `text` of `segment`.
+async fn hear(ws: &mut WsClient, segment: &str, text: &str) {
     ws.wait_for("caption", |c| {
         c["segment_id"] == segment && c["text"] == text
     })
@@ -158,6 +164,17 @@ async fn the_standby_host_takes_over_within_10s_and_nothing_queued_is_lost() {
     let (port_a, port_b) = (free_port(), free_port());
     let host_url = format!("http://127.0.0.1:{port_a},http://127.0.0.1:{port_b}");
     let api = TestApp::spawn(
+        Role::Api,
+        &[
+            ("RADIO24__DATABASE__URL", db.url.as_str()),
+            ("RADIO24__BUS__HOST_URL", host_url.as_str()),
+            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
+        ],
+    )
+    .await;
+
+    // A second API instance on the same database and hosts: captions must resume on both.
+    let api_b = TestApp::spawn(
         Role::Api,
         &[
             ("RADIO24__DATABASE__URL", db.url.as_str()),
@@ -190,8 +207,11 @@ async fn the_standby_host_takes_over_within_10s_and_nothing_queued_is_lost() {
     assert_eq!(ready_first.status(), 200);
 
     api.wait_for_status("/ready", 200).await;
+    api_b.wait_for_status("/ready", 200).await;
     let mut ws = api.broadcast("radio24").await;
     assert_eq!(ws.next_json().await["type"], "snapshot");
+    let mut ws_b = api_b.broadcast("radio24").await;
+    assert_eq!(ws_b.next_json().await["type"], "snapshot");
     speak_and_hear(&api, &mut ws, "On air from the first host.").await;
     let mut queued = Vec::new();
     for n in 0..3 {
@@ -235,7 +255,29 @@ async fn the_standby_host_takes_over_within_10s_and_nothing_queued_is_lost() {
         },
     )
     .await;
-    speak_and_hear(&api, &mut ws, "On air from the standby.").await;
+    poll_until(
+        "instance B's event link up again, to the second host",
+        PROGRAMME_PATIENCE,
+        Duration::from_millis(100),
+        async || {
+            let health: Value = api
+                .get("/health")
+                .await
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let link = &health["host_link"];
+            if link["state"] == "up" && link["connects"].as_u64().unwrap_or(0) >= 2 {
+                Ok(())
+            } else {
+                Err(link.to_string())
+            }
+        },
+    )
+    .await;
+    let text = "On air from the standby.";
+    let segment = speak_and_hear(&api, &mut ws, text).await;
+    hear(&mut ws_b, &segment, text).await;
 
     // Nothing queued was lost: every call-in is still waiting its turn.
     let items = queue(&api).await;
