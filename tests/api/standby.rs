@@ -146,6 +146,30 @@ async fn speak_and_hear(api: &TestApp, ws: &mut WsClient, text: &str) -> String 
     segment
 }
 
+/// Waits until `api`'s event link is up again after its first connection (to another host).
+async fn link_up_again(api: &TestApp) {
+    poll_until(
+        "the API's event link up again, to the second host",
+        PROGRAMME_PATIENCE,
+        Duration::from_millis(100),
+        async || {
+            let health: Value = api
+                .get("/health")
+                .await
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let link = &health["host_link"];
+            if link["state"] == "up" && link["connects"].as_u64().unwrap_or(0) >= 2 {
+                Ok(())
+            } else {
+                Err(link.to_string())
+            }
+        },
+    )
+    .await;
+}
+
 /// Waits on `ws` for the caption `text` of `segment`.
 async fn hear(ws: &mut WsClient, segment: &str, text: &str) {
     ws.wait_for("caption", |c| {
@@ -232,49 +256,12 @@ async fn the_standby_host_takes_over_within_10s_and_nothing_queued_is_lost() {
     let ready = client.get(second.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    // Captions come again through the same API and socket, now from the second host, once
-    // the API's event link has found it (a segment aired before that is not captioned here:
+    // Captions come again through the same sockets of both APIs, now from the second host,
+    // once each API's event link has found it (a segment aired before that is not captioned here:
     // the link reconnects with backoff, up to `bus.reconnect_max_ms`).
-    poll_until(
-        "the API's event link up again, to the second host",
-        PROGRAMME_PATIENCE,
-        Duration::from_millis(100),
-        async || {
-            let health: Value = api
-                .get("/health")
-                .await
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            let link = &health["host_link"];
-            if link["state"] == "up" && link["connects"].as_u64().unwrap_or(0) >= 2 {
-                Ok(())
-            } else {
-                Err(link.to_string())
-            }
-        },
-    )
-    .await;
-    poll_until(
-        "instance B's event link up again, to the second host",
-        PROGRAMME_PATIENCE,
-        Duration::from_millis(100),
-        async || {
-            let health: Value = api
-                .get("/health")
-                .await
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            let link = &health["host_link"];
-            if link["state"] == "up" && link["connects"].as_u64().unwrap_or(0) >= 2 {
-                Ok(())
-            } else {
-                Err(link.to_string())
-            }
-        },
-    )
-    .await;
+    for api in [&api, &api_b] {
+        link_up_again(api).await;
+    }
     let text = "On air from the standby.";
     let segment = speak_and_hear(&api, &mut ws, text).await;
     hear(&mut ws_b, &segment, text).await;
