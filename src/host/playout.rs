@@ -1132,9 +1132,9 @@ mod tests {
         assert_eq!(p.playout.stats.dead_air_frames.load(Ordering::Relaxed), 0);
     }
 
-    #[tokio::test]
-    async fn audio_that_arrives_late_is_dead_air_and_a_gap() {
-        let mut p = ByHand::new();
+    /// Airs a segment whose first two frames are ready and whose last comes after 10 frames
+    /// (200 ms) with nothing to play: one gap of 200 ms dead air.
+    fn air_a_segment_whose_audio_comes_200ms_late(p: &mut ByHand) {
         let seg = QueuedSegment::new(meta("slow"), SegmentKind::Talk, "template", "test");
         seg.push_sentence("slow");
         seg.push_audio(vec![5; FRAME * 2]);
@@ -1147,6 +1147,12 @@ mod tests {
         seg.push_audio(vec![5; FRAME]);
         seg.finish();
         p.tick_until(10, ByHand::ended(id));
+    }
+
+    #[tokio::test]
+    async fn audio_that_arrives_late_is_dead_air_and_a_gap() {
+        let mut p = ByHand::new();
+        air_a_segment_whose_audio_comes_200ms_late(&mut p);
         let gaps = p.playout.stats.gaps();
         assert_eq!(gaps.count, 1);
         assert_eq!(gaps.max_ms, 200, "{gaps:?}");
@@ -1157,16 +1163,7 @@ mod tests {
     async fn segments_gaps_and_dead_air_are_in_the_metrics() {
         let metrics = crate::metrics::install();
         let mut p = ByHand::on("playout-metrics");
-        let seg = QueuedSegment::new(meta("slow"), SegmentKind::Talk, "template", "test");
-        seg.push_sentence("slow");
-        seg.push_audio(vec![5; FRAME * 2]);
-        let id = seg.meta.id;
-        p.playout.rundown.push_back(seg.clone());
-        p.tick_until(100, ByHand::started(id));
-        p.tick(11);
-        seg.push_audio(vec![5; FRAME]);
-        seg.finish();
-        p.tick_until(10, ByHand::ended(id));
+        air_a_segment_whose_audio_comes_200ms_late(&mut p);
         let text = metrics.render();
         for line in [
             r#"radio24_segments_aired_total{channel="playout-metrics",kind="talk"} 1"#,
