@@ -2,6 +2,9 @@
 //! stream listener over loopback, and CPU time from /proc. Each benchmark uses part of it.
 #![allow(dead_code)]
 
+mod report;
+pub use report::{Report, raise_fd_limit};
+
 use std::collections::HashMap;
 
 use std::process::{Child, Command, Stdio};
