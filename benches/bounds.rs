@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, arg, rss_mb, runtime, start_server};
+use common::{Report, Server, arg, raise_fd_limit, rss_mb, runtime, start_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -78,23 +78,39 @@ async fn run(server: &Server, clients: usize, megabytes: usize) {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_mb(pid);
-    println!(
-        "{clients} clients ({opened} upgraded), each a 2^40-byte frame header then up to {megabytes} MB; \
-         {:.1} MB written in all before the server closed them, in {:.1} s",
-        written as f64 / 1e6,
-        took.as_secs_f64()
+    let mut report = Report::new(
+        "Hostile WebSocket clients: what they make the server hold",
+        &[
+            "clients (upgraded)",
+            "written before the server closed them",
+            "RSS before",
+            "peak during",
+            "growth",
+            "3 s after",
+        ],
     );
-    println!("| RSS before | peak during | growth | 3 s after |");
-    println!("|---|---|---|---|");
-    println!(
-        "| {before:.1} MB | {peak:.1} MB | {:.1} MB | {after:.1} MB |",
-        peak - before
-    );
+    report.row(&[
+        format!("{clients} ({opened})"),
+        format!(
+            "{:.1} MB in {:.1} s",
+            written as f64 / 1e6,
+            took.as_secs_f64()
+        ),
+        format!("{before:.1} MB"),
+        format!("{peak:.1} MB"),
+        format!("**{:.1} MB**", peak - before),
+        format!("{after:.1} MB"),
+    ]);
+    report.note(format!(
+        "Each client sends a binary frame header claiming 2^40 bytes, then up to {megabytes} MB of payload."
+    ));
+    report.finish();
 }
 
 fn main() {
     let clients = arg("--clients", 50.0) as usize;
     let megabytes = arg("--megabytes", 20.0) as usize;
+    raise_fd_limit();
     let runtime = runtime();
     runtime.block_on(async {
         let server = start_server(&[("RADIO24__VOICE__BACKEND", "none")]).await;

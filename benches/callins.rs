@@ -23,7 +23,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, arg, runtime, start_server};
+use common::{Report, Server, arg, raise_fd_limit, runtime, start_server};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::{SinkExt, StreamExt};
 use radio24::db::postgres::PgStore;
@@ -142,27 +142,34 @@ async fn enqueue_latencies(port: u16, rate: f64, secs: f64) -> Vec<f64> {
 }
 
 async fn enqueue_benchmark(listeners_n: usize, rate: f64, secs: f64) {
-    println!(
-        "\n### Enqueue latency over /ws/ptt, {rate} call-ins/s from {CALLERS} callers, {secs} s each\n"
+    let mut report = Report::new(
+        &format!(
+            "Call-in enqueue latency over /ws/ptt: {rate} call-ins/s from {CALLERS} callers, {secs} s each"
+        ),
+        &["broadcast listeners", "call-ins", "p50", "p99", "max"],
     );
-    println!("| broadcast listeners | call-ins | p50 | p99 | max |");
-    println!("|---|---|---|---|---|");
     // A fresh server (and queue) for each, so both start from an empty queue.
+    let mut p99_loaded = f64::NAN;
     for n in [0, listeners_n] {
         let server = bench_server().await;
         let (listening, clients) = listeners(server.port, n).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let latencies = enqueue_latencies(server.port, rate, secs).await;
-        println!(
-            "| {} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
-            clients,
-            latencies.len(),
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99),
-            latencies.last().copied().unwrap_or(f64::NAN),
-        );
+        p99_loaded = percentile(&latencies, 0.99);
+        report.row(&[
+            clients.to_string(),
+            latencies.len().to_string(),
+            format!("{:.2} ms", percentile(&latencies, 0.5)),
+            format!("{p99_loaded:.2} ms"),
+            format!("{:.2} ms", latencies.last().copied().unwrap_or(f64::NAN)),
+        ]);
         listening.shutdown_background();
     }
+    let verdict = if p99_loaded <= 10.0 { "met" } else { "missed" };
+    report.note(format!(
+        "The first row is the baseline (no other clients). Target: p99 ≤ 10 ms with {listeners_n} listeners ({verdict})."
+    ));
+    report.finish();
 }
 
 async fn bench_server() -> Server {
@@ -300,22 +307,28 @@ async fn claim_benchmark(items: usize) {
     if let Err(e) = store.ensure_channel(&channel()).await {
         panic!("{e}");
     }
-    println!("\n### Claims per second, {items} items, two claimers at once\n");
-    println!("| claimer | claimed | claims/s | vs raw SQL |");
-    println!("|---|---|---|---|");
     // Raw first, on rows the store wrote, then the store on fresh rows: same table, same size.
     fill(store.as_ref(), items).await;
     let (raw_n, raw_rate) = raw_claims(&url).await;
     execute(&url, "DELETE FROM queue").await;
     fill(store.as_ref(), items).await;
     let (store_n, store_rate) = store_claims(store.clone()).await;
-    println!(
-        "| raw `UPDATE … FOR UPDATE SKIP LOCKED` (PostgreSQL) | {raw_n} | {raw_rate:.0} | 1.00 |"
+    let mut report = Report::new(
+        &format!("Call-in claims per second: {items} items, two claimers at once"),
+        &["claimer", "claimed", "claims/s", "vs raw SQL"],
     );
-    println!(
-        "| `Store::claim_next_call` (PostgreSQL) | {store_n} | {store_rate:.0} | {:.2} |",
-        store_rate / raw_rate
-    );
+    report.row(&[
+        "raw `UPDATE … FOR UPDATE SKIP LOCKED` (PostgreSQL)".to_owned(),
+        raw_n.to_string(),
+        format!("{raw_rate:.0}"),
+        "1.00".to_owned(),
+    ]);
+    report.row(&[
+        "`Store::claim_next_call` (PostgreSQL)".to_owned(),
+        store_n.to_string(),
+        format!("{store_rate:.0}"),
+        format!("{:.2}", store_rate / raw_rate),
+    ]);
     drop(store);
     execute(
         &admin,
@@ -338,7 +351,21 @@ async fn claim_benchmark(items: usize) {
     }
     fill(sqlite.as_ref(), items).await;
     let (n, rate) = store_claims(sqlite).await;
-    println!("| `Store::claim_next_call` (SQLite file) | {n} | {rate:.0} | — |");
+    report.row(&[
+        "`Store::claim_next_call` (SQLite file)".to_owned(),
+        n.to_string(),
+        format!("{rate:.0}"),
+        "—".to_owned(),
+    ]);
+    let verdict = if store_rate >= 0.5 * raw_rate {
+        "met"
+    } else {
+        "missed"
+    };
+    report.note(format!(
+        "Target: PostgreSQL claims ≥ 0.5× raw SQL ({verdict})."
+    ));
+    report.finish();
 }
 
 fn main() {
@@ -346,6 +373,7 @@ fn main() {
     let rate = arg("--rate", 50.0);
     let secs = arg("--seconds", 20.0);
     let items = arg("--items", 2000.0) as usize;
+    raise_fd_limit();
     let runtime = runtime();
     runtime.block_on(async {
         enqueue_benchmark(listeners_n, rate, secs).await;

@@ -4,6 +4,7 @@
 //! fake OpenAI of the tests (wiremock on loopback) with 1–3 s latency and 5 % failures, so
 //! the production clients, producer and playout all run. Reported:
 //! - gaps between segments (count, p99, max) and dead-air seconds over the day;
+//! - resident memory at the start, middle and end (sampled every programme hour);
 //! - filler share (station IDs aired because nothing else was ready);
 //! - CPU: the whole host per second of programme, and the playout alone per second of
 //!   programme (as a share of one core at real time);
@@ -27,7 +28,7 @@ use radio24::host::clock::{Clock, ScaledClock, SystemClock};
 use radio24::host::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
 use radio24::host::{Host, HostConfig};
 
-use common::{arg, cpu_seconds, runtime, settings};
+use common::{Report, arg, cpu_seconds, rss_mb, runtime, settings};
 use fake_openai::{Behaviour, FakeOpenAi};
 
 fn radio24() -> ChannelName {
@@ -66,37 +67,85 @@ async fn day(hours: f64, speed: f64) {
         panic!("no station")
     };
     let end = origin + chrono::Duration::milliseconds((hours * 3_600_000.0) as i64);
+    // Resident memory once per programme hour (and at the start): a leak shows as a trend.
+    let pid = std::process::id();
+    let mut rss = vec![(0.0, rss_mb(pid))];
+    let mut next_sample = origin + chrono::Duration::hours(1);
     while clock.now() < end {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if clock.now() >= next_sample {
+            let hour = (next_sample - origin).num_minutes() as f64 / 60.0;
+            rss.push((hour, rss_mb(pid)));
+            next_sample += chrono::Duration::hours(1);
+        }
     }
+    rss.push((hours, rss_mb(pid)));
     let cpu = cpu_seconds("self") - cpu0;
     let programme_secs = hours * 3600.0;
     let stats = &station.playout.stats;
     let gaps = stats.gaps();
     let segments = stats.segments.load(Ordering::Relaxed);
     let fillers = stats.fillers.load(Ordering::Relaxed);
-    println!(
-        "## Simulated day: {hours} h of programme at {speed}x ({:.0} s wall)",
-        wall0.elapsed().as_secs_f64()
+    let mut report = Report::new(
+        &format!("On-air soak: {hours} h of programme at {speed}x on the virtual clock"),
+        &["What", "Result"],
     );
-    println!(
-        "- segments aired: {segments}; fillers (station IDs when nothing else was ready): {fillers}"
-    );
-    println!(
-        "- gaps: count {}, p99 {} ms, max {} ms; dead air {:.2} s",
-        gaps.count, gaps.p99_ms, gaps.max_ms, gaps.dead_air_secs
-    );
-    println!(
-        "- provider calls: chat {} ({} failed), speech {} ({} failed)",
-        fake.chat.requests.load(Ordering::Relaxed),
-        fake.chat.failures.load(Ordering::Relaxed),
-        fake.speech.requests.load(Ordering::Relaxed),
-        fake.speech.failures.load(Ordering::Relaxed),
-    );
-    println!(
-        "- host CPU (producer, voices' clients, resampling, loudness, playout; plus the fake server): {:.3} % of one core at real time ({cpu:.1} CPU s for {programme_secs:.0} s of programme)",
-        cpu / programme_secs * 100.0
-    );
+    report.row(&[
+        "Programme aired".to_owned(),
+        format!(
+            "{hours} h in {:.0} s wall: {segments} segments, {fillers} fillers (station IDs while nothing else was ready)",
+            wall0.elapsed().as_secs_f64()
+        ),
+    ]);
+    report.row(&[
+        "Gaps between segments".to_owned(),
+        format!(
+            "count {}, p99 {} ms, max {} ms",
+            gaps.count, gaps.p99_ms, gaps.max_ms
+        ),
+    ]);
+    report.row(&[
+        "Dead air".to_owned(),
+        format!("{:.2} s", gaps.dead_air_secs),
+    ]);
+    report.row(&[
+        "Provider calls (1–3 s latency, 5 % failures: 500s and garbage)".to_owned(),
+        format!(
+            "chat {} ({} failed), speech {} ({} failed)",
+            fake.chat.requests.load(Ordering::Relaxed),
+            fake.chat.failures.load(Ordering::Relaxed),
+            fake.speech.requests.load(Ordering::Relaxed),
+            fake.speech.failures.load(Ordering::Relaxed),
+        ),
+    ]);
+    report.row(&[
+        "Host CPU (plus the fake server in the same process)".to_owned(),
+        format!(
+            "{:.3} % of one core at real time ({cpu:.1} CPU s for {programme_secs:.0} s of programme)",
+            cpu / programme_secs * 100.0
+        ),
+    ]);
+    let at = |share: f64| rss[((rss.len() - 1) as f64 * share).round() as usize];
+    let (start, middle, last) = (at(0.0), at(0.5), at(1.0));
+    let peak = rss.iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
+    report.row(&[
+        "RSS (whole process) at start / middle / end".to_owned(),
+        format!(
+            "{:.1} MB (h {:.0}) / {:.1} MB (h {:.0}) / {:.1} MB (h {:.0}); peak {peak:.1} MB",
+            start.1, start.0, middle.1, middle.0, last.1, last.0
+        ),
+    ]);
+    let second_half: Vec<f64> = rss[rss.len() / 2..].iter().map(|(_, mb)| *mb).collect();
+    let growth =
+        second_half.last().copied().unwrap_or(0.0) - second_half.first().copied().unwrap_or(0.0);
+    report.note(format!(
+        "Targets: no gap, no dead air, no RSS growth trend (second half of the run: {growth:+.1} MB). RSS per hour: {}.",
+        rss.iter()
+            .map(|(h, mb)| format!("h{h:.0} {mb:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    report.finish();
 }
 
 struct Silence;
@@ -151,12 +200,21 @@ async fn playout_alone(hours: f64, speed: f64) {
     let cpu = cpu_seconds("self") - cpu0;
     let frames = playout.stats.frames.load(Ordering::Relaxed);
     let programme_secs = frames as f64 * 0.02;
-    println!("## Playout alone: {programme_secs:.0} s of programme at {speed}x, one sink attached");
-    println!(
-        "- {:.4} % of one core at real time ({cpu:.2} CPU s, {frames} frames, {:.2} µs a frame)",
-        cpu / programme_secs * 100.0,
-        cpu / frames as f64 * 1e6
+    let mut report = Report::new(
+        &format!(
+            "The playout alone: {programme_secs:.0} s of programme at {speed}x, one sink attached"
+        ),
+        &["What", "Result"],
     );
+    report.row(&[
+        "CPU".to_owned(),
+        format!(
+            "{:.4} % of one core at real time ({cpu:.2} CPU s, {frames} frames, {:.2} µs a 20 ms frame)",
+            cpu / programme_secs * 100.0,
+            cpu / frames as f64 * 1e6
+        ),
+    ]);
+    report.finish();
 }
 
 async fn speak_now_latency(rounds: usize) {
@@ -217,13 +275,19 @@ async fn speak_now_latency(rounds: usize) {
     let pct = |p: f64| {
         latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
     };
-    println!("## speak now: first audio bytes → first frame on air ({rounds} requests, real time)");
-    println!(
-        "- p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (includes HTTP transfer of the first bytes and resampling)",
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
+    let mut report = Report::new(
+        &format!(
+            "`speak now`: first audio bytes → first frame on air ({rounds} requests, real time)"
+        ),
+        &["p50", "p99", "max"],
     );
+    report.row(&[
+        format!("{:.1} ms", pct(0.5)),
+        format!("{:.1} ms", pct(0.99)),
+        format!("{:.1} ms", pct(1.0)),
+    ]);
+    report.note("Includes the HTTP transfer of the first bytes and the resampler's block. Target: under 100 ms.");
+    report.finish();
 }
 
 fn main() {

@@ -20,7 +20,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, listen, settings};
+use common::{Report, arg, listen, raise_fd_limit, settings};
 use radio24::cli::Role;
 use radio24::domain::ChannelName;
 use radio24::startup::Application;
@@ -175,23 +175,39 @@ async fn run(
     for t in threads {
         let _ = t.join();
     }
-    println!(
-        "## Frame clock under load ({} s at real time)",
-        secs.round()
+    let mut report = Report::new(
+        &format!(
+            "The frame clock under load ({} s at real time)",
+            secs.round()
+        ),
+        &[
+            "ticks",
+            "lateness p50",
+            "p99",
+            "max",
+            "late ticks (> 20 ms)",
+            "frames skipped",
+            "stream listeners at the end",
+        ],
     );
-    println!(
-        "| ticks | lateness p50 | p99 | max | late ticks (> 20 ms) | frames skipped | listeners at the end |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {connected} of {listeners} |",
-        timing.frames,
-        timing.lateness_ms.p50,
-        timing.lateness_ms.p99,
-        timing.lateness_ms.max,
-        timing.late_ticks,
-        timing.skipped_frames,
-    );
+    report.row(&[
+        timing.frames.to_string(),
+        format!("{:.1} ms", timing.lateness_ms.p50),
+        format!("{:.1} ms", timing.lateness_ms.p99),
+        format!("{:.1} ms", timing.lateness_ms.max),
+        timing.late_ticks.to_string(),
+        timing.skipped_frames.to_string(),
+        format!("{connected} of {listeners}"),
+    ]);
+    let verdict = if timing.skipped_frames == 0 && timing.lateness_ms.p99 < 10.0 {
+        "met"
+    } else {
+        "missed"
+    };
+    report.note(format!(
+        "Load: {busy_threads} busy threads, {blocking_tasks} blocking tasks on the station's runtime, stress-ng --cpu {hog_workers}, voice {voice}. Targets: no frame skipped, p99 under 10 ms ({verdict})."
+    ));
+    report.finish();
 }
 
 fn main() {
@@ -200,6 +216,7 @@ fn main() {
     let busy_threads = arg("--busy-threads", 2.0) as usize;
     let blocking_tasks = arg("--blocking-tasks", 2.0) as usize;
     let hog_workers = arg("--hog", 2.0) as usize;
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod report;
+#[allow(unused_imports)] // each benchmark uses part of it
 pub use report::{Report, raise_fd_limit};
 
 use std::collections::HashMap;
