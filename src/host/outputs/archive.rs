@@ -31,7 +31,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -52,6 +52,7 @@ use crate::bus::{BusError, HostEvent};
 use crate::domain::ChannelName;
 use crate::host::audio::{FRAME, RATE};
 use crate::host::clock::Clock;
+use crate::sync::lock;
 
 /// 20 ms packets per Ogg page of a recording: a page reaches the disk every 200 ms.
 const PAGE_PACKETS: usize = 10;
@@ -74,11 +75,6 @@ const TAIL_BYTES: u64 = 128 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Length of one frame on the programme clock.
 const FRAME_TIME: chrono::Duration = chrono::Duration::milliseconds(20);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The critical sections leave the data consistent: a poisoned lock is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Settings of the archive (`archive.*`, `stream.bitrate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
