@@ -867,7 +867,7 @@ mod tests {
     async fn concurrent_speak_requests_never_overfill_the_queue() {
         const LIMIT: usize = 2;
         const CALLERS: usize = 8;
-        const ROUNDS: usize = 100;
+        const ROUNDS: usize = 200;
         let env: HashMap<String, String> = [
             ("RADIO24__HOST__SPEAK_QUEUE", "2"),
             ("RADIO24__VOICE__BACKEND", "none"),
@@ -897,6 +897,16 @@ mod tests {
                 services.clone(),
             )
             .unwrap();
+            // The frame clock's first frame airs at once (a filler: nothing is ready yet);
+            // the next is hours of real time away, so after it nothing leaves the queue.
+            let ticked = std::time::Instant::now() + Duration::from_secs(60);
+            while station.playout.stats.frames.load(Ordering::Relaxed) == 0 {
+                assert!(
+                    std::time::Instant::now() < ticked,
+                    "the frame clock never ticked"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let start = Arc::new(std::sync::Barrier::new(CALLERS));
             let callers: Vec<_> = (0..CALLERS)
                 .map(|i| {
