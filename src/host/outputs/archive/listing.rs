@@ -55,6 +55,7 @@ pub(super) fn list_recordings(
         let captions = name.with_kind(ArchiveFileKind::Captions);
         recordings.push(Recording {
             hour_start: hour_start.fixed_offset(),
+            part: name.part(),
             file: name.clone(),
             captions: names.contains_key(&captions).then_some(captions),
             bytes,

@@ -21,12 +21,13 @@
 //! that thread falls behind, the queue fills, the recorder misses frames, and they count as
 //! skipped. A disk error is logged once and ends that hour's file; the recorder tries again
 //! at the next hour, and the station never notices. An hour whose file already exists (the
-//! host restarted within it) is left alone and recording resumes at the next hour. At start
-//! and at every hour change, the channel's files older than `archive.retention_days` are
-//! deleted.
+//! host restarted within it) is left as it is, and the rest of the hour is recorded into a
+//! second part beside it, `YYYY-MM-DDTHH.part2.ogg` with its `.part2.json` (a third after
+//! another restart, and so on), listed and served like any file. At start and at every hour
+//! change, the channel's files older than `archive.retention_days` are deleted.
 //!
-//! The module by job: [`hours`] (which station-clock hour a time is in, and the file names
-//! of an hour), [`sidecar`] (the caption files), [`writer`] (the writer thread: Ogg/Opus
+//! The module by job: [`hours`] (which station-clock hour a time is in, and when a file's
+//! hour began), [`sidecar`] (the caption files), [`writer`] (the writer thread: Ogg/Opus
 //! hour files and their sidecars), [`recorder`] (the async side feeding it),
 //! [`retention`] (deleting old hours), [`length`] (a recording's length from its last
 //! page), [`listing`] (a channel's recordings for the API), [`serve`] (a file as a byte
@@ -92,7 +93,7 @@ pub enum ArchiveError {
         source: std::io::Error,
     },
     #[error(
-        "{} already exists (the host restarted within its hour?); recording resumes at the next hour",
+        "{} already exists, the hour's last possible part (the host restarted within the hour that often?); recording resumes at the next hour",
         path.display()
     )]
     Exists { path: PathBuf },

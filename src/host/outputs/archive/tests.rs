@@ -230,19 +230,104 @@ fn missed_frames_advance_the_timeline_instead_of_shrinking_the_file() {
 }
 
 #[test]
-fn an_hour_whose_file_exists_is_left_alone_and_the_next_is_recorded() {
+fn an_hour_whose_file_exists_is_recorded_on_into_its_next_part() {
     let dir = tempfile::tempdir().unwrap();
     let channel_dir = dir.path().join("radio24");
     std::fs::create_dir_all(&channel_dir).unwrap();
+    // Recorded before a restart at 09:59:59.5: the first part, with its sidecar.
     std::fs::write(channel_dir.join("2026-11-28T09.ogg"), b"earlier").unwrap();
-    let (mut w, _) = writer(dir.path());
-    let start = at("2026-11-28T09:59:59.9+09:00");
+    std::fs::write(channel_dir.join("2026-11-28T09.json"), b"{}").unwrap();
+    let (mut w, recording) = writer(dir.path());
+    let start = at("2026-11-28T09:59:59.5+09:00");
     feed(&mut w, start, 10);
+    assert_eq!(
+        lock(&recording)
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("2026-11-28T09.part2.ogg")
+    );
+    feed(&mut w, start + FRAME_TIME * 10, 30);
     w.close();
     assert_eq!(
         std::fs::read(channel_dir.join("2026-11-28T09.ogg")).unwrap(),
-        b"earlier"
+        b"earlier",
+        "the first part is left as it was"
     );
+    let (serials, _, samples, ended) = decode(&channel_dir.join("2026-11-28T09.part2.ogg"));
+    assert_eq!((serials.len(), samples, ended), (1, 25 * FRAME, true));
+    let sidecar: Sidecar = serde_json::from_slice(
+        &std::fs::read(channel_dir.join("2026-11-28T09.part2.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sidecar.hour_start.to_rfc3339(), "2026-11-28T09:00:00+09:00");
+    assert_eq!(
+        sidecar.audio_start.to_rfc3339(),
+        "2026-11-28T09:59:59.500+09:00"
+    );
+    // The next hour starts with its first part again.
+    assert_eq!(decode(&channel_dir.join("2026-11-28T10.ogg")).2, 15 * FRAME);
+
+    let listing = list_recordings(
+        &channel_dir,
+        chrono_tz::Asia::Tokyo,
+        None,
+        &mut LengthCache::default(),
+    )
+    .unwrap();
+    let listed: Vec<(String, u8, Option<String>)> = listing
+        .iter()
+        .map(|r| {
+            (
+                r.file.to_string(),
+                r.part,
+                r.captions.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "2026-11-28T10.ogg".into(),
+                1,
+                Some("2026-11-28T10.json".into())
+            ),
+            (
+                "2026-11-28T09.part2.ogg".into(),
+                2,
+                Some("2026-11-28T09.part2.json".into())
+            ),
+            (
+                "2026-11-28T09.ogg".into(),
+                1,
+                Some("2026-11-28T09.json".into())
+            ),
+        ],
+        "newest first, the hour's parts side by side"
+    );
+    assert_eq!(listing[1].hour_start, listing[2].hour_start);
+}
+
+#[test]
+fn an_hour_whose_every_part_exists_is_skipped_until_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let channel_dir = dir.path().join("radio24");
+    std::fs::create_dir_all(&channel_dir).unwrap();
+    std::fs::write(channel_dir.join("2026-11-28T09.ogg"), b"1").unwrap();
+    for part in 2..=crate::bus::archive::MAX_PART {
+        std::fs::write(
+            channel_dir.join(format!("2026-11-28T09.part{part}.ogg")),
+            b"n",
+        )
+        .unwrap();
+    }
+    let (mut w, recording) = writer(dir.path());
+    let start = at("2026-11-28T09:59:59.9+09:00");
+    feed(&mut w, start, 4);
+    assert_eq!(*lock(&recording), None);
+    feed(&mut w, start + FRAME_TIME * 4, 6);
+    w.close();
     assert_eq!(decode(&channel_dir.join("2026-11-28T10.ogg")).2, 5 * FRAME);
 }
 

@@ -281,19 +281,7 @@ impl HourWriter {
     ) -> Result<HourFile, ArchiveError> {
         self.delete_expired(audio_start);
         std::fs::create_dir_all(&self.dir).map_err(ArchiveError::io(&self.dir))?;
-        let name = ArchiveFileName::for_hour(local_hour, ArchiveFileKind::Audio);
-        let path = self.dir.join(name.to_string());
-        let mut file = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(ArchiveError::Exists { path });
-            }
-            Err(e) => return Err(ArchiveError::io(&path)(e)),
-        };
+        let (name, path, mut file) = self.create_part(local_hour)?;
         let config = OggStreamConfig {
             bitrate: self.bitrate,
             page_packets: PAGE_PACKETS,
@@ -345,6 +333,30 @@ impl HourWriter {
         tracing::info!(channel = %self.channel, path = %hour.path.display(), "archive: recording file opened");
         *lock(&self.recording) = Some(name);
         Ok(hour)
+    }
+
+    /// Creates the hour's first audio file that does not exist yet: its first part, or,
+    /// when the host restarted within the hour, the next part after those recorded before.
+    fn create_part(
+        &self,
+        local_hour: NaiveDateTime,
+    ) -> Result<(ArchiveFileName, PathBuf, std::fs::File), ArchiveError> {
+        let mut name = ArchiveFileName::for_hour(local_hour, ArchiveFileKind::Audio);
+        loop {
+            let path = self.dir.join(name.to_string());
+            // `create_new`: never appended to or overwritten, even by a second host.
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => return Ok((name, path, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    name = name.next_part().ok_or(ArchiveError::Exists { path })?;
+                }
+                Err(e) => return Err(ArchiveError::io(&path)(e)),
+            }
+        }
     }
 
     /// Closes the hour being recorded, if any.
