@@ -52,6 +52,12 @@ pub fn flat_env_key(name: &str) -> Option<&'static str> {
         .map(|(_, key)| *key)
 }
 
+/// Most `host.retries` accepted: each retry can double the wait before the next, and more
+/// than ten would hold a segment back for longer than any provider outage is worth waiting
+/// out (the fallbacks air instead).
+pub const MAX_RETRIES: u32 = 10;
+/// Longest `host.retry_backoff_ms` accepted (one minute).
+const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
 /// Longest `archive.retention_days` accepted (a century; 0 keeps recordings forever).
 const MAX_RETENTION_DAYS: u32 = 36_500;
 
@@ -261,9 +267,9 @@ pub struct HostSettings {
     pub lookahead_secs: f64,
     /// Usual length of a talk segment, in seconds.
     pub segment_secs: f64,
-    /// Extra attempts at a failing writer or voice before falling back.
+    /// Extra attempts at a failing writer or voice before falling back (0..=[`MAX_RETRIES`]).
     pub retries: u32,
-    /// First wait before a retry (doubles each time).
+    /// First wait before a retry (doubles each time, up to the host's cap).
     pub retry_backoff_ms: u64,
     /// 1 = real time; more runs the programme clock faster (tests, demos).
     pub clock_speed: f64,
@@ -365,11 +371,92 @@ pub struct ModerationSettings {
     pub blocked_words: Vec<String>,
 }
 
+/// A setting that takes one of a fixed set of spellings. Any other value stops the start
+/// with an error that lists them (serde's own enum error, through the `config` crate, names
+/// only the value it did not expect).
+trait Choice: Sized + Copy + 'static {
+    /// Each spelling, as in the TOML file and the environment, and its value.
+    const CHOICES: &'static [(&'static str, Self)];
+
+    fn parse_choice(raw: String) -> Result<Self, String> {
+        Self::CHOICES
+            .iter()
+            .find(|(spelling, _)| *spelling == raw)
+            .map(|(_, value)| *value)
+            .ok_or_else(|| {
+                let spellings: Vec<&str> = Self::CHOICES.iter().map(|(s, _)| *s).collect();
+                format!("{raw:?} is not one of: {}", spellings.join(", "))
+            })
+    }
+}
+
+/// Who writes scripts (`writer.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum WriterBackend {
+    /// OpenAI when `openai.api_key` is set, else templates.
+    Auto,
+    /// OpenAI Chat Completions (the key is required).
+    Openai,
+    /// The offline template writer.
+    Template,
+}
+
+impl Choice for WriterBackend {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("auto", Self::Auto),
+        ("openai", Self::Openai),
+        ("template", Self::Template),
+    ];
+}
+
+impl TryFrom<String> for WriterBackend {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse_choice(raw)
+    }
+}
+
+/// Who speaks (`voice.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum VoiceBackend {
+    /// OpenAI speech when `openai.api_key` is set, else espeak-ng when it runs, else
+    /// captions only.
+    Auto,
+    /// OpenAI `/v1/audio/speech` (the key is required), espeak-ng as the fallback.
+    OpenaiSpeech,
+    /// OpenAI Realtime (the key is required), espeak-ng as the fallback.
+    OpenaiRealtime,
+    /// espeak-ng only (it must run).
+    EspeakNg,
+    /// No voice: captions only.
+    CaptionsOnly,
+}
+
+impl Choice for VoiceBackend {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("auto", Self::Auto),
+        ("openai-speech", Self::OpenaiSpeech),
+        ("openai-realtime", Self::OpenaiRealtime),
+        ("espeak-ng", Self::EspeakNg),
+        ("none", Self::CaptionsOnly),
+    ];
+}
+
+impl TryFrom<String> for VoiceBackend {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse_choice(raw)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriterSettings {
-    /// `auto` (OpenAI when a key is set, else templates), `openai` or `template`.
-    pub backend: String,
+    pub backend: WriterBackend,
     pub timeout_secs: u64,
     pub max_tokens: u32,
 }
@@ -377,8 +464,7 @@ pub struct WriterSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceSettings {
-    /// `auto`, `openai-speech`, `openai-realtime`, `espeak-ng` or `none`.
-    pub backend: String,
+    pub backend: VoiceBackend,
     pub timeout_secs: u64,
     pub espeak_binary: String,
     pub espeak_wpm: u32,
@@ -573,19 +659,22 @@ impl Settings {
                 ),
             ));
         }
-        if !matches!(self.writer.backend.as_str(), "auto" | "openai" | "template") {
+        if self.host.retries > MAX_RETRIES {
             return Err(invalid(
-                "writer.backend",
-                "must be auto, openai or template",
+                "host.retries",
+                format!(
+                    "must be between 0 and {MAX_RETRIES}; found {}",
+                    self.host.retries
+                ),
             ));
         }
-        if !matches!(
-            self.voice.backend.as_str(),
-            "auto" | "openai-speech" | "openai-realtime" | "espeak-ng" | "none"
-        ) {
+        if self.host.retry_backoff_ms > MAX_RETRY_BACKOFF_MS {
             return Err(invalid(
-                "voice.backend",
-                "must be auto, openai-speech, openai-realtime, espeak-ng or none",
+                "host.retry_backoff_ms",
+                format!(
+                    "must be between 0 and {MAX_RETRY_BACKOFF_MS}; found {}",
+                    self.host.retry_backoff_ms
+                ),
             ));
         }
         if !(self.host.clock_speed.is_finite() && self.host.clock_speed > 0.0) {
@@ -1060,6 +1149,80 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("archive.dir"), "{err}");
+    }
+
+    #[test]
+    fn retries_and_their_first_wait_are_bounded_naming_the_range() {
+        let load = |key: &str, value: &str| Settings::load(&shipped(), &env(&[(key, value)]));
+        let s = load("RADIO24__HOST__RETRIES", "10").unwrap();
+        assert_eq!(s.host.retries, MAX_RETRIES);
+        // u32::MAX once fed `2u32.pow(attempt)` and overflowed it.
+        for too_many in ["11", "4294967295"] {
+            let err = load("RADIO24__HOST__RETRIES", too_many)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`host.retries`") && err.contains("between 0 and 10"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            load("RADIO24__HOST__RETRY_BACKOFF_MS", "60000")
+                .unwrap()
+                .host
+                .retry_backoff_ms,
+            60_000
+        );
+        let err = load("RADIO24__HOST__RETRY_BACKOFF_MS", "60001")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`host.retry_backoff_ms`") && err.contains("between 0 and 60000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn backends_parse_into_their_kinds_and_others_are_refused_listing_the_choices() {
+        let load = |pairs: &[(&str, &str)]| Settings::load(&shipped(), &env(pairs));
+        let s = load(&[]).unwrap();
+        assert_eq!(s.writer.backend, WriterBackend::Auto);
+        assert_eq!(s.voice.backend, VoiceBackend::Auto);
+        for (spelling, backend) in [
+            ("auto", WriterBackend::Auto),
+            ("openai", WriterBackend::Openai),
+            ("template", WriterBackend::Template),
+        ] {
+            let s = load(&[("RADIO24__WRITER__BACKEND", spelling)]).unwrap();
+            assert_eq!(s.writer.backend, backend, "{spelling}");
+        }
+        for (spelling, backend) in [
+            ("auto", VoiceBackend::Auto),
+            ("openai-speech", VoiceBackend::OpenaiSpeech),
+            ("openai-realtime", VoiceBackend::OpenaiRealtime),
+            ("espeak-ng", VoiceBackend::EspeakNg),
+            ("none", VoiceBackend::CaptionsOnly),
+        ] {
+            let s = load(&[("RADIO24__VOICE__BACKEND", spelling)]).unwrap();
+            assert_eq!(s.voice.backend, backend, "{spelling}");
+        }
+        let err = load(&[("RADIO24__WRITER__BACKEND", "gpt")])
+            .unwrap_err()
+            .to_string();
+        for expected in ["writer.backend", "\"gpt\"", "auto, openai, template"] {
+            assert!(err.contains(expected), "{expected} not in: {err}");
+        }
+        // The Rust spelling of a variant is not a config spelling.
+        let err = load(&[("RADIO24__VOICE__BACKEND", "espeak_ng")])
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "voice.backend",
+            "auto, openai-speech, openai-realtime, espeak-ng, none",
+        ] {
+            assert!(err.contains(expected), "{expected} not in: {err}");
+        }
+        assert!(load(&[("RADIO24__VOICE__BACKEND", "captions-only")]).is_err());
     }
 
     #[test]

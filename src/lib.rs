@@ -4,7 +4,8 @@
 //! - [`host`] — the on-air engine (feature `host`);
 //! - [`bus`] — where the two meet: the `HostBus` trait, its wire types, its HTTP transport;
 //! - [`db`] — the stores (SQLite, PostgreSQL), used by the API only;
-//! - [`config`], [`cli`], [`startup`], [`telemetry`], [`metrics`], [`healthcheck`] — the process around them.
+//! - [`config`], [`cli`], [`startup`], [`telemetry`], [`metrics`], [`healthcheck`] — the process around them;
+//! - [`sync`] — the poison-tolerant lock both sides use.
 
 #[cfg(feature = "api")]
 pub mod api;
@@ -19,6 +20,7 @@ pub mod healthcheck;
 pub mod host;
 pub mod metrics;
 pub mod startup;
+pub mod sync;
 pub mod telemetry;
 pub mod web;
 

@@ -136,7 +136,7 @@ fn to_frame<T: Serialize>(value: &T) -> ByteString {
 impl Room {
     fn lock(&self) -> MutexGuard<'_, RoomState> {
         // Every update below leaves the state consistent, so a poisoned lock is usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn snapshot(&self, st: &RoomState, host_connected: bool, resync: bool) -> ByteString {

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,16 +29,12 @@ use tokio::sync::broadcast;
 use crate::bus::audio::listener_stream;
 use crate::bus::{AudioStream, BusError, HostBus, Rejection};
 use crate::domain::ChannelName;
+use crate::sync::lock;
 
 /// Live pages buffered between the upstream and the listeners' own queues.
 const FANOUT_PAGES: usize = 64;
 /// First wait before reconnecting a dropped upstream.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The critical sections leave the data consistent: a poisoned lock is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Settings of the relay.
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +52,11 @@ pub struct StreamRelay {
     bus: Arc<dyn HostBus>,
     config: RelayConfig,
     relays: Mutex<HashMap<ChannelName, Arc<Relay>>>,
-    /// Held while an upstream is being opened, so two first listeners open one upstream.
-    opening: tokio::sync::Mutex<()>,
+    /// Per channel, held while its upstream is being opened, so two first listeners open one
+    /// upstream; one lock per channel, so a slow or failing host stream of one channel never
+    /// delays the listeners of another. Entries stay (one per channel ever listened to: the
+    /// routes only ask for channels in the store).
+    opening: Mutex<HashMap<ChannelName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 struct Relay {
@@ -76,7 +75,7 @@ impl StreamRelay {
             bus,
             config,
             relays: Mutex::new(HashMap::new()),
-            opening: tokio::sync::Mutex::new(()),
+            opening: Mutex::new(HashMap::new()),
         })
     }
 
@@ -102,7 +101,11 @@ impl StreamRelay {
         if let Some(listener) = self.join(channel) {
             return Ok(listener);
         }
-        let _opening = self.opening.lock().await;
+        let opening = lock(&self.opening)
+            .entry(channel.clone())
+            .or_default()
+            .clone();
+        let _opening = opening.lock().await;
         if let Some(listener) = self.join(channel) {
             return Ok(listener);
         }
@@ -258,5 +261,121 @@ async fn pump(owner: Weak<StreamRelay>, relay: Arc<Relay>, mut upstream: AudioSt
 impl crate::api::hub::StreamListeners for StreamRelay {
     fn stream_listeners(&self, channel: &ChannelName) -> usize {
         self.listeners_of(channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::bus::{
+        ArchiveFile, ArchiveFileName, ArchiveListing, CallAccepted, CallHandoff, EventStream,
+        OnAir, Programme, Script, ScriptRequest, SpeakAccepted, SpeakRequest,
+    };
+
+    const HEADERS: [&[u8]; 2] = [b"OpusHead", b"OpusTags"];
+
+    /// A host whose `stalled` channel never answers a stream request (as a hung host or a
+    /// black-holed connection), and whose other channels answer with their two header pages
+    /// and then stay quiet. Every stream request is reported on `asked`.
+    struct StallingHost {
+        stalled: ChannelName,
+        asked: mpsc::UnboundedSender<ChannelName>,
+    }
+
+    fn not_here() -> BusError {
+        BusError::Unavailable("not part of this fake".into())
+    }
+
+    #[async_trait]
+    impl HostBus for StallingHost {
+        async fn generate_script(&self, _: ScriptRequest) -> Result<Script, BusError> {
+            Err(not_here())
+        }
+        async fn speak(&self, _: SpeakRequest) -> Result<SpeakAccepted, BusError> {
+            Err(not_here())
+        }
+        async fn now_playing(&self, _: &ChannelName) -> Result<OnAir, BusError> {
+            Err(not_here())
+        }
+        async fn set_programme(&self, _: Programme) -> Result<(), BusError> {
+            Err(not_here())
+        }
+        async fn take_call(&self, _: CallHandoff) -> Result<CallAccepted, BusError> {
+            Err(not_here())
+        }
+        async fn subscribe(&self) -> Result<EventStream, BusError> {
+            Err(not_here())
+        }
+        async fn audio_stream(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
+            let _ = self.asked.send(channel.clone());
+            if *channel == self.stalled {
+                return futures::future::pending().await;
+            }
+            let headers = HEADERS.map(Bytes::from_static);
+            Ok(futures::stream::iter(headers)
+                .chain(futures::stream::pending())
+                .boxed())
+        }
+        async fn archive_list(&self, _: &ChannelName) -> Result<ArchiveListing, BusError> {
+            Err(not_here())
+        }
+        async fn archive_file(
+            &self,
+            _: &ChannelName,
+            _: &ArchiveFileName,
+        ) -> Result<ArchiveFile, BusError> {
+            Err(not_here())
+        }
+    }
+
+    /// On a paused clock nothing times out unless every task waits on time: had the second
+    /// channel's open waited for the first's, the runtime would have jumped to the first's
+    /// open timeout and failed it. No wall-clock time is measured.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_upstream_of_one_channel_does_not_hold_up_another_channels_listeners() {
+        let stalled = ChannelName::parse("stalled").unwrap();
+        let live = ChannelName::parse("live").unwrap();
+        let (asked, mut requests) = mpsc::unbounded_channel();
+        let open_timeout = Duration::from_secs(3600);
+        let relay = StreamRelay::new(
+            Arc::new(StallingHost {
+                stalled: stalled.clone(),
+                asked,
+            }),
+            RelayConfig {
+                listener_buffer_pages: 8,
+                open_timeout,
+                reconnect_max: Duration::from_secs(1),
+            },
+        );
+        let started = tokio::time::Instant::now();
+        let first_listener = tokio::spawn({
+            let (relay, stalled) = (relay.clone(), stalled.clone());
+            async move { relay.listen(&stalled).await.map(|_| ()) }
+        });
+        assert_eq!(requests.recv().await.as_ref(), Some(&stalled));
+
+        let mut listener = match relay.listen(&live).await {
+            Ok(listener) => listener,
+            Err(e) => panic!("the live channel's listener was refused: {e}"),
+        };
+        for header in HEADERS {
+            assert_eq!(listener.next().await.as_deref(), Some(header));
+        }
+        assert!(
+            !first_listener.is_finished(),
+            "the stalled channel's open must still be waiting: {:?}",
+            first_listener.await
+        );
+        assert!(
+            started.elapsed() < open_timeout,
+            "the live channel waited out the stalled one's open timeout"
+        );
+        assert_eq!(relay.listeners_of(&live), 1);
+        assert_eq!(relay.listeners_of(&stalled), 0);
+        first_listener.abort();
     }
 }

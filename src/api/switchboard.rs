@@ -30,7 +30,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -43,15 +43,12 @@ use crate::bus::{
 use crate::db::calls::HOST_LOST;
 use crate::db::{CallItem, CallKind, CallStatus, Store};
 use crate::domain::ChannelName;
+use crate::sync::lock;
 
 /// How long a handover may stay unconfirmed before the item is taken back: a bus request's
 /// timeout, twice, and a margin.
 pub fn confirm_grace(request_timeout: Duration) -> Duration {
     request_timeout * 2 + Duration::from_secs(1)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Puts callers through to the host.

@@ -1,6 +1,6 @@
 //! The programme archive as it crosses the bus: recording file names, validated strictly
-//! against `YYYY-MM-DDTHH.ogg` / `YYYY-MM-DDTHH.json` so that no request can name anything
-//! else on the host's disk ([`ArchiveFileName`]); the listing of a channel's recordings
+//! against `YYYY-MM-DDTHH[.partN].ogg` / `.json` so that no request can name anything else
+//! on the host's disk ([`ArchiveFileName`]); the listing of a channel's recordings
 //! ([`ArchiveListing`]); and one file as a byte stream ([`ArchiveFile`]), so a whole hour
 //! of audio is never held in memory on either side. The recorder that writes these files is
 //! `host::outputs::archive`.
@@ -44,17 +44,28 @@ impl ArchiveFileKind {
 
 /// A name that is not a recording's file name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a recording's file name (YYYY-MM-DDTHH.ogg or YYYY-MM-DDTHH.json)")]
+#[error(
+    "{0:?} is not a recording's file name (YYYY-MM-DDTHH.ogg or .json, or YYYY-MM-DDTHH.partN.ogg or .json for a later part of the hour)"
+)]
 pub struct InvalidArchiveName(String);
 
-/// A recording's file name: the hour it holds on the station's clock (local date and hour)
-/// and its kind, e.g. `2026-11-28T09.ogg`. Only names of exactly that form parse (a real
-/// date, hour 00–23, nothing before or after), so a parsed name is always one plain file
-/// inside a channel's folder: no separators, no dots but the extension's, no traversal.
+/// The most parts one hour's recording can have (the host restarted within the hour 98
+/// times): past it, the rest of the hour is not recorded.
+pub const MAX_PART: u8 = 99;
+
+/// A recording's file name: the hour it holds on the station's clock (local date and hour),
+/// which part of the hour, and its kind, e.g. `2026-11-28T09.ogg`. An hour's recording is
+/// one part unless the host restarted within it: what it records after the restart is a
+/// second part, `2026-11-28T09.part2.ogg`, and so on (names sort by hour, then part, as
+/// the values do). Only names of exactly that form parse (a real date, hour 00–23, a part
+/// 2–99 without leading zeros, nothing before or after), so a parsed name is always one
+/// plain file inside a channel's folder: no separators, no traversal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ArchiveFileName {
     /// The hour on the station's clock (minutes and seconds are zero).
     hour: NaiveDateTime,
+    /// 1 for the hour's first file (no suffix), 2..=[`MAX_PART`] after restarts.
+    part: u8,
     kind: ArchiveFileKind,
 }
 
@@ -64,14 +75,30 @@ impl ArchiveFileName {
         let hour = local
             .date()
             .and_time(NaiveTime::from_hms_opt(local.hour(), 0, 0).unwrap_or_default());
-        Self { hour, kind }
+        Self {
+            hour,
+            part: 1,
+            kind,
+        }
     }
 
-    /// Parses a name, accepting only the exact form `YYYY-MM-DDTHH.ogg|json`.
+    /// Parses a name, accepting only the exact form `YYYY-MM-DDTHH[.partN].ogg|json`.
     pub fn parse(raw: &str) -> Result<Self, InvalidArchiveName> {
         let invalid = || InvalidArchiveName(raw.chars().take(64).collect());
         let bytes = raw.as_bytes();
-        let (stem, extension) = raw.split_at_checked(13).ok_or_else(invalid)?;
+        let (stem, rest) = raw.split_at_checked(13).ok_or_else(invalid)?;
+        let (part, extension) = match rest.strip_prefix(".part") {
+            Some(numbered) => {
+                let digits = numbered.bytes().take_while(u8::is_ascii_digit).count();
+                let (number, extension) = numbered.split_at(digits);
+                let part = match number.parse::<u8>() {
+                    Ok(part) if (2..=MAX_PART).contains(&part) && !number.starts_with('0') => part,
+                    _ => return Err(invalid()),
+                };
+                (part, extension)
+            }
+            None => (1, rest),
+        };
         let kind = match extension {
             ".ogg" => ArchiveFileKind::Audio,
             ".json" => ArchiveFileKind::Captions,
@@ -96,6 +123,7 @@ impl ArchiveFileName {
         let time = NaiveTime::from_hms_opt(hour, 0, 0).ok_or_else(invalid)?;
         Ok(Self {
             hour: date.and_time(time),
+            part,
             kind,
         })
     }
@@ -109,17 +137,29 @@ impl ArchiveFileName {
         self.kind
     }
 
-    /// The same hour's other file (the sidecar of an audio file, and back).
-    pub fn with_kind(&self, kind: ArchiveFileKind) -> Self {
-        Self {
-            hour: self.hour,
-            kind,
-        }
+    /// Which part of the hour it holds: 1 for the first, more after restarts.
+    pub fn part(&self) -> u8 {
+        self.part
     }
 
-    /// The name without its extension, e.g. `2026-11-28T09`.
+    /// The same part's other file (the sidecar of an audio file, and back).
+    pub fn with_kind(&self, kind: ArchiveFileKind) -> Self {
+        Self { kind, ..*self }
+    }
+
+    /// The same hour's next part, of the same kind; `None` after [`MAX_PART`].
+    pub fn next_part(&self) -> Option<Self> {
+        let part = self.part.checked_add(1).filter(|p| *p <= MAX_PART)?;
+        Some(Self { part, ..*self })
+    }
+
+    /// The name without its extension, e.g. `2026-11-28T09` or `2026-11-28T09.part2`.
     pub fn stem(&self) -> String {
-        self.hour.format("%Y-%m-%dT%H").to_string()
+        let hour = self.hour.format("%Y-%m-%dT%H");
+        match self.part {
+            1 => hour.to_string(),
+            part => format!("{hour}.part{part}"),
+        }
     }
 }
 
@@ -142,14 +182,18 @@ impl<'de> Deserialize<'de> for ArchiveFileName {
     }
 }
 
-/// One hour of a channel's recording.
+/// One hour of a channel's recording, or one part of it (see [`ArchiveFileName`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recording {
     /// The top of the hour it belongs to, on the station's clock (RFC 3339 with offset).
     pub hour_start: DateTime<FixedOffset>,
-    /// The audio file (`YYYY-MM-DDTHH.ogg`).
+    /// Which part of the hour: 1, or 2 and on for what was recorded after a restart within
+    /// the hour (absent from an older host's listing: 1).
+    #[serde(default = "first_part")]
+    pub part: u8,
+    /// The audio file (`YYYY-MM-DDTHH.ogg`, `YYYY-MM-DDTHH.partN.ogg`).
     pub file: ArchiveFileName,
-    /// The caption sidecar (`YYYY-MM-DDTHH.json`), when there is one.
+    /// The caption sidecar (`YYYY-MM-DDTHH.json`, `….partN.json`), when there is one.
     pub captions: Option<ArchiveFileName>,
     /// Size of the audio file now.
     pub bytes: u64,
@@ -157,6 +201,10 @@ pub struct Recording {
     pub duration_secs: f64,
     /// False for the hour being recorded now.
     pub complete: bool,
+}
+
+fn first_part() -> u8 {
+    1
 }
 
 /// A channel's recordings, newest first (`GET /v1/channels/{name}/archive`).
@@ -209,6 +257,9 @@ mod tests {
             "2026-11-28T09.ogg",
             "2026-11-28T23.json",
             "2024-02-29T00.ogg",
+            "2026-11-28T09.part2.ogg",
+            "2026-11-28T09.part2.json",
+            "2026-11-28T09.part99.ogg",
         ] {
             let name = ArchiveFileName::parse(raw).unwrap();
             assert_eq!(name.to_string(), raw);
@@ -220,6 +271,32 @@ mod tests {
             name.with_kind(ArchiveFileKind::Captions).to_string(),
             "2026-11-28T09.json"
         );
+    }
+
+    #[test]
+    fn later_parts_of_an_hour_are_named_and_sorted_after_its_first() {
+        let first = ArchiveFileName::parse("2026-11-28T09.ogg").unwrap();
+        assert_eq!(first.part(), 1);
+        let second = first.next_part().unwrap();
+        assert_eq!(second.to_string(), "2026-11-28T09.part2.ogg");
+        assert_eq!(second.part(), 2);
+        assert_eq!(second.hour(), first.hour());
+        assert_eq!(
+            second.with_kind(ArchiveFileKind::Captions).to_string(),
+            "2026-11-28T09.part2.json"
+        );
+        let next_hour = ArchiveFileName::parse("2026-11-28T10.ogg").unwrap();
+        let tenth = ArchiveFileName::parse("2026-11-28T09.part10.ogg").unwrap();
+        let mut names = vec![
+            next_hour.clone(),
+            tenth.clone(),
+            second.clone(),
+            first.clone(),
+        ];
+        names.sort();
+        assert_eq!(names, [first, second, tenth, next_hour]);
+        let last = ArchiveFileName::parse("2026-11-28T09.part99.ogg").unwrap();
+        assert_eq!(last.next_part(), None);
     }
 
     #[test]
@@ -251,6 +328,18 @@ mod tests {
             "2026-11-28T0\u{0}.ogg",
             "２026-11-28T09.ogg",
             "2026-11-28T09.json\n",
+            "2026-11-28T09.part1.ogg",
+            "2026-11-28T09.part0.ogg",
+            "2026-11-28T09.part02.ogg",
+            "2026-11-28T09.part100.ogg",
+            "2026-11-28T09.part256.ogg",
+            "2026-11-28T09.part.ogg",
+            "2026-11-28T09.part2",
+            "2026-11-28T09.part2.ogg.json",
+            "2026-11-28T09.part+2.ogg",
+            "2026-11-28T09.part-2.ogg",
+            "2026-11-28T09.part2/../x.ogg",
+            "2026-11-28T09.PART2.ogg",
         ] {
             assert!(ArchiveFileName::parse(raw).is_err(), "{raw:?} was accepted");
         }

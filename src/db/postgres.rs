@@ -768,7 +768,7 @@ impl Store for PgStore {
     }
 
     fn queue_changes(&self) -> Option<tokio::sync::broadcast::Receiver<QueueSignal>> {
-        let mut slot = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = crate::sync::lock(&self.signals);
         if let Some(signals) = slot.as_ref()
             && signals.receiver_count() > 0
         {

@@ -39,7 +39,7 @@ use crate::bus::{
     ChannelProgramme, EventStream, HostBus, HostEvent, OnAir, Programme, Rejection, ScheduleSlot,
     Script, ScriptRequest, SpeakAccepted, SpeakRequest,
 };
-use crate::config::{Settings, is_set};
+use crate::config::{Settings, VoiceBackend, WriterBackend, is_set};
 use crate::domain::{Block, ChannelName, InvalidInput, SpokenText};
 use audio::music::MusicLibrary;
 use calls::moderation::{ModerationConfig, Moderator, OpenAiModeration};
@@ -122,11 +122,11 @@ pub struct HostConfig {
     pub engine: EngineConfig,
     pub openai_key: Option<SecretString>,
     pub openai_base_url: String,
-    pub writer_backend: String,
+    pub writer_backend: WriterBackend,
     pub chat_model: String,
     pub writer_timeout: Duration,
     pub max_tokens: u32,
-    pub voice_backend: String,
+    pub voice_backend: VoiceBackend,
     pub speech_model: String,
     pub speech_voice: String,
     pub realtime_model: String,
@@ -177,11 +177,11 @@ impl HostConfig {
                 .clone()
                 .filter(|k| is_set(&Some(k.clone()))),
             openai_base_url: s.openai.base_url.clone(),
-            writer_backend: s.writer.backend.clone(),
+            writer_backend: s.writer.backend,
             chat_model: s.openai.chat_model.clone(),
             writer_timeout: Duration::from_secs(s.writer.timeout_secs),
             max_tokens: s.writer.max_tokens,
-            voice_backend: s.voice.backend.clone(),
+            voice_backend: s.voice.backend,
             speech_model: s.openai.speech_model.clone(),
             speech_voice: s.openai.speech_voice.clone(),
             realtime_model: s.openai.realtime_model.clone(),
@@ -231,11 +231,10 @@ impl HostConfig {
     }
 
     fn writer(&self) -> Result<Option<Arc<dyn ScriptWriter>>, HostError> {
-        let key = match (self.writer_backend.as_str(), &self.openai_key) {
-            ("template", _) | ("auto", None) => return Ok(None),
-            ("openai", _) => self.require_key("writer.backend = \"openai\"")?,
-            (_, Some(key)) => key.clone(),
-            (_, None) => return Ok(None),
+        let key = match (self.writer_backend, &self.openai_key) {
+            (WriterBackend::Template, _) | (WriterBackend::Auto, None) => return Ok(None),
+            (WriterBackend::Openai, _) => self.require_key("writer.backend = \"openai\"")?,
+            (WriterBackend::Auto, Some(key)) => key.clone(),
         };
         let writer = OpenAiWriter::new(OpenAiWriterConfig {
             base_url: self.openai_base_url.clone(),
@@ -274,12 +273,12 @@ impl HostConfig {
             config.idle_timeout = self.voice_timeout;
             Ok(Arc::new(OpenAiSpeech::new(config).map_err(config_error)?))
         };
-        let voices = match (self.voice_backend.as_str(), &self.openai_key) {
-            ("none", _) => Voices {
+        let voices = match (self.voice_backend, &self.openai_key) {
+            (VoiceBackend::CaptionsOnly, _) => Voices {
                 primary: None,
                 fallback: None,
             },
-            ("espeak-ng", _) => match espeak {
+            (VoiceBackend::EspeakNg, _) => match espeak {
                 Some(v) => Voices {
                     primary: Some(v),
                     fallback: None,
@@ -291,7 +290,7 @@ impl HostConfig {
                     )));
                 }
             },
-            ("openai-realtime", _) => {
+            (VoiceBackend::OpenaiRealtime, _) => {
                 let mut config = RealtimeConfig::new(
                     self.openai_base_url.clone(),
                     self.require_key("voice.backend = \"openai-realtime\"")?,
@@ -307,17 +306,17 @@ impl HostConfig {
                     fallback: espeak,
                 }
             }
-            ("openai-speech", _) => Voices {
+            (VoiceBackend::OpenaiSpeech, _) => Voices {
                 primary: Some(speech(
                     self.require_key("voice.backend = \"openai-speech\"")?,
                 )?),
                 fallback: espeak,
             },
-            (_, Some(key)) => Voices {
+            (VoiceBackend::Auto, Some(key)) => Voices {
                 primary: Some(speech(key.clone())?),
                 fallback: espeak,
             },
-            (_, None) => Voices {
+            (VoiceBackend::Auto, None) => Voices {
                 primary: espeak,
                 fallback: None,
             },
@@ -528,7 +527,7 @@ impl Host {
 
     /// Listeners of each channel's live stream (in split mode, each API relay is one).
     pub fn stream_listeners(&self) -> BTreeMap<ChannelName, usize> {
-        let streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let streams = crate::sync::lock(&self.inner.streams);
         streams
             .iter()
             .filter(|(_, s)| s.is_running())
@@ -557,7 +556,7 @@ impl Host {
     /// A new listener of the channel's stream, starting its encoder on first use.
     fn listen(&self, channel: &ChannelName) -> Result<AudioStream, BusError> {
         let station = self.channel(Some(channel))?;
-        let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut streams = crate::sync::lock(&self.inner.streams);
         // Encoders of channels that were removed have stopped with their playout.
         streams.retain(|_, s| s.is_running());
         if let Some(listener) = streams.get(channel).and_then(OggStream::listen) {

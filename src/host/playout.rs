@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -25,8 +25,9 @@ use tokio::task::JoinHandle;
 
 use super::audio::{FRAME, FRAME_DURATION, RATE};
 use super::clock::Clock;
-use crate::bus::{HostEvent, Lateness, PlayoutTiming, Segment, Speaker};
+use crate::bus::{HostEvent, Lateness, PlayoutTiming, Segment, SpeakMode, Speaker};
 use crate::domain::ChannelName;
+use crate::sync::lock;
 
 /// Length of the fade when a `now` segment cuts in (samples): 30 ms.
 const CUT_FADE: usize = RATE as usize * 30 / 1000;
@@ -44,11 +45,6 @@ const MAX_CLOCK_STEP: chrono::Duration = chrono::Duration::milliseconds(1000);
 const GAP_HISTORY: usize = 4096;
 /// Frames a sink may fall behind before it misses some.
 const SINK_BUFFER: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section below leaves its data consistent: a poisoned lock is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What kind of segment this is (shown in `/now`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,40 +250,45 @@ impl Rundown {
         lock(&self.inner).queue.push_back(segment);
     }
 
-    /// Adds a studio segment to air after the current one and the studio segments already
-    /// waiting, before the programme's own; returns how many segments air before it.
-    pub fn push_after_speak(&self, segment: Arc<QueuedSegment>) -> usize {
-        self.push_call(vec![segment])
+    /// Adds a call's segments, in order, to air after the current segment and the studio
+    /// segments waiting, before the programme's own; returns how many segments air before
+    /// them.
+    pub fn push_call(&self, segments: Vec<Arc<QueuedSegment>>) -> usize {
+        lock(&self.inner).insert_after_studio(segments)
     }
 
-    /// Adds segments (a call's, or one studio segment), in order, to air after the current
-    /// segment and the studio segments waiting, before the programme's own; returns how many
-    /// segments air before them.
-    pub fn push_call(&self, segments: Vec<Arc<QueuedSegment>>) -> usize {
+    /// Queues a studio segment, `Next` (after the studio segments waiting) or `Now` (cut in),
+    /// unless `limit` studio segments wait already; returns how many segments air before it,
+    /// or `None` when the queue is full. The count and the insertion are one critical
+    /// section, so concurrent requests cannot together overshoot the limit.
+    pub fn push_speak(
+        &self,
+        segment: Arc<QueuedSegment>,
+        mode: SpeakMode,
+        limit: usize,
+    ) -> Option<usize> {
         let mut inner = lock(&self.inner);
-        let at = inner
-            .queue
+        let waiting = inner
+            .cut_in
             .iter()
-            .position(|s| {
-                !matches!(
-                    s.kind,
-                    SegmentKind::Speak | SegmentKind::Caller | SegmentKind::CallHost
-                )
-            })
-            .unwrap_or(inner.queue.len());
-        for (i, segment) in segments.into_iter().enumerate() {
-            inner.queue.insert(at + i, segment);
+            .chain(inner.queue.iter())
+            .filter(|s| s.kind == SegmentKind::Speak)
+            .count();
+        if waiting >= limit {
+            return None;
         }
-        at + usize::from(inner.on_air.is_some()) + usize::from(inner.cut_in.is_some())
+        Some(match mode {
+            SpeakMode::Now => {
+                inner.cut_in(segment);
+                0
+            }
+            SpeakMode::Next => inner.insert_after_studio(vec![segment]),
+        })
     }
 
     /// Cuts the current segment short as soon as `segment` has audio.
     pub fn cut_in(&self, segment: Arc<QueuedSegment>) {
-        let mut inner = lock(&self.inner);
-        if let Some(previous) = inner.cut_in.replace(segment) {
-            // A newer `now` wins; the older one still airs, next.
-            inner.queue.push_front(previous);
-        }
+        lock(&self.inner).cut_in(segment);
     }
 
     /// Segments waiting (not counting the one on air or a pending cut-in).
@@ -320,6 +321,34 @@ impl Rundown {
             .map(|s| s.buffered())
             .sum();
         samples as f64 / f64::from(RATE)
+    }
+}
+
+impl RundownInner {
+    /// See [`Rundown::push_call`].
+    fn insert_after_studio(&mut self, segments: Vec<Arc<QueuedSegment>>) -> usize {
+        let at = self
+            .queue
+            .iter()
+            .position(|s| {
+                !matches!(
+                    s.kind,
+                    SegmentKind::Speak | SegmentKind::Caller | SegmentKind::CallHost
+                )
+            })
+            .unwrap_or(self.queue.len());
+        for (i, segment) in segments.into_iter().enumerate() {
+            self.queue.insert(at + i, segment);
+        }
+        at + usize::from(self.on_air.is_some()) + usize::from(self.cut_in.is_some())
+    }
+
+    /// See [`Rundown::cut_in`].
+    fn cut_in(&mut self, segment: Arc<QueuedSegment>) {
+        if let Some(previous) = self.cut_in.replace(segment) {
+            // A newer `now` wins; the older one still airs, next.
+            self.queue.push_front(previous);
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -33,6 +33,7 @@ use super::writer::news::NewsDesk;
 use super::writer::{ScriptBrief, ScriptWriter, TemplateWriter};
 use crate::bus::{HostEvent, OnAir, PublisherStatus, ScheduleSlot, Segment, SpeakMode};
 use crate::domain::{Block, ChannelName};
+use crate::sync::lock;
 
 /// Scripts remembered per channel so the writer does not repeat itself.
 const RECENT_SCRIPTS: usize = 6;
@@ -42,12 +43,11 @@ const MUSIC_RESCAN: Duration = Duration::from_secs(300);
 const VOICE_CONCURRENCY: usize = 4;
 /// How often an idle producer looks again (clock time).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Longest wait between two attempts at a writer or voice: past it, the station airs the
+/// fallback sooner rather than hold the segment back.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
 /// How often a channel ready for a caller says so again (real time), while it stays ready.
 const CALLER_WANTED_EVERY: Duration = Duration::from_secs(2);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The engine's settings.
 #[derive(Debug, Clone)]
@@ -251,9 +251,7 @@ impl Services {
                     }
                 }
                 if attempt < self.config.retries {
-                    self.clock
-                        .sleep(self.config.retry_backoff * 2u32.pow(attempt))
-                        .await;
+                    self.backoff(attempt).await;
                 }
             }
             tracing::warn!(
@@ -306,9 +304,10 @@ impl Services {
         candidates
     }
 
+    /// Waits before retry `attempt + 1` of a writer or voice.
     async fn backoff(&self, attempt: u32) {
         self.clock
-            .sleep(self.config.retry_backoff * 2u32.pow(attempt))
+            .sleep(retry_wait(self.config.retry_backoff, attempt))
             .await;
     }
 
@@ -444,6 +443,18 @@ pub(super) async fn normalised(
     })
     .await
     .map_err(|e| VoiceError::BadAnswer(format!("audio processing failed: {e}")))?
+}
+
+/// The wait before retry `attempt + 1`: `first` doubled `attempt` times, at most
+/// [`MAX_RETRY_WAIT`]. Saturating, so no `host.retries` or `retry_backoff_ms` can overflow it
+/// (an overflow would panic the producer, and the clock cannot sleep past its range).
+fn retry_wait(first: Duration, attempt: u32) -> Duration {
+    if first.is_zero() {
+        return Duration::ZERO;
+    }
+    2u32.checked_pow(attempt)
+        .and_then(|factor| first.checked_mul(factor))
+        .map_or(MAX_RETRY_WAIT, |wait| wait.min(MAX_RETRY_WAIT))
 }
 
 enum Pumped {
@@ -620,18 +631,6 @@ impl ChannelStation {
         text: String,
         mode: SpeakMode,
     ) -> Result<(Uuid, usize), HostError> {
-        let rundown = &self.playout.rundown;
-        let (_, queued) = rundown.snapshot();
-        let waiting = queued
-            .iter()
-            .filter(|s| s.kind == SegmentKind::Speak)
-            .count();
-        if waiting >= self.services.config.speak_queue {
-            return Err(HostError::QueueFull {
-                channel: self.name.clone(),
-                limit: self.services.config.speak_queue,
-            });
-        }
         let now = self.services.clock.now();
         let block = self
             .services
@@ -649,13 +648,15 @@ impl ChannelStation {
             self.services.voices.name(),
         );
         let id = segment.meta.id;
-        let ahead = match mode {
-            SpeakMode::Now => {
-                rundown.cut_in(segment.clone());
-                0
-            }
-            SpeakMode::Next => rundown.push_after_speak(segment.clone()),
-        };
+        let limit = self.services.config.speak_queue;
+        let ahead = self
+            .playout
+            .rundown
+            .push_speak(segment.clone(), mode, limit)
+            .ok_or_else(|| HostError::QueueFull {
+                channel: self.name.clone(),
+                limit,
+            })?;
         self.announce();
         let services = self.services.clone();
         tokio::spawn(async move {
@@ -845,5 +846,103 @@ async fn produce(station: Weak<ChannelStation>) {
         let at = clock.now() + chrono::Duration::milliseconds((ahead * 1000.0) as i64);
         let plan = st.plan(at, None);
         st.produce_one(plan).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::host::clock::ScaledClock;
+    use crate::host::{Host, HostConfig};
+
+    /// Callers released at once, round after round, each round on a fresh channel: the
+    /// count of waiting studio segments and the insertion must be one critical section, or
+    /// two callers both see room for one more and the queue overfills. The programme clock
+    /// all but stands still, so nothing airs (and leaves the queue) during a round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_speak_requests_never_overfill_the_queue() {
+        const LIMIT: usize = 2;
+        const CALLERS: usize = 8;
+        const ROUNDS: usize = 200;
+        let env: HashMap<String, String> = [
+            ("RADIO24__HOST__SPEAK_QUEUE", "2"),
+            ("RADIO24__VOICE__BACKEND", "none"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings =
+            Settings::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), &env).unwrap();
+        let clock = Arc::new(ScaledClock::new(chrono::Utc::now(), 1e-6));
+        let host = Host::start_with_clock(HostConfig::from_settings(&settings), clock)
+            .await
+            .unwrap();
+        let services = host
+            .station(&settings.station.default_channel)
+            .unwrap()
+            .services()
+            .clone();
+        let runtime = tokio::runtime::Handle::current();
+        for round in 0..ROUNDS {
+            let station = ChannelStation::spawn(
+                ChannelName::parse(&format!("race{round}")).unwrap(),
+                ChannelState {
+                    live: false,
+                    schedule: Vec::new(),
+                },
+                services.clone(),
+            )
+            .unwrap();
+            // The frame clock's first frame airs at once (a filler: nothing is ready yet);
+            // the next is hours of real time away, so after it nothing leaves the queue.
+            let ticked = std::time::Instant::now() + Duration::from_secs(60);
+            while station.playout.stats.frames.load(Ordering::Relaxed) == 0 {
+                assert!(
+                    std::time::Instant::now() < ticked,
+                    "the frame clock never ticked"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let start = Arc::new(std::sync::Barrier::new(CALLERS));
+            let callers: Vec<_> = (0..CALLERS)
+                .map(|i| {
+                    let (station, start, runtime) =
+                        (station.clone(), start.clone(), runtime.clone());
+                    std::thread::spawn(move || {
+                        let _runtime = runtime.enter();
+                        start.wait();
+                        station.speak(format!("{i}。"), SpeakMode::Next).is_ok()
+                    })
+                })
+                .collect();
+            let accepted = callers
+                .into_iter()
+                .map(std::thread::JoinHandle::join)
+                .filter(|took| matches!(took, Ok(true)))
+                .count();
+            assert_eq!(
+                accepted, LIMIT,
+                "round {round}: {accepted} of {CALLERS} taken with room for {LIMIT}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_waits_double_and_saturate_at_the_cap() {
+        let first = Duration::from_millis(1000);
+        assert_eq!(retry_wait(first, 0), first);
+        assert_eq!(retry_wait(first, 1), Duration::from_secs(2));
+        assert_eq!(retry_wait(first, 3), Duration::from_secs(8));
+        // 2^9 s is past the cap; 2^32 overflows a u32 and 2^31 s × 60 a Duration's multiply:
+        // neither panics, both wait the cap.
+        assert_eq!(retry_wait(first, 9), MAX_RETRY_WAIT);
+        assert_eq!(retry_wait(first, 32), MAX_RETRY_WAIT);
+        assert_eq!(retry_wait(Duration::from_secs(60), 31), MAX_RETRY_WAIT);
+        assert_eq!(retry_wait(Duration::MAX, u32::MAX), MAX_RETRY_WAIT);
+        assert_eq!(retry_wait(Duration::ZERO, u32::MAX), Duration::ZERO);
     }
 }

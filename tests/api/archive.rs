@@ -302,3 +302,137 @@ async fn without_an_archive_dir_the_routes_say_the_archive_is_off() {
         assert_eq!(body["error"], "archive_disabled", "{path}: {body}");
     }
 }
+
+/// The archive's listing once it has `n` recordings, the newest with audio.
+async fn listing_of(app: &TestApp, n: usize) -> Value {
+    poll_until(
+        &format!("{n} recordings in the listing"),
+        PATIENCE,
+        std::time::Duration::from_millis(50),
+        async || {
+            let listing: Value = app
+                .get("/v1/channels/radio24/archive")
+                .await
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let recordings = listing["recordings"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if recordings.len() == n && secs(&recordings[0]["duration_secs"]) > 0.0 {
+                Ok(listing)
+            } else {
+                Err(listing.to_string())
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_within_the_hour_records_the_rest_into_a_second_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive_dir = dir.path().to_str().unwrap().to_owned();
+    let overrides = [
+        ("RADIO24__ARCHIVE__DIR", archive_dir.as_str()),
+        ("RADIO24__ARCHIVE__LIST_PER_MINUTE", "100000"),
+    ];
+    // 10:05 in Tokyo, 10 times faster than real time: both runs stay within the hour.
+    let first_clock = Arc::new(ScaledClock::new(at("2026-11-28T10:05:00+09:00"), 10.0));
+    let first = TestApp::spawn_on_clock(Role::All, &overrides, first_clock.clone()).await;
+    let listing = listing_of(&first, 1).await;
+    assert_eq!(listing["recordings"][0]["file"], "2026-11-28T10.ogg");
+    first.stop().await;
+    // The first run closes its file as it shuts down: an end-of-stream page.
+    let first_part = dir.path().join("radio24/2026-11-28T10.ogg");
+    poll_until(
+        "the first run's file closed",
+        PATIENCE,
+        std::time::Duration::from_millis(50),
+        async || {
+            let bytes = std::fs::read(&first_part).map_err(|e| e.to_string())?;
+            let decoded = decode(&bytes, true);
+            if decoded.ended {
+                Ok(())
+            } else {
+                Err(format!("{decoded:?}"))
+            }
+        },
+    )
+    .await;
+
+    // The host starts again, later in the same hour.
+    let restarted_at = first_clock.now() + chrono::Duration::seconds(5);
+    let second = TestApp::spawn_on_clock(
+        Role::All,
+        &overrides,
+        Arc::new(ScaledClock::new(restarted_at, 10.0)),
+    )
+    .await;
+    let listing = listing_of(&second, 2).await;
+    let (now, before) = (&listing["recordings"][0], &listing["recordings"][1]);
+    assert_eq!(now["file"], "2026-11-28T10.part2.ogg", "{listing}");
+    assert_eq!(now["captions"], "2026-11-28T10.part2.json");
+    assert_eq!(now["part"], 2);
+    assert_eq!(now["complete"], false);
+    assert_eq!(before["file"], "2026-11-28T10.ogg");
+    assert_eq!(before["captions"], "2026-11-28T10.json");
+    assert_eq!(before["part"], 1);
+    assert_eq!(before["complete"], true);
+    for recording in [now, before] {
+        assert_eq!(recording["hour_start"], "2026-11-28T10:00:00+09:00");
+    }
+
+    // Both parts are served, each an Ogg/Opus stream of its own.
+    let closed = decode(
+        &get_bytes(
+            &second,
+            "/v1/channels/radio24/archive/2026-11-28T10.ogg",
+            "audio/ogg",
+        )
+        .await,
+        false,
+    );
+    assert!(closed.head && closed.tags && closed.ended, "{closed:?}");
+    assert_eq!(closed.serials.len(), 1, "{closed:?}");
+    let growing = decode(
+        &get_bytes(
+            &second,
+            "/v1/channels/radio24/archive/2026-11-28T10.part2.ogg",
+            "audio/ogg",
+        )
+        .await,
+        true,
+    );
+    assert!(
+        growing.head && growing.tags && growing.secs > 0.0,
+        "{growing:?}"
+    );
+    assert_eq!(growing.serials.len(), 1, "{growing:?}");
+    assert_ne!(growing.serials, closed.serials, "a stream of its own");
+    // The second part's captions begin where the restart did, after the first part's.
+    let sidecar = |bytes: Vec<u8>| -> Value { serde_json::from_slice(&bytes).unwrap() };
+    let first_captions = sidecar(
+        get_bytes(
+            &second,
+            "/v1/channels/radio24/archive/2026-11-28T10.json",
+            "application/json",
+        )
+        .await,
+    );
+    let second_captions = sidecar(
+        get_bytes(
+            &second,
+            "/v1/channels/radio24/archive/2026-11-28T10.part2.json",
+            "application/json",
+        )
+        .await,
+    );
+    assert_eq!(second_captions["hour_start"], "2026-11-28T10:00:00+09:00");
+    let began = |sidecar: &Value| at(sidecar["audio_start"].as_str().unwrap());
+    assert!(
+        began(&second_captions) >= restarted_at && began(&first_captions) < began(&second_captions),
+        "{first_captions} then {second_captions}"
+    );
+}

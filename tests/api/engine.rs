@@ -6,6 +6,7 @@
 //! long things take, and a whole day with slow and flaky providers without gaps, are
 //! measured by the benchmarks (`cargo bench --bench day`, `--bench timing`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use radio24::host::{Host, HostConfig};
 use serde_json::Value;
 
 use crate::fake_openai::{Behaviour, FakeOpenAi};
-use crate::helpers::{BUS_TOKEN, PATIENCE, TestApp, settings};
+use crate::helpers::{BUS_TOKEN, PATIENCE, TestApp, poll_until, settings};
 
 fn radio24() -> ChannelName {
     ChannelName::parse("radio24").unwrap()
@@ -71,61 +72,74 @@ fn talk(segments: &[Segment]) -> Vec<&Segment> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_the_station_talks_by_itself() {
-    // No API key: the template writer; no voice (test settings): captions keep time.
-    let app = TestApp::spawn(Role::All, &[]).await;
+    // No API key: `auto` picks the template writer and the local voice (espeak-ng).
+    let app = TestApp::spawn(Role::All, &[("RADIO24__VOICE__BACKEND", "auto")]).await;
     let mut ws = app.broadcast("radio24").await;
     assert_eq!(ws.next_json().await["type"], "snapshot");
-    let mut talks = std::collections::HashMap::new();
-    let mut captions: Vec<Value> = Vec::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
-    while talks.len() < 3 || captions.len() < 5 {
-        let frame = tokio::time::timeout_at(deadline, ws.next_json())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "after {} talk segments and captions {captions:#?}",
-                    talks.len()
-                )
-            });
+
+    // Talk segments start, each with its words, and their sentences air as captions.
+    let mut talks: HashMap<String, String> = HashMap::new();
+    let mut captioned: HashSet<String> = HashSet::new();
+    ws.scan("three talk segments airing with their captions", |frame| {
         match frame["type"].as_str() {
             Some("segment_started") if frame["segment"]["topic"].is_string() => {
-                talks.insert(
-                    frame["segment"]["id"].clone().to_string(),
-                    frame["segment"].clone(),
+                let segment = &frame["segment"];
+                let text = segment["text"].as_str().unwrap_or_default();
+                assert!(
+                    !text.trim().is_empty(),
+                    "a talk segment without words: {frame}"
                 );
+                talks.insert(segment["id"].to_string(), text.to_owned());
             }
-            Some("caption") => captions.push(frame),
+            Some("caption") if talks.contains_key(&frame["segment_id"].to_string()) => {
+                let text = frame["text"].as_str().unwrap_or_default();
+                assert!(!text.trim().is_empty(), "an empty caption: {frame}");
+                assert!(
+                    frame["at"].is_string(),
+                    "a caption without its time: {frame}"
+                );
+                let segment = &talks[&frame["segment_id"].to_string()];
+                assert!(
+                    segment.contains(text.trim()),
+                    "a caption that is not its segment's words: {frame} in {segment:?}"
+                );
+                captioned.insert(frame["segment_id"].to_string());
+            }
             _ => {}
         }
-    }
-    for segment in talks.values() {
-        assert_eq!(
-            segment["text"].as_str().map(str::is_empty),
-            Some(false),
-            "{segment}"
-        );
-    }
-    // Captions are the host's words, each stamped with when it aired.
-    for caption in &captions {
-        assert!(
-            caption["text"]
-                .as_str()
-                .is_some_and(|t| !t.trim().is_empty()),
-            "{caption}"
-        );
-        assert!(caption["at"].is_string(), "{caption}");
-    }
-    let now: Value = app
-        .client
-        .get(app.url("/now"))
-        .bearer_auth(BUS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(now["writer"], "template", "{now}");
+        (captioned.len() >= 3).then_some(())
+    })
+    .await;
+
+    // What airs was written by the templates and spoken by the local voice (a voice that
+    // failed would say `captions`).
+    poll_until(
+        "a talk segment on air from the template writer in espeak-ng's voice",
+        PATIENCE,
+        Duration::from_millis(100),
+        async || {
+            let now: Value = app
+                .client
+                .get(app.url("/now"))
+                .bearer_auth(BUS_TOKEN)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let talking = now["segment"]["topic"].is_string();
+            if talking && now["writer"] == "template" && now["voice"] == "espeak-ng" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "topic {}, writer {}, voice {}",
+                    now["segment"]["topic"], now["writer"], now["voice"]
+                ))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

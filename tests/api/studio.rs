@@ -269,3 +269,36 @@ async fn unknown_channels_are_named_for_people_and_briefly() {
     assert!(message.chars().count() < 100, "{message}");
     assert!(message.starts_with("no channel named 'aaaa"), "{message}");
 }
+
+/// Many operators at once: at most `host.speak_queue` segments are taken, the rest are told
+/// 429 `queue_full`. The programme clock all but stands still, so nothing leaves the queue
+/// meanwhile: exactly the limit is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_speak_requests_never_overfill_the_queue() {
+    const LIMIT: usize = 3;
+    const REQUESTS: usize = 24;
+    let clock = std::sync::Arc::new(radio24::host::clock::ScaledClock::new(
+        chrono::Utc::now(),
+        1e-6,
+    ));
+    let app = TestApp::spawn_on_clock(
+        Role::All,
+        &[
+            ("RADIO24__HOST__SPEAK_QUEUE", "3"),
+            // More server threads than cores: requests really run at the same time.
+            ("RADIO24__SERVER__WORKERS", "8"),
+        ],
+        clock,
+    )
+    .await;
+    let texts: Vec<String> = (0..REQUESTS).map(|i| format!("{i}番目です。")).collect();
+    let answers = futures::future::join_all(texts.iter().map(|text| app.speak(text))).await;
+    let mut accepted = 0;
+    for resp in answers {
+        match resp.status().as_u16() {
+            202 => accepted += 1,
+            _ => assert_eq!(error_code(resp).await, (429, "queue_full".into())),
+        }
+    }
+    assert_eq!(accepted, LIMIT, "{accepted} of {REQUESTS} taken");
+}

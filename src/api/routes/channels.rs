@@ -149,12 +149,7 @@ async fn answer(
 }
 
 async fn channel_id(state: &ApiState, channel: &crate::domain::ChannelName) -> Result<uuid::Uuid> {
-    state
-        .store
-        .channel_by_name(channel)
-        .await?
-        .map(|c| c.id)
-        .ok_or_else(|| crate::api::ApiError::unknown_channel(channel.as_str()))
+    Ok(super::existing_channel(state, channel).await?.id)
 }
 
 /// `GET /v1/channels/{name}/schedule`.

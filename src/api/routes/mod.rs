@@ -15,6 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 
 use crate::api::{ApiError, ApiState, Result};
+use crate::db::Channel;
 use crate::domain::ChannelName;
 use crate::web::{require_bearer, require_bearer_to_write, resource};
 
@@ -90,12 +91,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The channel named in a path or query, checked against the store (a name that does not
 /// parse cannot be a channel: 404 as well).
 pub(super) async fn known_channel(state: &ApiState, name: &str) -> Result<ChannelName> {
-    let unknown = || ApiError::unknown_channel(name);
-    let channel = ChannelName::parse(name).map_err(|_| unknown())?;
-    match state.store.channel_by_name(&channel).await? {
-        Some(_) => Ok(channel),
-        None => Err(unknown()),
-    }
+    let channel = ChannelName::parse(name).map_err(|_| ApiError::unknown_channel(name))?;
+    existing_channel(state, &channel).await?;
+    Ok(channel)
 }
 
 /// The channel a request body names, or the default one, checked against the store.
@@ -104,8 +102,16 @@ pub(super) async fn channel_or_default(
     channel: Option<ChannelName>,
 ) -> Result<ChannelName> {
     let channel = channel.unwrap_or_else(|| state.default_channel.clone());
-    match state.store.channel_by_name(&channel).await? {
-        Some(_) => Ok(channel),
-        None => Err(ApiError::unknown_channel(channel.as_str())),
-    }
+    existing_channel(state, &channel).await?;
+    Ok(channel)
+}
+
+/// The store's record of `channel`, or 404 `unknown_channel`: the one place that asks
+/// whether a channel exists.
+pub(super) async fn existing_channel(state: &ApiState, channel: &ChannelName) -> Result<Channel> {
+    state
+        .store
+        .channel_by_name(channel)
+        .await?
+        .ok_or_else(|| ApiError::unknown_channel(channel.as_str()))
 }

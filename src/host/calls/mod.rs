@@ -24,7 +24,7 @@ pub mod moderation;
 pub mod transcribe;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -42,6 +42,7 @@ use crate::bus::{
 };
 use crate::domain::{Block, ChannelName, InvalidInput};
 use crate::metrics::Service;
+use crate::sync::lock;
 use moderation::{Moderator, Verdict};
 use transcribe::Transcriber;
 
@@ -55,10 +56,6 @@ pub const SAMPLE_RATES: [u32; 3] = [16_000, 24_000, 48_000];
 const ANSWER_SECS: f64 = 20.0;
 /// How often a call waiting to air checks that its channel still exists.
 const CHANNEL_CHECK: Duration = Duration::from_secs(1);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Why the host will not take a call now.
 #[derive(Debug, thiserror::Error)]

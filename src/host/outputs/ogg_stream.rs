@@ -18,7 +18,7 @@
 //! `stream.listener_buffer_pages`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
@@ -28,17 +28,13 @@ use tokio::task::JoinHandle;
 use crate::bus::audio::{AudioStream, PageSplitter, listener_stream};
 use crate::domain::ChannelName;
 use crate::host::audio::{FRAME, RATE};
+use crate::sync::lock;
 
 /// Live pages buffered in the fan-out: listeners copy out of it at once (into their own
 /// queues), so a few seconds is plenty.
 const FANOUT_PAGES: usize = 64;
 /// The largest Opus packet (RFC 6716 recommends sizing for this).
 const MAX_PACKET: usize = 4000;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The critical sections leave the data consistent: a poisoned lock is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Settings of the stream (`stream.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
