@@ -19,8 +19,13 @@
 //! The async side only forwards frames and captions, through a bounded queue, to a thread
 //! of the recorder's own that encodes and writes, so disk I/O never blocks the runtime; if
 //! that thread falls behind, the queue fills, the recorder misses frames, and they count as
-//! skipped. A disk error is logged once and ends that hour's file; the recorder tries again
-//! at the next hour, and the station never notices. An hour whose file already exists (the
+//! skipped. A write that fails (a full disk) keeps the hour's file open: the file is cut
+//! back to its last whole page, the refused pages are held, frames go by as skipped (the
+//! timeline keeps time), and the writes are tried again every second until the disk takes
+//! them, then recording carries on in the same file; the failure is logged once when it
+//! starts and once when it ends, and every refused write is counted
+//! (`radio24_archive_write_errors_total`). A file that cannot be opened at all ends that
+//! hour; the recorder tries again at the next hour. The station never notices either. An hour whose file already exists (the
 //! host restarted within it) is left alone and recording resumes at the next hour. At start
 //! and at every hour change, the channel's files older than `archive.retention_days` are
 //! deleted.
@@ -74,6 +79,8 @@ const TAIL_BYTES: u64 = 128 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Length of one frame on the programme clock.
 const FRAME_TIME: chrono::Duration = chrono::Duration::milliseconds(20);
+/// How long a recorder whose writes failed waits before trying the disk again.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The critical sections leave the data consistent: a poisoned lock is usable.
@@ -303,7 +310,6 @@ struct HourFile {
     path: PathBuf,
     file: std::fs::File,
     encoder: OggEncoder,
-    hour_start: DateTime<Utc>,
     hour_end: DateTime<Utc>,
     /// The last frame, held back so the file's last packet can end the stream.
     pending: Option<Arc<[i16]>>,
@@ -316,23 +322,52 @@ struct HourFile {
     sidecar_written: Instant,
     sidecar_failed: bool,
     encoder_failed: bool,
+    /// Bytes of whole pages in the file: where a failed write is cut back to.
+    written: u64,
+    /// Pages the encoder made that the disk has not taken yet, oldest first.
+    unwritten: VecDeque<Bytes>,
+    /// While writes fail: when to try the disk again.
+    retry_at: Option<Instant>,
 }
 
 impl HourFile {
     fn write_pages(&mut self, pages: Vec<Bytes>) -> Result<(), ArchiveError> {
-        for page in pages {
-            self.file
-                .write_all(&page)
-                .map_err(ArchiveError::io(&self.path))?;
+        self.unwritten.extend(pages);
+        self.flush_pages()
+    }
+
+    /// Writes the held pages in order. On a failure the file is cut back to its last whole
+    /// page (a page half written would break the stream) and the page stays held for the
+    /// next try.
+    fn flush_pages(&mut self) -> Result<(), ArchiveError> {
+        while let Some(page) = self.unwritten.front() {
+            if let Err(e) = self.file.write_all(page) {
+                // Best effort: if even this fails, the next try cuts back again first.
+                let _ = self.file.set_len(self.written);
+                let _ = self.file.seek(SeekFrom::Start(self.written));
+                return Err(ArchiveError::io(&self.path)(e));
+            }
+            self.written += page.len() as u64;
             crate::metrics::archive_written(&self.sidecar.content.channel, page.len());
+            self.unwritten.pop_front();
         }
         Ok(())
     }
 
+    /// Tries the held pages again, from the file's last whole page.
+    fn retry_pages(&mut self) -> Result<(), ArchiveError> {
+        let _ = self.file.set_len(self.written);
+        self.file
+            .seek(SeekFrom::Start(self.written))
+            .map_err(ArchiveError::io(&self.path))?;
+        self.flush_pages()
+    }
+
     fn push(&mut self, samples: Arc<[i16]>) -> Result<(), ArchiveError> {
+        let mut written = Ok(());
         if let Some(previous) = self.pending.take() {
             match self.encoder.encode(&previous) {
-                Ok(pages) => self.write_pages(pages)?,
+                Ok(pages) => written = self.write_pages(pages),
                 Err(e) => {
                     if !std::mem::replace(&mut self.encoder_failed, true) {
                         tracing::warn!(path = %self.path.display(), error = %e, "archive: a frame could not be encoded; skipped");
@@ -346,8 +381,10 @@ impl HourFile {
             self.encoder.skip(self.pending_skip);
             self.placed += std::mem::take(&mut self.pending_skip);
         }
+        // The frame is held even when the disk refused the pages before it: they are
+        // written, in order, when it takes writes again.
         self.pending = Some(samples);
-        Ok(())
+        written
     }
 
     /// Ends the Ogg stream and syncs the file; returns the seconds of programme it covers.
@@ -398,6 +435,12 @@ struct HourWriter {
     early: VecDeque<TimedCaption>,
     /// An hour that is not recorded (its file failed or existed), until the next begins.
     skipped_hour: Option<DateTime<Utc>>,
+    /// How long to wait before trying a disk that refused writes again.
+    write_retry: Duration,
+    /// Writes the disk refused, and frames that went by unrecorded meanwhile, since the
+    /// failure began (both 0 while writes succeed).
+    refused_writes: u64,
+    missed_frames: u64,
 }
 
 impl HourWriter {
@@ -419,6 +462,9 @@ impl HourWriter {
             previous: None,
             early: VecDeque::new(),
             skipped_hour: None,
+            write_retry: WRITE_RETRY,
+            refused_writes: 0,
+            missed_frames: 0,
         }
     }
 
@@ -511,11 +557,31 @@ impl HourWriter {
         let Some(current) = self.current.as_mut() else {
             return;
         };
+        if let Some(retry_at) = current.retry_at {
+            // The disk refused the last write: this frame goes by as skipped (the timeline
+            // keeps time) unless the disk takes the held pages now.
+            let taken = Instant::now() >= retry_at && current.retry_pages().is_ok();
+            if !taken {
+                if Instant::now() >= retry_at {
+                    self.refused_writes += 1;
+                    crate::metrics::archive_write_failed(&self.channel);
+                    current.retry_at = Some(Instant::now() + self.write_retry);
+                }
+                current.pending_skip += 1;
+                self.missed_frames += 1;
+                return;
+            }
+            current.retry_at = None;
+            tracing::info!(channel = %self.channel, refused_writes = self.refused_writes, missed_frames = self.missed_frames, "archive: the disk takes writes again; recording resumes in the same file");
+            self.refused_writes = 0;
+            self.missed_frames = 0;
+        }
         if let Err(e) = current.push(samples) {
-            tracing::error!(channel = %self.channel, error = %e, "archive: writing failed; the rest of this hour is not recorded, trying again at the next");
-            self.skipped_hour = Some(current.hour_start);
-            self.current = None;
-            *lock(&self.recording) = None;
+            // Logged once for the whole failure (not per frame); the retries are counted.
+            tracing::error!(channel = %self.channel, error = %e, "archive: writing failed; frames are skipped until the disk takes writes again (tried every {:?})", self.write_retry);
+            self.refused_writes += 1;
+            crate::metrics::archive_write_failed(&self.channel);
+            current.retry_at = Some(Instant::now() + self.write_retry);
         }
     }
 
@@ -546,8 +612,10 @@ impl HourWriter {
             listener_buffer_pages: 1,
         };
         let (encoder, headers) = OggEncoder::new(&self.channel, &config)?;
+        let mut written = 0;
         for page in headers {
             file.write_all(&page).map_err(ArchiveError::io(&path))?;
+            written += page.len() as u64;
             crate::metrics::archive_written(&self.channel, page.len());
         }
         let offset = |at: DateTime<Utc>| at.with_timezone(&self.tz).fixed_offset();
@@ -568,7 +636,6 @@ impl HourWriter {
             path,
             file,
             encoder,
-            hour_start,
             hour_end: hour_start + chrono::Duration::hours(1),
             pending: None,
             pending_skip: 0,
@@ -578,6 +645,9 @@ impl HourWriter {
             sidecar_written: Instant::now(),
             sidecar_failed: false,
             encoder_failed: false,
+            written,
+            unwritten: VecDeque::new(),
+            retry_at: None,
         };
         let early = std::mem::take(&mut self.early);
         for caption in early {
@@ -1242,6 +1312,70 @@ mod tests {
                 .map(ToString::to_string)
                 .as_deref(),
             Some("2026-11-28T10.ogg")
+        );
+    }
+
+    #[test]
+    fn a_full_disk_pauses_the_recording_and_it_resumes_in_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, recording) = writer(dir.path());
+        w.write_retry = Duration::ZERO;
+        let start = at("2026-11-28T09:10:00+09:00");
+        let frame = |n: u64| Command::Frame {
+            samples: tone(n),
+            at: start + FRAME_TIME * i32::try_from(n).unwrap(),
+        };
+        for n in 0..30u64 {
+            w.handle(frame(n));
+        }
+        let path = dir.path().join("radio24/2026-11-28T09.ogg");
+        // The disk fills: every write fails with ENOSPC, as on /dev/full.
+        let real_file = std::mem::replace(
+            &mut w.current.as_mut().unwrap().file,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+        for n in 30..130u64 {
+            w.handle(frame(n));
+        }
+        let current = w.current.as_ref().unwrap();
+        assert!(current.retry_at.is_some(), "the recorder waits for the disk");
+        assert!(!current.unwritten.is_empty(), "the refused page is held");
+        assert!(
+            w.refused_writes >= 2,
+            "the first failure and the retries are counted: {}",
+            w.refused_writes
+        );
+        assert!(w.missed_frames > 0);
+        assert_eq!(
+            lock(&recording).as_ref().map(ToString::to_string).as_deref(),
+            Some("2026-11-28T09.ogg"),
+            "the hour is still being recorded"
+        );
+        // Space again: the next frame writes the held pages and recording carries on.
+        w.current.as_mut().unwrap().file = real_file;
+        for n in 130..200u64 {
+            w.handle(frame(n));
+        }
+        let current = w.current.as_ref().unwrap();
+        assert_eq!(current.retry_at, None);
+        assert!(current.unwritten.is_empty());
+        assert_eq!((w.refused_writes, w.missed_frames), (0, 0));
+        w.close();
+        // One whole stream: every page intact, the gap on the timeline, not in the file.
+        let (serials, _, decoded, ended) = decode(&path);
+        assert_eq!(serials.len(), 1);
+        assert!(ended, "the stream ends properly");
+        assert!(
+            decoded < 200 * FRAME && decoded >= 100 * FRAME,
+            "frames before and after the full disk are in the file: {decoded} samples"
+        );
+        assert_eq!(
+            last_granule(&path).unwrap().unwrap(),
+            200 * FRAME as u64,
+            "the missed frames still take their time"
         );
     }
 
