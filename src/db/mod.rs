@@ -322,7 +322,10 @@ mod tests {
                 DatabaseErrorKind::Unknown,
                 "terminating connection due to administrator command",
             ),
-            database_error(DatabaseErrorKind::Unknown, "the database system is shutting down"),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
             Error::BrokenTransactionManager,
         ] {
             let shown = lost.to_string();
@@ -336,12 +339,21 @@ mod tests {
     #[test]
     fn a_wrong_query_stays_a_fault() {
         for wrong in [
-            database_error(DatabaseErrorKind::Unknown, "syntax error at or near \"SELEC\""),
-            database_error(DatabaseErrorKind::CheckViolation, "violates check constraint"),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "syntax error at or near \"SELEC\"",
+            ),
+            database_error(
+                DatabaseErrorKind::CheckViolation,
+                "violates check constraint",
+            ),
             Error::NotFound,
         ] {
             let shown = wrong.to_string();
-            assert!(matches!(StoreError::from(wrong), StoreError::Query(_)), "{shown}");
+            assert!(
+                matches!(StoreError::from(wrong), StoreError::Query(_)),
+                "{shown}"
+            );
         }
     }
 }

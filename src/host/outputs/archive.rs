@@ -1341,7 +1341,10 @@ mod tests {
             w.handle(frame(n));
         }
         let current = w.current.as_ref().unwrap();
-        assert!(current.retry_at.is_some(), "the recorder waits for the disk");
+        assert!(
+            current.retry_at.is_some(),
+            "the recorder waits for the disk"
+        );
         assert!(!current.unwritten.is_empty(), "the refused page is held");
         assert!(
             w.refused_writes >= 2,
@@ -1350,7 +1353,10 @@ mod tests {
         );
         assert!(w.missed_frames > 0);
         assert_eq!(
-            lock(&recording).as_ref().map(ToString::to_string).as_deref(),
+            lock(&recording)
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
             Some("2026-11-28T09.ogg"),
             "the hour is still being recorded"
         );
