@@ -1375,7 +1375,7 @@ mod tests {
         assert_eq!(serials.len(), 1);
         assert!(ended, "the stream ends properly");
         assert!(
-            decoded < 200 * FRAME && decoded >= 100 * FRAME,
+            (100 * FRAME..200 * FRAME).contains(&decoded),
             "frames before and after the full disk are in the file: {decoded} samples"
         );
         assert_eq!(
