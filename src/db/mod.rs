@@ -32,7 +32,8 @@ pub use instances::{ChannelListeners, ListenerCounts, OtherInstances, QueueSigna
 /// The store's errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// No connection could be had in time (pool exhausted or database down).
+    /// No connection could be had in time (pool exhausted or database down), or the one in
+    /// use was lost mid-query (the server restarting).
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A uniqueness rule was broken.
