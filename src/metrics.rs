@@ -55,6 +55,8 @@ pub const BUS_CALL_DURATION: &str = "radio24_bus_call_seconds";
 pub const WS_LAGGING: &str = "radio24_ws_lagging_total";
 /// Bytes of Ogg/Opus written to the archive (counter; `channel`).
 pub const ARCHIVE_BYTES: &str = "radio24_archive_bytes_total";
+/// Archive writes the disk refused (counter; `channel`).
+pub const ARCHIVE_WRITE_ERRORS: &str = "radio24_archive_write_errors_total";
 /// 1 when the API hears from the host, else 0 (gauge; API and all roles).
 pub const HOST_LINK_UP: &str = "radio24_host_link_up";
 
@@ -62,7 +64,7 @@ pub const HOST_LINK_UP: &str = "radio24_host_link_up";
 pub const PROCESS_START: &str = "radio24_process_start_time_seconds";
 
 /// Every family.
-pub const FAMILIES: [&str; 17] = [
+pub const FAMILIES: [&str; 18] = [
     LISTENERS,
     QUEUE_DEPTH,
     QUEUE_WAIT,
@@ -78,6 +80,7 @@ pub const FAMILIES: [&str; 17] = [
     BUS_CALL_DURATION,
     WS_LAGGING,
     ARCHIVE_BYTES,
+    ARCHIVE_WRITE_ERRORS,
     HOST_LINK_UP,
     PROCESS_START,
 ];
@@ -219,6 +222,10 @@ fn describe() {
         Unit::Bytes,
         "Bytes of Ogg/Opus audio written to the archive"
     );
+    describe_counter!(
+        ARCHIVE_WRITE_ERRORS,
+        "Archive writes the disk refused (a full disk): the first of a failure and each retry"
+    );
     describe_gauge!(
         HOST_LINK_UP,
         "1 when this API instance hears the host's events, else 0"
@@ -322,6 +329,11 @@ pub fn gap(channel: &ChannelName) {
 /// `bytes` of audio written to a channel's archive.
 pub fn archive_written(channel: &ChannelName, bytes: usize) {
     ::metrics::counter!(ARCHIVE_BYTES, "channel" => channel_label(channel)).increment(bytes as u64);
+}
+
+/// The disk refused a write of a channel's archive.
+pub fn archive_write_failed(channel: &ChannelName) {
+    ::metrics::counter!(ARCHIVE_WRITE_ERRORS, "channel" => channel_label(channel)).increment(1);
 }
 
 /// Whether the API's link to the host is up.

@@ -74,6 +74,26 @@ impl ApiError {
     }
 }
 
+/// What a 503 for a database or host that cannot be reached tells the client to wait: the
+/// pool opens a fresh connection on the next request, and the API moves on to a standby host
+/// within a second or two, so a short wait is enough to find out.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
+impl ApiError {
+    /// The `Retry-After` a refusal carries: the rate limiter's wait, or a short one when a
+    /// dependency is down for a while (none for answers a retry cannot change).
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited(secs) => Some(*secs),
+            ApiError::Store(StoreError::Unavailable(_))
+            | ApiError::Host(BusError::Unavailable(_) | BusError::Standby(_)) => {
+                Some(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -144,12 +164,50 @@ impl ResponseError for ApiError {
             tracing::error!(error = %self, cause = ?self, "request failed on a fault");
         }
         let mut response = error_response(status, code, &message);
-        if let ApiError::RateLimited(secs) = self {
+        if let Some(secs) = self.retry_after_secs() {
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from(*secs),
+                actix_web::http::header::HeaderValue::from(secs),
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError;
+    use actix_web::http::header::RETRY_AFTER;
+
+    use super::ApiError;
+    use crate::bus::BusError;
+    use crate::db::StoreError;
+
+    fn retry_after(error: &ApiError) -> Option<String> {
+        let response = error.error_response();
+        response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn a_dependency_that_is_down_answers_503_with_retry_after() {
+        for error in [
+            ApiError::Store(StoreError::Unavailable("refused".into())),
+            ApiError::Host(BusError::Unavailable("refused".into())),
+            ApiError::Host(BusError::Standby("standby".into())),
+        ] {
+            assert_eq!(error.status_code(), 503, "{error}");
+            assert_eq!(retry_after(&error).as_deref(), Some("2"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_fault_carries_no_retry_after() {
+        let error = ApiError::Store(StoreError::Corrupt("schedule.hour".into()));
+        assert_eq!(error.status_code(), 500);
+        assert_eq!(retry_after(&error), None);
     }
 }

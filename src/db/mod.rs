@@ -32,7 +32,8 @@ pub use instances::{ChannelListeners, ListenerCounts, OtherInstances, QueueSigna
 /// The store's errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// No connection could be had in time (pool exhausted or database down).
+    /// No connection could be had in time (pool exhausted or database down), or the one in
+    /// use was lost mid-query (the server restarting).
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A uniqueness rule was broken.
@@ -46,7 +47,44 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("database error: {0}")]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    /// A query that failed because the connection under it was lost (the server restarting,
+    /// stopped, or crashed) is the database being unavailable, which the API answers with
+    /// 503 and the client may retry; anything else is a fault of the query.
+    fn from(e: diesel::result::Error) -> Self {
+        if is_connection_lost(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Query(e)
+        }
+    }
+}
+
+/// The beginnings of the messages PostgreSQL sends as it ends a session or refuses one
+/// (SQLSTATE class 57P: admin shutdown, crash shutdown, cannot connect now). diesel keeps
+/// the message but not the SQLSTATE, so the message is all there is to go by; these are
+/// the server's untranslated texts (`lc_messages` = C, what servers run with by default).
+const SESSION_ENDED_MESSAGES: [&str; 2] = ["terminating connection", "the database system is"];
+
+/// Whether `e` says the connection to the database was lost rather than that the query was
+/// wrong: the client found the socket closed, could not send, or the server was ending
+/// the session. A transaction the lost connection left broken counts too.
+fn is_connection_lost(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => SESSION_ENDED_MESSAGES
+            .iter()
+            .any(|start| info.message().starts_with(start)),
+        _ => false,
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -262,6 +300,61 @@ fn map_write_error(e: diesel::result::Error, what: &str) -> StoreError {
         Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
             StoreError::NotFound(format!("the channel of this {what}"))
         }
-        other => StoreError::Query(other),
+        other => StoreError::from(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::StoreError;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_lost_connection_is_the_database_being_unavailable() {
+        for lost in [
+            database_error(DatabaseErrorKind::ClosedConnection, "closed"),
+            database_error(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+            Error::BrokenTransactionManager,
+        ] {
+            let shown = lost.to_string();
+            assert!(
+                matches!(StoreError::from(lost), StoreError::Unavailable(_)),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_query_stays_a_fault() {
+        for wrong in [
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "syntax error at or near \"SELEC\"",
+            ),
+            database_error(
+                DatabaseErrorKind::CheckViolation,
+                "violates check constraint",
+            ),
+            Error::NotFound,
+        ] {
+            let shown = wrong.to_string();
+            assert!(
+                matches!(StoreError::from(wrong), StoreError::Query(_)),
+                "{shown}"
+            );
+        }
     }
 }

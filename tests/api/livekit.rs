@@ -5,6 +5,9 @@
 //! aired. Then the fake crashes and comes back: the host rejoins and audio flows again; at
 //! shutdown it leaves.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use radio24::cli::Role;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -246,6 +249,110 @@ async fn a_host_that_livekit_refuses_keeps_retrying_and_says_why() {
     let health: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["livekit"]["radio24"]["state"], "retrying");
+}
+
+/// Counts the Ogg pages a live-stream listener receives, on a task of its own, for as long
+/// as the stream lasts.
+fn count_stream_pages(
+    mut stream: reqwest::Response,
+) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let pages = Arc::new(AtomicUsize::new(0));
+    let counter = pages.clone();
+    let task = tokio::spawn(async move {
+        // The capture pattern may straddle two chunks: keep the last three bytes.
+        let mut tail: Vec<u8> = Vec::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            tail.extend_from_slice(&chunk);
+            let found = tail.windows(4).filter(|w| w == b"OggS").count();
+            counter.fetch_add(found, Ordering::SeqCst);
+            tail.drain(..tail.len().saturating_sub(3));
+        }
+    });
+    (pages, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_livekit_cut_the_station_airs_on_over_http_and_the_publisher_rejoins_with_backoff() {
+    let mut sfu = FakeLivekit::start(0).await;
+    let url = sfu.url();
+    let app = TestApp::spawn(
+        Role::All,
+        &[
+            // Real time: the RTP stream is paced by the programme clock.
+            ("RADIO24__HOST__CLOCK_SPEED", "1"),
+            ("RADIO24__LIVEKIT__API_KEY", API_KEY),
+            ("RADIO24__LIVEKIT__API_SECRET", API_SECRET),
+            ("RADIO24__LIVEKIT__WS_URL", &url),
+            ("RADIO24__LIVEKIT__RECONNECT_MAX_MS", "1000"),
+        ],
+    )
+    .await;
+    let mut ws = app.broadcast("radio24").await;
+    expect_join(&mut sfu.events).await;
+    expect_publisher(&mut ws, "connected", 1).await;
+    expect_audio(&mut sfu.events, 10).await;
+    let stream = app.get("/v1/channels/radio24/stream").await;
+    assert_eq!(stream.status(), 200);
+    let (pages, counting) = count_stream_pages(stream);
+
+    // The link is cut: every session's connection closes and nothing listens any more.
+    let port = sfu.crash().await;
+    let pages_at_cut = pages.load(Ordering::SeqCst);
+    // The publisher notices and keeps trying, each failure waiting longer (250 ms, 500 ms,
+    // then 1 s): two failures in a row is at least one wait.
+    let retrying = await_publisher(
+        &mut ws,
+        "the LiveKit publisher retrying after 2 failures",
+        |livekit| livekit["state"] == "retrying" && livekit["failures"].as_u64() >= Some(2),
+    )
+    .await;
+    assert_eq!(retrying["sessions"], 1, "{retrying}");
+    assert!(retrying["last_error"].is_string(), "{retrying}");
+    // Meanwhile the station airs on: captions, and the HTTP stream's pages.
+    let resp = app
+        .post(
+            "/v1/studio/speak",
+            Some(ADMIN_TOKEN),
+            &json!({"text": "Still on air without LiveKit.", "mode": "now"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let segment: Value = resp.json().await.unwrap();
+    let captions =
+        crate::broadcast::captions_of(&mut ws, segment["segment_id"].as_str().unwrap()).await;
+    assert_eq!(captions, ["Still on air without LiveKit."]);
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(
+        health["livekit"]["radio24"]["state"], "retrying",
+        "{health}"
+    );
+    crate::helpers::poll_until(
+        "the HTTP stream going on while LiveKit is away (10 pages: 1 s)",
+        PROGRAMME_PATIENCE,
+        std::time::Duration::from_millis(100),
+        async || {
+            let during = pages.load(Ordering::SeqCst) - pages_at_cut;
+            if during >= 10 {
+                Ok(())
+            } else {
+                Err(format!("{during} pages"))
+            }
+        },
+    )
+    .await;
+    assert!(
+        !counting.is_finished(),
+        "the stream listener is still connected"
+    );
+
+    // LiveKit is back on the same address: the publisher rejoins and publishes again.
+    let mut sfu = FakeLivekit::start(port).await;
+    expect_join(&mut sfu.events).await;
+    expect_publisher(&mut ws, "connected", 2).await;
+    expect_audio(&mut sfu.events, 50).await;
+    assert!(!counting.is_finished(), "the stream listener was never cut");
+    counting.abort();
 }
 
 fn rms(frame: &[i16]) -> f64 {

@@ -394,3 +394,87 @@ async fn a_caller_on_one_api_instance_hears_a_call_put_through_by_another() {
             .await;
     }
 }
+
+/// The answer of a route that needs the host while there is none: 503 `host_unavailable`
+/// with a message and a `Retry-After`.
+async fn expect_host_unavailable(resp: reqwest::Response, what: &str) {
+    assert_eq!(resp.status(), 503, "{what}");
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "{what}: a Retry-After says when to try again"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "host_unavailable", "{what}: {body}");
+    assert!(body["message"].is_string(), "{what}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_host_killed_the_api_stays_up_keeps_every_call_in_and_a_new_host_resumes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = Killed(host_process(port, "20"));
+    let api = api_for_calls(&format!("http://127.0.0.1:{port}")).await;
+    let mut listener = api.broadcast("radio24").await;
+    assert_eq!(listener.next_json().await["type"], "snapshot");
+    // The programme airs (captions only: no voice).
+    listener.wait_for("caption", |_| true).await;
+    let mut queued = vec![call_in(&api, "Before the host dies.").await];
+
+    // SIGKILL mid-programme.
+    drop(host);
+    let not_ready = api.wait_for_status("/ready", 503).await;
+    assert_eq!(not_ready["error"], "not_ready");
+    let health: Value = api.get("/health").await.json().await.unwrap();
+    assert_eq!(
+        (
+            health["status"].as_str(),
+            health["host_link"]["state"].as_str()
+        ),
+        (Some("ok"), Some("down")),
+        "{health}"
+    );
+    // Routes that need the host say so.
+    expect_host_unavailable(api.speak("Anyone there?").await, "speak").await;
+    expect_host_unavailable(
+        api.post("/v1/studio/script", Some(ADMIN_TOKEN), &json!({}))
+            .await,
+        "script",
+    )
+    .await;
+    expect_host_unavailable(
+        api.get("/v1/channels/radio24/stream").await,
+        "the live stream",
+    )
+    .await;
+    // Call-ins are still taken, over HTTP and over /ws/ptt, and wait in the queue.
+    for n in 1..=3 {
+        queued.push(call_in(&api, &format!("Call {n} while the host is down.")).await);
+    }
+    let (mut caller, _) = crate::callins::Ptt::greeted(&api, None).await;
+    let by_ptt = caller
+        .call("A push-to-talk call while the host is down.")
+        .await;
+    queued.push(by_ptt["id"].as_str().unwrap().to_owned());
+    assert_eq!(
+        api.get("/v1/channels/radio24/schedule").await.status(),
+        200,
+        "what needs only the database is served"
+    );
+
+    // A host again, on the same port: the listener, still connected, is resynced and hears
+    // the programme again; every call-in is still queued.
+    let _host = Killed(host_process(port, "20"));
+    api.wait_for_status("/ready", 200).await;
+    let resync = listener.wait_for("snapshot", |f| f["resync"] == true).await;
+    assert_eq!(resync["channel"], "radio24");
+    listener.wait_for("caption", |_| true).await;
+    for id in &queued {
+        let item = queue_item(&api, id).await.unwrap();
+        assert_eq!(item["status"], "queued", "{item}");
+    }
+    let resp = api.get("/v1/channels/radio24/stream").await;
+    assert_eq!(resp.status(), 200, "the live stream is back");
+}

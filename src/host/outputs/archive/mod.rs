@@ -19,8 +19,14 @@
 //! The async side only forwards frames and captions, through a bounded queue, to a thread
 //! of the recorder's own that encodes and writes, so disk I/O never blocks the runtime; if
 //! that thread falls behind, the queue fills, the recorder misses frames, and they count as
-//! skipped. A disk error is logged once and ends that hour's file; the recorder tries again
-//! at the next hour, and the station never notices. An hour whose file already exists (the
+//! skipped. A write that fails (a full disk) keeps the hour's file open: the file is cut
+//! back to its last whole page, the refused pages are held, frames go by as skipped (the
+//! timeline keeps time), and the writes are tried again every second until the disk takes
+//! them, then recording carries on in the same file; the failure is logged once when it
+//! starts and once when it ends, and every refused write is counted
+//! (`radio24_archive_write_errors_total`). A file that cannot be opened at all ends that
+//! hour; the recorder tries again at the next hour. The station never notices either. An
+//! hour whose file already exists (the
 //! host restarted within it) is left as it is, and the rest of the hour is recorded into a
 //! second part beside it, `YYYY-MM-DDTHH.part2.ogg` with its `.part2.json` (a third after
 //! another restart, and so on), listed and served like any file. At start and at every hour

@@ -367,6 +367,76 @@ fn a_disk_error_loses_the_hour_not_the_recorder() {
 }
 
 #[test]
+fn a_full_disk_pauses_the_recording_and_it_resumes_in_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, recording) = writer(dir.path());
+    w.write_retry = Duration::ZERO;
+    let start = at("2026-11-28T09:10:00+09:00");
+    let frame = |n: u64| Command::Frame {
+        samples: tone(n),
+        at: start + FRAME_TIME * i32::try_from(n).unwrap(),
+    };
+    for n in 0..30u64 {
+        w.handle(frame(n));
+    }
+    let path = dir.path().join("radio24/2026-11-28T09.ogg");
+    // The disk fills: every write fails with ENOSPC, as on /dev/full.
+    let real_file = std::mem::replace(
+        &mut w.current.as_mut().unwrap().file,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap(),
+    );
+    for n in 30..130u64 {
+        w.handle(frame(n));
+    }
+    let current = w.current.as_ref().unwrap();
+    assert!(
+        current.retry_at.is_some(),
+        "the recorder waits for the disk"
+    );
+    assert!(!current.unwritten.is_empty(), "the refused page is held");
+    assert!(
+        w.refused_writes >= 2,
+        "the first failure and the retries are counted: {}",
+        w.refused_writes
+    );
+    assert!(w.missed_frames > 0);
+    assert_eq!(
+        lock(&recording)
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("2026-11-28T09.ogg"),
+        "the hour is still being recorded"
+    );
+    // Space again: the next frame writes the held pages and recording carries on.
+    w.current.as_mut().unwrap().file = real_file;
+    for n in 130..200u64 {
+        w.handle(frame(n));
+    }
+    let current = w.current.as_ref().unwrap();
+    assert_eq!(current.retry_at, None);
+    assert!(current.unwritten.is_empty());
+    assert_eq!((w.refused_writes, w.missed_frames), (0, 0));
+    w.close();
+    // One whole stream: every page intact, the gap on the timeline, not in the file.
+    let (serials, _, decoded, ended) = decode(&path);
+    assert_eq!(serials.len(), 1);
+    assert!(ended, "the stream ends properly");
+    assert!(
+        (100 * FRAME..200 * FRAME).contains(&decoded),
+        "frames before and after the full disk are in the file: {decoded} samples"
+    );
+    assert_eq!(
+        last_granule(&path).unwrap().unwrap(),
+        200 * FRAME as u64,
+        "the missed frames still take their time"
+    );
+}
+
+#[test]
 fn retention_deletes_whole_hours_older_than_the_limit_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     for name in [

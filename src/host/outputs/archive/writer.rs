@@ -2,7 +2,7 @@
 //! station-clock hour out (with its caption sidecar), on the programme's timeline.
 
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ const SIDECAR_INTERVAL: Duration = Duration::from_secs(2);
 const EARLY_CAPTIONS: usize = 256;
 /// Length of one frame on the programme clock.
 pub(super) const FRAME_TIME: chrono::Duration = chrono::Duration::milliseconds(20);
+/// How long a recorder whose writes failed waits before trying the disk again.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
 
 /// What a recorder's task sends its writer thread.
 #[derive(Debug)]
@@ -53,11 +55,10 @@ pub(super) enum Command {
 }
 
 /// The hour being recorded.
-struct HourFile {
+pub(super) struct HourFile {
     path: PathBuf,
-    file: std::fs::File,
+    pub(super) file: std::fs::File,
     encoder: OggEncoder,
-    hour_start: DateTime<Utc>,
     hour_end: DateTime<Utc>,
     /// The last frame, held back so the file's last packet can end the stream.
     pending: Option<Arc<[i16]>>,
@@ -70,23 +71,52 @@ struct HourFile {
     sidecar_written: Instant,
     sidecar_failed: bool,
     encoder_failed: bool,
+    /// Bytes of whole pages in the file: where a failed write is cut back to.
+    pub(super) written: u64,
+    /// Pages the encoder made that the disk has not taken yet, oldest first.
+    pub(super) unwritten: VecDeque<Bytes>,
+    /// While writes fail: when to try the disk again.
+    pub(super) retry_at: Option<Instant>,
 }
 
 impl HourFile {
     fn write_pages(&mut self, pages: Vec<Bytes>) -> Result<(), ArchiveError> {
-        for page in pages {
-            self.file
-                .write_all(&page)
-                .map_err(ArchiveError::io(&self.path))?;
+        self.unwritten.extend(pages);
+        self.flush_pages()
+    }
+
+    /// Writes the held pages in order. On a failure the file is cut back to its last whole
+    /// page (a page half written would break the stream) and the page stays held for the
+    /// next try.
+    fn flush_pages(&mut self) -> Result<(), ArchiveError> {
+        while let Some(page) = self.unwritten.front() {
+            if let Err(e) = self.file.write_all(page) {
+                // Best effort: if even this fails, the next try cuts back again first.
+                let _ = self.file.set_len(self.written);
+                let _ = self.file.seek(SeekFrom::Start(self.written));
+                return Err(ArchiveError::io(&self.path)(e));
+            }
+            self.written += page.len() as u64;
             crate::metrics::archive_written(&self.sidecar.content.channel, page.len());
+            self.unwritten.pop_front();
         }
         Ok(())
     }
 
+    /// Tries the held pages again, from the file's last whole page.
+    fn retry_pages(&mut self) -> Result<(), ArchiveError> {
+        let _ = self.file.set_len(self.written);
+        self.file
+            .seek(SeekFrom::Start(self.written))
+            .map_err(ArchiveError::io(&self.path))?;
+        self.flush_pages()
+    }
+
     fn push(&mut self, samples: Arc<[i16]>) -> Result<(), ArchiveError> {
+        let mut written = Ok(());
         if let Some(previous) = self.pending.take() {
             match self.encoder.encode(&previous) {
-                Ok(pages) => self.write_pages(pages)?,
+                Ok(pages) => written = self.write_pages(pages),
                 Err(e) => {
                     if !std::mem::replace(&mut self.encoder_failed, true) {
                         tracing::warn!(path = %self.path.display(), error = %e, "archive: a frame could not be encoded; skipped");
@@ -100,8 +130,10 @@ impl HourFile {
             self.encoder.skip(self.pending_skip);
             self.placed += std::mem::take(&mut self.pending_skip);
         }
+        // The frame is held even when the disk refused the pages before it: they are
+        // written, in order, when it takes writes again.
         self.pending = Some(samples);
-        Ok(())
+        written
     }
 
     /// Ends the Ogg stream and syncs the file; returns the seconds of programme it covers.
@@ -145,13 +177,19 @@ pub(super) struct HourWriter {
     recording: Arc<Mutex<Option<ArchiveFileName>>>,
     /// Where on the programme clock the next frame starts (`None` before the first).
     timeline: Option<DateTime<Utc>>,
-    current: Option<HourFile>,
+    pub(super) current: Option<HourFile>,
     /// The hour closed last, kept for captions that arrive after its audio.
     previous: Option<SidecarFile>,
     /// Captions for an hour whose file is not open yet.
     early: VecDeque<TimedCaption>,
     /// An hour that is not recorded (its file failed or existed), until the next begins.
     skipped_hour: Option<DateTime<Utc>>,
+    /// How long to wait before trying a disk that refused writes again.
+    pub(super) write_retry: Duration,
+    /// Writes the disk refused, and frames that went by unrecorded meanwhile, since the
+    /// failure began (both 0 while writes succeed).
+    pub(super) refused_writes: u64,
+    pub(super) missed_frames: u64,
 }
 
 impl HourWriter {
@@ -173,6 +211,9 @@ impl HourWriter {
             previous: None,
             early: VecDeque::new(),
             skipped_hour: None,
+            write_retry: WRITE_RETRY,
+            refused_writes: 0,
+            missed_frames: 0,
         }
     }
 
@@ -265,11 +306,31 @@ impl HourWriter {
         let Some(current) = self.current.as_mut() else {
             return;
         };
+        if let Some(retry_at) = current.retry_at {
+            // The disk refused the last write: this frame goes by as skipped (the timeline
+            // keeps time) unless the disk takes the held pages now.
+            let taken = Instant::now() >= retry_at && current.retry_pages().is_ok();
+            if !taken {
+                if Instant::now() >= retry_at {
+                    self.refused_writes += 1;
+                    crate::metrics::archive_write_failed(&self.channel);
+                    current.retry_at = Some(Instant::now() + self.write_retry);
+                }
+                current.pending_skip += 1;
+                self.missed_frames += 1;
+                return;
+            }
+            current.retry_at = None;
+            tracing::info!(channel = %self.channel, refused_writes = self.refused_writes, missed_frames = self.missed_frames, "archive: the disk takes writes again; recording resumes in the same file");
+            self.refused_writes = 0;
+            self.missed_frames = 0;
+        }
         if let Err(e) = current.push(samples) {
-            tracing::error!(channel = %self.channel, error = %e, "archive: writing failed; the rest of this hour is not recorded, trying again at the next");
-            self.skipped_hour = Some(current.hour_start);
-            self.current = None;
-            *lock(&self.recording) = None;
+            // Logged once for the whole failure (not per frame); the retries are counted.
+            tracing::error!(channel = %self.channel, error = %e, "archive: writing failed; frames are skipped until the disk takes writes again (tried every {:?})", self.write_retry);
+            self.refused_writes += 1;
+            crate::metrics::archive_write_failed(&self.channel);
+            current.retry_at = Some(Instant::now() + self.write_retry);
         }
     }
 
@@ -288,8 +349,10 @@ impl HourWriter {
             listener_buffer_pages: 1,
         };
         let (encoder, headers) = OggEncoder::new(&self.channel, &config)?;
+        let mut written = 0;
         for page in headers {
             file.write_all(&page).map_err(ArchiveError::io(&path))?;
+            written += page.len() as u64;
             crate::metrics::archive_written(&self.channel, page.len());
         }
         let offset = |at: DateTime<Utc>| at.with_timezone(&self.tz).fixed_offset();
@@ -310,7 +373,6 @@ impl HourWriter {
             path,
             file,
             encoder,
-            hour_start,
             hour_end: hour_start + chrono::Duration::hours(1),
             pending: None,
             pending_skip: 0,
@@ -320,6 +382,9 @@ impl HourWriter {
             sidecar_written: Instant::now(),
             sidecar_failed: false,
             encoder_failed: false,
+            written,
+            unwritten: VecDeque::new(),
+            retry_at: None,
         };
         let early = std::mem::take(&mut self.early);
         for caption in early {
