@@ -608,12 +608,18 @@ impl Settings {
         if !(self.audio.blank_air_dbfs.is_finite()
             && (-90.0..=-10.0).contains(&self.audio.blank_air_dbfs))
         {
-            return Err(invalid("audio.blank_air_dbfs", "must be between -90 and -10"));
+            return Err(invalid(
+                "audio.blank_air_dbfs",
+                "must be between -90 and -10",
+            ));
         }
         if !(self.audio.blank_air_secs.is_finite()
             && (0.5..=60.0).contains(&self.audio.blank_air_secs))
         {
-            return Err(invalid("audio.blank_air_secs", "must be between 0.5 and 60"));
+            return Err(invalid(
+                "audio.blank_air_secs",
+                "must be between 0.5 and 60",
+            ));
         }
         if !(60..=86_400).contains(&self.livekit.token_ttl_secs) {
             return Err(invalid(
@@ -1000,12 +1006,31 @@ mod tests {
     #[test]
     fn blank_air_defaults_and_bounds() {
         let s = Settings::load(&shipped(), &env(&[])).unwrap();
-        assert_eq!((s.audio.blank_air_dbfs, s.audio.blank_air_secs), (-40.0, 2.0));
+        assert_eq!(
+            (s.audio.blank_air_dbfs, s.audio.blank_air_secs),
+            (-40.0, 2.0)
+        );
         for (key, value, named) in [
-            ("RADIO24__AUDIO__BLANK_AIR_DBFS", "0", "audio.blank_air_dbfs"),
-            ("RADIO24__AUDIO__BLANK_AIR_DBFS", "-120", "audio.blank_air_dbfs"),
-            ("RADIO24__AUDIO__BLANK_AIR_SECS", "0", "audio.blank_air_secs"),
-            ("RADIO24__AUDIO__BLANK_AIR_SECS", "NaN", "audio.blank_air_secs"),
+            (
+                "RADIO24__AUDIO__BLANK_AIR_DBFS",
+                "0",
+                "audio.blank_air_dbfs",
+            ),
+            (
+                "RADIO24__AUDIO__BLANK_AIR_DBFS",
+                "-120",
+                "audio.blank_air_dbfs",
+            ),
+            (
+                "RADIO24__AUDIO__BLANK_AIR_SECS",
+                "0",
+                "audio.blank_air_secs",
+            ),
+            (
+                "RADIO24__AUDIO__BLANK_AIR_SECS",
+                "NaN",
+                "audio.blank_air_secs",
+            ),
         ] {
             let err = Settings::load(&shipped(), &env(&[(key, value)])).unwrap_err();
             assert!(err.to_string().contains(named), "{key}={value}: {err}");

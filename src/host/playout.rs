@@ -1422,7 +1422,10 @@ mod tests {
         assert_eq!(frames, 100, "ended after {frames} more frames");
         // The filler took its place at once.
         let on_air = p.playout.rundown.snapshot().0.unwrap();
-        assert_eq!((on_air.kind, on_air.meta.text.as_str()), (SegmentKind::Filler, "ID"));
+        assert_eq!(
+            (on_air.kind, on_air.meta.text.as_str()),
+            (SegmentKind::Filler, "ID")
+        );
         assert_eq!(p.playout.stats.blank_air.load(Ordering::Relaxed), 1);
         assert!(log.contains("WARN"), "{log}");
         assert!(log.contains("blank air"), "{log}");

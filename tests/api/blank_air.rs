@@ -134,7 +134,10 @@ async fn a_voice_that_answers_silence_is_cut_for_the_filler_and_counted() {
         }
     }
     assert!(station.playout.stats.blank_air.load(Ordering::Relaxed) >= 1);
-    assert!(blank_air_counted() >= 1.0, "radio24_blank_air_total not counted");
+    assert!(
+        blank_air_counted() >= 1.0,
+        "radio24_blank_air_total not counted"
+    );
     assert!(speech.faulted() > 0, "the silent voice was never asked");
 }
 

@@ -32,7 +32,11 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
-pub(crate) async fn host_at(start: &str, speed: f64, overrides: &[(&str, &str)]) -> (Host, Arc<ScaledClock>) {
+pub(crate) async fn host_at(
+    start: &str,
+    speed: f64,
+    overrides: &[(&str, &str)],
+) -> (Host, Arc<ScaledClock>) {
     let clock = Arc::new(ScaledClock::new(at(start), speed));
     let host = Host::start_with_clock(
         HostConfig::from_settings(&settings(overrides)),

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod archive;
-mod bounds;
 mod blank_air;
+mod bounds;
 mod broadcast;
 mod bus_contract;
 mod bus_tls;

@@ -118,7 +118,11 @@ async fn speech_fault_is_ridden_out(fault: Fault, kind: &str) {
     let aired = aired_talk(&host, 2).await;
     voiced_by_the_fallback(&aired, "openai-speech");
     // Retried: at least two tries of each sentence (the station ID's and the talk's).
-    assert!(faulty.faulted() >= 4, "{} speech requests", faulty.faulted());
+    assert!(
+        faulty.faulted() >= 4,
+        "{} speech requests",
+        faulty.faulted()
+    );
     let counted = provider_errors("tts", "openai-speech", kind) - before;
     assert!(counted >= 2.0, "{counted} {kind} errors counted");
 }
@@ -189,7 +193,11 @@ async fn random_bytes_sent_as_audio_are_refused_and_never_air() {
     let aired = aired_talk(&host, 2).await;
     judging.abort();
     voiced_by_the_fallback(&aired, "openai-speech");
-    assert!(faulty.faulted() >= 4, "{} speech requests", faulty.faulted());
+    assert!(
+        faulty.faulted() >= 4,
+        "{} speech requests",
+        faulty.faulted()
+    );
     let counted = provider_errors("tts", "openai-speech", "protocol") - before;
     assert!(counted >= 2.0, "{counted} protocol errors counted");
     let (heard, noisy) = (heard.load(Ordering::Relaxed), noisy.load(Ordering::Relaxed));
@@ -201,7 +209,8 @@ async fn random_bytes_sent_as_audio_are_refused_and_never_air() {
 async fn a_realtime_socket_dropped_mid_answer_is_retried_then_replaced() {
     radio24::metrics::install();
     let http = FakeOpenAi::start(Behaviour::healthy(), Behaviour::healthy(), "unused").await;
-    let realtime = FakeRealtime::start_answering(&http.server.uri(), Answering::DropMidAnswer).await;
+    let realtime =
+        FakeRealtime::start_answering(&http.server.uri(), Answering::DropMidAnswer).await;
     let before = provider_errors("tts", "openai-realtime", "protocol");
     let (host, _clock) = host_on(&realtime.base_url, "template", "openai-realtime").await;
     let aired = aired_talk(&host, 2).await;

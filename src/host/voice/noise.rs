@@ -164,7 +164,9 @@ impl Guarded {
                     self.done = true;
                     // A short call's audio, too short to judge whole: judge what there is.
                     let rest = std::mem::take(&mut self.held);
-                    if !self.passed && rest.len() >= self.window / 4 && judge(&rest) == Verdict::Noise
+                    if !self.passed
+                        && rest.len() >= self.window / 4
+                        && judge(&rest) == Verdict::Noise
                     {
                         return Some(Err(self.refuse()));
                     }
@@ -225,8 +227,11 @@ mod tests {
         }
 
         async fn synthesize(&self, _text: &str) -> Result<VoiceAudio, VoiceError> {
-            let chunks: Vec<Result<Vec<i16>, VoiceError>> =
-                self.audio.chunks(self.chunk).map(|c| Ok(c.to_vec())).collect();
+            let chunks: Vec<Result<Vec<i16>, VoiceError>> = self
+                .audio
+                .chunks(self.chunk)
+                .map(|c| Ok(c.to_vec()))
+                .collect();
             Ok(VoiceAudio {
                 rate: 24_000,
                 chunks: futures::stream::iter(chunks).boxed(),

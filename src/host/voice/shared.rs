@@ -107,7 +107,8 @@ impl Pace {
     /// When the next piece must have come: the idle timeout from now, or from when the
     /// audio so far would have finished playing, whichever is sooner.
     pub(crate) fn deadline(&self) -> tokio::time::Instant {
-        let played = std::time::Duration::from_secs_f64(self.received as f64 / f64::from(self.rate));
+        let played =
+            std::time::Duration::from_secs_f64(self.received as f64 / f64::from(self.rate));
         let behind = self.started + played + self.idle;
         behind.min(tokio::time::Instant::now() + self.idle)
     }
