@@ -474,6 +474,10 @@ pub struct VoiceSettings {
 #[serde(deny_unknown_fields)]
 pub struct AudioSettings {
     pub target_lufs: f64,
+    /// Output quieter than this (RMS, dBFS) while a spoken segment airs is blank…
+    pub blank_air_dbfs: f64,
+    /// …once it lasts longer than this: the segment is cut for the filler.
+    pub blank_air_secs: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -689,6 +693,22 @@ impl Settings {
         if !(self.audio.target_lufs.is_finite() && (-40.0..=-5.0).contains(&self.audio.target_lufs))
         {
             return Err(invalid("audio.target_lufs", "must be between -40 and -5"));
+        }
+        if !(self.audio.blank_air_dbfs.is_finite()
+            && (-90.0..=-10.0).contains(&self.audio.blank_air_dbfs))
+        {
+            return Err(invalid(
+                "audio.blank_air_dbfs",
+                "must be between -90 and -10",
+            ));
+        }
+        if !(self.audio.blank_air_secs.is_finite()
+            && (0.5..=60.0).contains(&self.audio.blank_air_secs))
+        {
+            return Err(invalid(
+                "audio.blank_air_secs",
+                "must be between 0.5 and 60",
+            ));
         }
         if !(60..=86_400).contains(&self.livekit.token_ttl_secs) {
             return Err(invalid(
@@ -1070,6 +1090,40 @@ mod tests {
         );
         let err = config_dir(Some(dir.path().join("nope"))).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn blank_air_defaults_and_bounds() {
+        let s = Settings::load(&shipped(), &env(&[])).unwrap();
+        assert_eq!(
+            (s.audio.blank_air_dbfs, s.audio.blank_air_secs),
+            (-40.0, 2.0)
+        );
+        for (key, value, named) in [
+            (
+                "RADIO24__AUDIO__BLANK_AIR_DBFS",
+                "0",
+                "audio.blank_air_dbfs",
+            ),
+            (
+                "RADIO24__AUDIO__BLANK_AIR_DBFS",
+                "-120",
+                "audio.blank_air_dbfs",
+            ),
+            (
+                "RADIO24__AUDIO__BLANK_AIR_SECS",
+                "0",
+                "audio.blank_air_secs",
+            ),
+            (
+                "RADIO24__AUDIO__BLANK_AIR_SECS",
+                "NaN",
+                "audio.blank_air_secs",
+            ),
+        ] {
+            let err = Settings::load(&shipped(), &env(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
     }
 
     #[test]

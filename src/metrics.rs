@@ -37,6 +37,8 @@ pub const SEGMENTS_AIRED: &str = "radio24_segments_aired_total";
 pub const GAPS: &str = "radio24_gaps_total";
 /// Dead air, in milliseconds (counter; `channel`).
 pub const DEAD_AIR: &str = "radio24_dead_air_milliseconds_total";
+/// Segments cut for the filler because they aired blank (counter; `channel`).
+pub const BLANK_AIR: &str = "radio24_blank_air_total";
 /// From asking the LLM for a script to its first token (histogram, seconds; `provider`).
 pub const LLM_FIRST_TOKEN: &str = "radio24_llm_first_token_seconds";
 /// From asking a voice to speak to its first audio (histogram, seconds; `provider`).
@@ -64,13 +66,14 @@ pub const HOST_LINK_UP: &str = "radio24_host_link_up";
 pub const PROCESS_START: &str = "radio24_process_start_time_seconds";
 
 /// Every family.
-pub const FAMILIES: [&str; 18] = [
+pub const FAMILIES: [&str; 19] = [
     LISTENERS,
     QUEUE_DEPTH,
     QUEUE_WAIT,
     SEGMENTS_AIRED,
     GAPS,
     DEAD_AIR,
+    BLANK_AIR,
     LLM_FIRST_TOKEN,
     TTS_FIRST_AUDIO,
     TRANSCRIPTION,
@@ -180,6 +183,10 @@ fn describe() {
         DEAD_AIR,
         Unit::Milliseconds,
         "Dead air: milliseconds of programme with nothing to play"
+    );
+    describe_counter!(
+        BLANK_AIR,
+        "Spoken segments cut for the station ID filler because their audio stayed below audio.blank_air_dbfs for more than audio.blank_air_secs"
     );
     describe_histogram!(
         LLM_FIRST_TOKEN,
@@ -291,11 +298,17 @@ pub fn queue_waited(channel: &ChannelName, enqueued_at: chrono::DateTime<chrono:
         .record(waited.as_secs_f64());
 }
 
-/// A channel's playout started: its gap and dead-air counters exist from now on, at 0, so
-/// `increase()` and the alerts see them before the first gap.
+/// A channel's playout started: its gap, dead-air and blank-air counters exist from now on,
+/// at 0, so `increase()` and the alerts see them before the first gap.
 pub fn playout_started(channel: &ChannelName) {
     ::metrics::counter!(GAPS, "channel" => channel_label(channel)).increment(0);
     ::metrics::counter!(DEAD_AIR, "channel" => channel_label(channel)).increment(0);
+    ::metrics::counter!(BLANK_AIR, "channel" => channel_label(channel)).increment(0);
+}
+
+/// A segment of a channel aired blank and was cut for the filler.
+pub fn blank_air(channel: &ChannelName) {
+    ::metrics::counter!(BLANK_AIR, "channel" => channel_label(channel)).increment(1);
 }
 
 /// A segment of `kind` started airing.

@@ -170,6 +170,10 @@ impl HostConfig {
                 chars_per_second: s.host.chars_per_second,
                 max_track_secs: s.music.max_track_secs,
                 speak_queue: s.host.speak_queue,
+                blank_air: playout::BlankAir {
+                    threshold_dbfs: s.audio.blank_air_dbfs,
+                    after: Duration::from_secs_f64(s.audio.blank_air_secs),
+                },
             },
             openai_key: s
                 .openai
@@ -322,8 +326,8 @@ impl HostConfig {
             },
         };
         let voices = Voices {
-            primary: voices.primary.map(voice::Metered::wrap),
-            fallback: voices.fallback.map(voice::Metered::wrap),
+            primary: voices.primary.map(guarded_and_metered),
+            fallback: voices.fallback.map(guarded_and_metered),
         };
         if voices.primary.is_none() {
             tracing::warn!(
@@ -332,6 +336,12 @@ impl HostConfig {
         }
         Ok((voices, realtime_in_use))
     }
+}
+
+/// `voice` with its noise refused ([`voice::noise`]) and its calls metered, the refusals
+/// among its failures.
+fn guarded_and_metered(voice: Arc<dyn Voice>) -> Arc<dyn Voice> {
+    voice::Metered::wrap(voice::noise::NoiseGuard::wrap(voice))
 }
 
 impl HostConfig {

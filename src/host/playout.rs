@@ -4,6 +4,9 @@
 //! ready it airs a filler (station ID) rather than silence; when a segment's audio has not
 //! arrived in time the missing frames are dead air, counted in [`PlayoutStats`]. A `now`
 //! segment cuts the current one short with a short fade as soon as its first audio is there.
+//! A spoken segment whose audio stays blank (below [`BlankAir::threshold_dbfs`] for longer
+//! than [`BlankAir::after`]: a voice that answers silence) is cut for the filler too, logged
+//! and counted; deliberate silence (captions without a voice), music and callers are exempt.
 //! Frames go to every attached sink (a `broadcast` channel); with none attached the clock
 //! still runs.
 //!
@@ -61,6 +64,16 @@ pub enum SegmentKind {
 }
 
 impl SegmentKind {
+    /// Whether a blank stretch of it is blank air: the host's own voice should be heard.
+    /// A track's quiet passage or a caller's pause is programme, and a filler is what blank
+    /// air is replaced with.
+    fn is_watched_for_blank_air(self) -> bool {
+        matches!(
+            self,
+            SegmentKind::Talk | SegmentKind::Speak | SegmentKind::StationId | SegmentKind::CallHost
+        )
+    }
+
     /// Whose words its captions are.
     pub fn speaker(self) -> Speaker {
         if self == SegmentKind::Caller {
@@ -82,6 +95,20 @@ pub enum Progress {
 enum Piece {
     Sentence(String),
     Audio(Vec<i16>),
+    /// Deliberate silence of this many samples (captions with no voice left to say them):
+    /// it airs as silence, and is not blank air.
+    Pause(usize),
+}
+
+/// What one [`QueuedSegment::pull`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulled {
+    /// Samples copied.
+    pub samples: usize,
+    /// The segment has ended (finished, and all of it pulled).
+    pub ended: bool,
+    /// Some of the samples were a deliberate pause.
+    pub paused: bool,
 }
 
 #[derive(Default)]
@@ -168,6 +195,17 @@ impl QueuedSegment {
         q.pieces.push_back(Piece::Audio(samples));
     }
 
+    /// Appends `samples` of deliberate silence: time for captions that no voice says.
+    pub fn push_pause(&self, samples: usize) {
+        if samples == 0 {
+            return;
+        }
+        let mut q = lock(&self.audio);
+        q.buffered += samples;
+        q.produced += samples;
+        q.pieces.push_back(Piece::Pause(samples));
+    }
+
     /// No more audio will come.
     pub fn finish(&self) {
         lock(&self.audio).finished = true;
@@ -197,37 +235,53 @@ impl QueuedSegment {
         q.buffered > 0 || q.finished
     }
 
-    /// Copies up to `out.len()` samples; returns how many, the sentences that start within
-    /// them (with their sample offset), and whether the segment has ended.
-    pub fn pull(&self, out: &mut [i16], captions: &mut Vec<(usize, String)>) -> (usize, bool) {
+    /// Copies up to `out.len()` samples; returns how many, whether the segment has ended
+    /// and whether any were a deliberate pause; the sentences that start within them go to
+    /// `captions` (with their sample offset).
+    pub fn pull(&self, out: &mut [i16], captions: &mut Vec<(usize, String)>) -> Pulled {
         let mut guard = lock(&self.audio);
         let q = &mut *guard;
         let mut filled = 0;
+        let mut paused = false;
         while filled < out.len() {
-            match q.pieces.front() {
+            let len = match q.pieces.front() {
                 None => break,
                 Some(Piece::Sentence(_)) => {
                     if let Some(Piece::Sentence(text)) = q.pieces.pop_front() {
                         captions.push((filled, text));
                     }
+                    continue;
                 }
                 Some(Piece::Audio(samples)) => {
                     let start = q.offset;
                     let n = (samples.len() - start).min(out.len() - filled);
                     out[filled..filled + n].copy_from_slice(&samples[start..start + n]);
-                    filled += n;
-                    let done = start + n == samples.len();
-                    q.offset = if done { 0 } else { start + n };
-                    q.buffered -= n;
-                    if done {
-                        q.pieces.pop_front();
-                    }
+                    samples.len()
                 }
+                Some(Piece::Pause(len)) => {
+                    let n = (len - q.offset).min(out.len() - filled);
+                    out[filled..filled + n].fill(0);
+                    paused = true;
+                    *len
+                }
+            };
+            let n = (len - q.offset).min(out.len() - filled);
+            filled += n;
+            q.buffered -= n;
+            if q.offset + n == len {
+                q.offset = 0;
+                q.pieces.pop_front();
+            } else {
+                q.offset += n;
             }
         }
         let ended = q.finished && q.pieces.is_empty();
         drop(guard);
-        (filled, ended)
+        Pulled {
+            samples: filled,
+            ended,
+            paused,
+        }
     }
 }
 
@@ -352,6 +406,43 @@ impl RundownInner {
     }
 }
 
+/// When the output is blank air (settings `audio.blank_air_dbfs`, `audio.blank_air_secs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlankAir {
+    /// A frame quieter than this (RMS, dBFS) is blank.
+    pub threshold_dbfs: f64,
+    /// A watched segment blank for longer than this (programme time) is cut for the filler.
+    pub after: Duration,
+}
+
+impl Default for BlankAir {
+    /// −40 dBFS for more than 2 s.
+    fn default() -> Self {
+        Self {
+            threshold_dbfs: -40.0,
+            after: Duration::from_secs(2),
+        }
+    }
+}
+
+impl BlankAir {
+    /// Blank frames in a row that make blank air: the first frame past [`BlankAir::after`].
+    fn frames(&self) -> u64 {
+        (self.after.as_nanos() / FRAME_DURATION.as_nanos()) as u64 + 1
+    }
+
+    /// The mean square of a frame at the threshold (full scale is 32 768).
+    fn mean_square(&self) -> f64 {
+        (32_768.0 * 10f64.powf(self.threshold_dbfs / 20.0)).powi(2)
+    }
+}
+
+/// Whether `frame`'s RMS is below the level whose mean square is `threshold`.
+fn is_blank(frame: &[i16], threshold: f64) -> bool {
+    let sum: f64 = frame.iter().map(|s| f64::from(*s).powi(2)).sum();
+    sum < threshold * frame.len() as f64
+}
+
 /// Counters of what the playout did.
 #[derive(Default)]
 pub struct PlayoutStats {
@@ -359,6 +450,8 @@ pub struct PlayoutStats {
     pub dead_air_frames: AtomicU64,
     pub segments: AtomicU64,
     pub fillers: AtomicU64,
+    /// Segments cut for the filler because they aired blank (see [`BlankAir`]).
+    pub blank_air: AtomicU64,
     /// Ticks that came more than [`LATE_TICK`] (real time) after their frame was due.
     pub late_ticks: AtomicU64,
     /// Frames of programme never rendered because the playout fell more than
@@ -519,13 +612,25 @@ impl Playout {
     /// Starts the channel's frame clock on a thread of its own, so that nothing else the
     /// process does (producers, encoders, HTTP, a test's own work) can delay a frame. Must
     /// be called inside a tokio runtime: the playout stops when that runtime shuts down.
+    /// Blank air is watched for with the defaults ([`Playout::spawn_watching`] sets them).
     pub fn spawn(
         channel: ChannelName,
         clock: Arc<dyn Clock>,
         events: broadcast::Sender<HostEvent>,
         filler: Arc<dyn FillerSource>,
     ) -> std::io::Result<Self> {
-        let (playout, engine) = Self::new(channel, events, filler);
+        Self::spawn_watching(channel, clock, events, filler, BlankAir::default())
+    }
+
+    /// [`Playout::spawn`], with `blank_air` saying when the output is blank air.
+    pub fn spawn_watching(
+        channel: ChannelName,
+        clock: Arc<dyn Clock>,
+        events: broadcast::Sender<HostEvent>,
+        filler: Arc<dyn FillerSource>,
+        blank_air: BlankAir,
+    ) -> std::io::Result<Self> {
+        let (playout, engine) = Self::new(channel, events, filler, blank_air);
         let stop = playout.stop.clone();
         let thread = std::thread::Builder::new()
             .name("playout".into())
@@ -543,6 +648,7 @@ impl Playout {
         channel: ChannelName,
         events: broadcast::Sender<HostEvent>,
         filler: Arc<dyn FillerSource>,
+        blank_air: BlankAir,
     ) -> (Self, Engine) {
         crate::metrics::playout_started(&channel);
         let rundown = Arc::new(Rundown::default());
@@ -568,6 +674,9 @@ impl Playout {
             current: None,
             fading: Vec::new(),
             gap_frames: 0,
+            blank_air,
+            blank_threshold: blank_air.mean_square(),
+            blank_frames: 0,
         };
         let playout = Self {
             rundown,
@@ -776,6 +885,11 @@ struct Engine {
     /// The tail of a segment that was cut, faded out and mixed under the next frames.
     fading: Vec<i16>,
     gap_frames: u64,
+    blank_air: BlankAir,
+    /// [`BlankAir::mean_square`], computed once.
+    blank_threshold: f64,
+    /// Blank frames in a row of the segment on air.
+    blank_frames: u64,
 }
 
 impl Engine {
@@ -864,8 +978,8 @@ impl Engine {
             if let Some(on_air) = &self.current {
                 let mut tail = vec![0i16; CUT_FADE];
                 let mut ignored = Vec::new();
-                let (n, _) = on_air.segment.pull(&mut tail, &mut ignored);
-                tail.truncate(n);
+                let pulled = on_air.segment.pull(&mut tail, &mut ignored);
+                tail.truncate(pulled.samples);
                 let len = tail.len();
                 for (i, s) in tail.iter_mut().enumerate() {
                     *s = (f64::from(*s) * (1.0 - i as f64 / len as f64)) as i16;
@@ -878,6 +992,7 @@ impl Engine {
 
         let mut filled = 0;
         let mut dead = false;
+        let mut paused = false;
         let mut captions = Vec::new();
         let mut guard = 0;
         while filled < FRAME && guard < 64 {
@@ -888,7 +1003,12 @@ impl Engine {
                 continue;
             };
             let segment = on_air.segment.clone();
-            let (n, ended) = segment.pull(&mut out[filled..], &mut captions);
+            let Pulled {
+                samples: n,
+                ended,
+                paused: pause,
+            } = segment.pull(&mut out[filled..], &mut captions);
+            paused |= pause;
             for (offset, text) in captions.drain(..) {
                 let at = frame_start
                     + chrono::Duration::microseconds(
@@ -931,7 +1051,46 @@ impl Engine {
             crate::metrics::gap(&self.channel);
             self.gap_frames = 0;
         }
+        self.watch_for_blank_air(&out, dead || paused, frame_start);
         out
+    }
+
+    /// Counts blank frames of the segment on air (a frame partly dead air or a deliberate
+    /// pause is not blank air, and breaks the run); past [`BlankAir::after`] of them the
+    /// segment is cut and the filler airs from the next frame, which starts at
+    /// `frame_start` + 20 ms.
+    fn watch_for_blank_air(&mut self, frame: &[i16], excused: bool, frame_start: DateTime<Utc>) {
+        let watched = self
+            .current
+            .as_ref()
+            .is_some_and(|on_air| on_air.segment.kind.is_watched_for_blank_air());
+        if excused || !watched || !is_blank(frame, self.blank_threshold) {
+            self.blank_frames = 0;
+            return;
+        }
+        self.blank_frames += 1;
+        if self.blank_frames < self.blank_air.frames() {
+            return;
+        }
+        self.blank_frames = 0;
+        if let Some(on_air) = &self.current {
+            let segment = &on_air.segment;
+            tracing::warn!(
+                channel = %self.channel,
+                segment_id = %segment.meta.id,
+                kind = ?segment.kind,
+                voice = %segment.voice(),
+                threshold_dbfs = self.blank_air.threshold_dbfs,
+                blank_secs = self.blank_air.after.as_secs_f64(),
+                "blank air: the segment stayed below the threshold; airing the filler instead of the rest"
+            );
+        }
+        self.stats.blank_air.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::blank_air(&self.channel);
+        self.end(true);
+        let next_frame = frame_start + frame_offset(1);
+        let filler = self.filler.filler();
+        self.start(filler, next_frame);
     }
 }
 
@@ -1047,6 +1206,7 @@ mod tests {
                 ChannelName::parse(channel).unwrap(),
                 events_tx,
                 Arc::new(Chime),
+                BlankAir::default(),
             );
             let frames = playout.subscribe();
             Self {
@@ -1236,6 +1396,125 @@ mod tests {
         // That frame carries the new segment's audio, with the old one fading under it.
         let frame = p.frames.try_recv().unwrap();
         assert!(frame.iter().all(|s| *s >= 20_000), "{:?}", &frame[..4]);
+    }
+
+    /// A level `dbfs` below full scale, as a constant sample value (its RMS is itself).
+    fn level(dbfs: f64) -> i16 {
+        (32_768.0 * 10f64.powf(dbfs / 20.0)).round() as i16
+    }
+
+    /// A finished segment of `kind` whose one sentence is `secs` of `sample`.
+    fn steady(kind: SegmentKind, sample: i16, secs: f64) -> Arc<QueuedSegment> {
+        let seg = QueuedSegment::new(meta("steady"), kind, "template", "test");
+        seg.push_sentence("steady");
+        seg.push_audio(vec![sample; (secs * f64::from(RATE)) as usize]);
+        seg.finish();
+        seg
+    }
+
+    /// Log lines written while `run` runs on this thread.
+    fn logged<T>(run: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                lock(&self.0).extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, run);
+        let text = String::from_utf8_lossy(&lock(&captured.0)).into_owned();
+        (out, text)
+    }
+
+    #[tokio::test]
+    async fn a_blank_spoken_segment_is_cut_for_the_filler_after_two_seconds() {
+        let mut p = ByHand::on("playout-blank");
+        let metrics = crate::metrics::install();
+        // Just under −40 dBFS: blank.
+        let seg = steady(SegmentKind::Talk, level(-41.0), 10.0);
+        let id = seg.meta.id;
+        p.playout.rundown.push_back(seg);
+        p.tick_until(100, ByHand::started(id));
+        let ((frames, _), log) = logged(|| p.tick_until(500, ByHand::ended(id)));
+        // Two seconds is 100 frames; the first frame past them (counting the starting one)
+        // ends it.
+        assert_eq!(frames, 100, "ended after {frames} more frames");
+        // The filler took its place at once.
+        let on_air = p.playout.rundown.snapshot().0.unwrap();
+        assert_eq!(
+            (on_air.kind, on_air.meta.text.as_str()),
+            (SegmentKind::Filler, "ID")
+        );
+        assert_eq!(p.playout.stats.blank_air.load(Ordering::Relaxed), 1);
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains("blank air"), "{log}");
+        assert!(log.contains("channel=playout-blank"), "{log}");
+        assert!(log.contains(&id.to_string()), "{log}");
+        let text = metrics.render();
+        let line = r#"radio24_blank_air_total{channel="playout-blank"} 1"#;
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+
+    #[tokio::test]
+    async fn quiet_speech_pauses_music_and_callers_are_not_blank_air() {
+        let mut p = ByHand::new();
+        let mut ids = Vec::new();
+        // Just over −40 dBFS: quiet, not blank.
+        for seg in [
+            steady(SegmentKind::Talk, level(-39.0), 3.0),
+            steady(SegmentKind::Music, 0, 3.0),
+            steady(SegmentKind::Caller, 0, 3.0),
+        ] {
+            ids.push(seg.meta.id);
+            p.playout.rundown.push_back(seg);
+        }
+        // Captions with no voice: a deliberate pause.
+        let pause = QueuedSegment::new(meta("unvoiced"), SegmentKind::Talk, "template", "captions");
+        pause.push_sentence("unvoiced");
+        pause.push_pause(RATE as usize * 3);
+        pause.finish();
+        ids.push(pause.meta.id);
+        p.playout.rundown.push_back(pause);
+        let mut events = Vec::new();
+        for _ in 0..1000 {
+            events.extend(p.tick(1));
+            if events.iter().any(ByHand::ended(ids[3])) {
+                break;
+            }
+        }
+        for id in &ids {
+            assert!(
+                events.iter().any(|e| matches!(
+                    e,
+                    HostEvent::SegmentEnded { segment_id, interrupted: false, .. } if segment_id == id
+                )),
+                "{id} did not air whole: {events:?}"
+            );
+        }
+        assert_eq!(p.playout.stats.blank_air.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_threshold_is_the_frame_rms() {
+        let blank = BlankAir::default().mean_square();
+        assert!(is_blank(&[0; FRAME], blank));
+        assert!(is_blank(&[level(-40.5); FRAME], blank));
+        assert!(!is_blank(&[level(-39.5); FRAME], blank));
+        // A full-scale click in a silent frame: its RMS is −29.8 dBFS, not blank.
+        let mut click = vec![0; FRAME];
+        click[0] = i16::MAX;
+        assert!(!is_blank(&click, blank));
+        assert_eq!(BlankAir::default().frames(), 101);
     }
 
     #[test]

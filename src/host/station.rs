@@ -25,7 +25,7 @@ use super::audio::resample::Resampler;
 use super::audio::{FRAME, RATE};
 use super::calls::CallDesk;
 use super::clock::Clock;
-use super::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
+use super::playout::{BlankAir, FillerSource, Playout, QueuedSegment, SegmentKind};
 use super::programme::{Plan, PlanKind, StationTime};
 use super::sentences::split_sentences;
 use super::voice::{Voice, VoiceAudio, VoiceError};
@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub chars_per_second: f64,
     pub max_track_secs: f64,
     pub speak_queue: usize,
+    /// When the playout's output is blank air.
+    pub blank_air: BlankAir,
 }
 
 /// Writes with the configured writer, retrying with backoff, then falls back to templates.
@@ -208,7 +210,7 @@ impl Services {
         segment.finish();
         let mut audio = dsp::chime(0.8);
         let mut pulled = vec![0i16; segment.buffered()];
-        let (n, _) = drain(&segment, &mut pulled);
+        let n = drain(&segment, &mut pulled);
         pulled.truncate(n);
         audio.extend(pulled);
         tracing::info!(
@@ -287,7 +289,10 @@ impl Services {
             .buffered(VOICE_CONCURRENCY);
         while let Some((sentence, audio, voice)) = rendered.next().await {
             segment.push_sentence(sentence);
-            segment.push_audio(audio);
+            match audio {
+                Rendered::Voiced(samples) => segment.push_audio(samples),
+                Rendered::Pause(samples) => segment.push_pause(samples),
+            }
             segment.set_voice(voice);
         }
     }
@@ -311,16 +316,16 @@ impl Services {
             .await;
     }
 
-    /// Silence as long as `sentence` would take to say: with no voice left, captions still
-    /// keep time.
-    fn silence_for(&self, sentence: &str) -> Vec<i16> {
+    /// Samples of silence as long as `sentence` would take to say: with no voice left,
+    /// captions still keep time (a deliberate pause, not blank air).
+    fn pause_for(&self, sentence: &str) -> usize {
         let secs = sentence.chars().filter(|c| !c.is_whitespace()).count() as f64
             / self.config.chars_per_second;
-        vec![0; (secs.max(0.4) * f64::from(RATE)) as usize]
+        (secs.max(0.4) * f64::from(RATE)) as usize
     }
 
     /// One sentence, whole and normalised, from the first voice that manages it.
-    async fn render_sentence(&self, sentence: &str) -> (Vec<i16>, &'static str) {
+    async fn render_sentence(&self, sentence: &str) -> (Rendered, &'static str) {
         let target_lufs = lock(&self.loudness).target_lufs();
         for (voice, retries) in self.candidates() {
             for attempt in 0..=retries {
@@ -329,7 +334,7 @@ impl Services {
                         if let Some(gain) = gain {
                             lock(&self.loudness).record(voice.name(), gain);
                         }
-                        return (audio, voice.name());
+                        return (Rendered::Voiced(audio), voice.name());
                     }
                     Err(e) => {
                         tracing::warn!(voice = voice.name(), attempt, error = %e, "voice failed")
@@ -340,7 +345,7 @@ impl Services {
                 }
             }
         }
-        (self.silence_for(sentence), "captions")
+        (Rendered::Pause(self.pause_for(sentence)), "captions")
     }
 
     /// One sentence, sent on as it arrives (with the voice's learnt gain).
@@ -364,7 +369,7 @@ impl Services {
             }
         }
         segment.push_sentence(sentence);
-        segment.push_audio(self.silence_for(sentence));
+        segment.push_pause(self.pause_for(sentence));
         "captions"
     }
 
@@ -457,6 +462,12 @@ fn retry_wait(first: Duration, attempt: u32) -> Duration {
         .map_or(MAX_RETRY_WAIT, |wait| wait.min(MAX_RETRY_WAIT))
 }
 
+/// A sentence's audio: voiced, or (no voice managed it) a pause as long as its caption.
+enum Rendered {
+    Voiced(Vec<i16>),
+    Pause(usize),
+}
+
 enum Pumped {
     /// Nothing aired: the sentence can be tried again.
     Nothing(VoiceError),
@@ -476,9 +487,9 @@ fn meta(text: &str, block: Option<Block>, topic: Option<String>, duration_ms: u6
 }
 
 /// Drains a finished segment's audio (used to cache the station ID).
-fn drain(segment: &QueuedSegment, out: &mut [i16]) -> (usize, bool) {
+fn drain(segment: &QueuedSegment, out: &mut [i16]) -> usize {
     let mut ignored = Vec::new();
-    segment.pull(out, &mut ignored)
+    segment.pull(out, &mut ignored).samples
 }
 
 struct Filler(Weak<Services>);
@@ -543,11 +554,12 @@ impl ChannelStation {
         state: ChannelState,
         services: Arc<Services>,
     ) -> std::io::Result<Arc<Self>> {
-        let playout = Playout::spawn(
+        let playout = Playout::spawn_watching(
             name.clone(),
             services.clock.clone(),
             services.events.clone(),
             Arc::new(Filler(Arc::downgrade(&services))),
+            services.config.blank_air,
         )?;
         let station = Arc::new(Self {
             name,

@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::fake_openai::{Behaviour, FakeOpenAi};
 use crate::helpers::{BUS_TOKEN, PATIENCE, TestApp, poll_until, settings};
 
-fn radio24() -> ChannelName {
+pub(crate) fn radio24() -> ChannelName {
     ChannelName::parse("radio24").unwrap()
 }
 
@@ -33,7 +33,11 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
-async fn host_at(start: &str, speed: f64, overrides: &[(&str, &str)]) -> (Host, Arc<ScaledClock>) {
+pub(crate) async fn host_at(
+    start: &str,
+    speed: f64,
+    overrides: &[(&str, &str)],
+) -> (Host, Arc<ScaledClock>) {
     let clock = Arc::new(ScaledClock::new(at(start), speed));
     let host = Host::start_with_clock(
         HostConfig::from_settings(&settings(overrides)),
@@ -45,7 +49,7 @@ async fn host_at(start: &str, speed: f64, overrides: &[(&str, &str)]) -> (Host, 
 }
 
 /// Segments of `radio24` as they start, until `done` says so (or patience runs out).
-async fn segments_until(
+pub(crate) async fn segments_until(
     events: &mut EventStream,
     patience: Duration,
     done: impl Fn(&[Segment]) -> bool,
@@ -66,7 +70,7 @@ async fn segments_until(
     seen
 }
 
-fn talk(segments: &[Segment]) -> Vec<&Segment> {
+pub(crate) fn talk(segments: &[Segment]) -> Vec<&Segment> {
     segments.iter().filter(|s| s.topic.is_some()).collect()
 }
 

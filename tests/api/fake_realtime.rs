@@ -4,8 +4,10 @@
 //!
 //! The Realtime side reads text aloud (a 220 Hz tone as long as the text) and answers a
 //! recording (`input_audio_buffer.append`… `commit`, `response.create`) with a second of a
-//! 660 Hz tone, keeping each recording it heard.
+//! 660 Hz tone, keeping each recording it heard. Told to ([`Answering::DropMidAnswer`]), it
+//! drops the connection after the first audio of each answer instead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -21,6 +23,18 @@ pub const ANSWER_HZ: f64 = 660.0;
 pub struct FakeRealtime {
     pub base_url: String,
     pub recordings: Arc<Mutex<Vec<Vec<i16>>>>,
+    /// `response.create` events received.
+    pub responses: Arc<AtomicU64>,
+}
+
+/// How the fake answers `response.create`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answering {
+    /// All the audio, then `response.done`.
+    Whole,
+    /// The first audio delta, then the TCP connection dropped (no close frame, no
+    /// `response.done`): a socket that dies mid-answer.
+    DropMidAnswer,
 }
 
 fn tone_bytes(hz: f64, samples: usize) -> Vec<u8> {
@@ -35,19 +49,27 @@ fn tone_bytes(hz: f64, samples: usize) -> Vec<u8> {
 impl FakeRealtime {
     /// Serves Realtime upgrades and passes the rest on to `http_base` (`http://host:port`).
     pub async fn start(http_base: &str) -> Self {
+        Self::start_answering(http_base, Answering::Whole).await
+    }
+
+    /// [`FakeRealtime::start`], answering as `answering` says.
+    pub async fn start_answering(http_base: &str, answering: Answering) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let upstream = http_base.trim_start_matches("http://").to_owned();
         let recordings = Arc::new(Mutex::new(Vec::new()));
+        let responses = Arc::new(AtomicU64::new(0));
         let kept = recordings.clone();
+        let counted = responses.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let kept = kept.clone();
+                let counted = counted.clone();
                 tokio::spawn(async move {
                     if is_realtime_upgrade(&tcp).await {
                         if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-                            serve(ws, kept).await;
+                            serve(ws, kept, &counted, answering).await;
                         }
                     } else if let Ok(mut to) = TcpStream::connect(&upstream).await {
                         let mut tcp = tcp;
@@ -59,6 +81,7 @@ impl FakeRealtime {
         Self {
             base_url,
             recordings,
+            responses,
         }
     }
 }
@@ -79,6 +102,8 @@ async fn is_realtime_upgrade(tcp: &TcpStream) -> bool {
 async fn serve(
     mut ws: tokio_tungstenite::WebSocketStream<TcpStream>,
     kept: Arc<Mutex<Vec<Vec<i16>>>>,
+    responses: &AtomicU64,
+    answering: Answering,
 ) {
     let mut appended: Vec<u8> = Vec::new();
     let mut text_chars = 0usize;
@@ -102,6 +127,7 @@ async fn serve(
                     .map_or(0, |t| t.chars().count());
             }
             "response.create" => {
+                responses.fetch_add(1, Ordering::Relaxed);
                 let audio = if appended.is_empty() {
                     tone_bytes(220.0, (text_chars.max(4) * 24_000 / 8).min(24_000 * 10))
                 } else {
@@ -118,6 +144,10 @@ async fn serve(
                         "delta": base64::engine::general_purpose::STANDARD.encode(chunk),
                     });
                     if ws.send(Message::text(delta.to_string())).await.is_err() {
+                        return;
+                    }
+                    if answering == Answering::DropMidAnswer {
+                        // Dropping the socket closes the TCP connection without a close frame.
                         return;
                     }
                 }

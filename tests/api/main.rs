@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod archive;
+mod blank_air;
 mod bounds;
 mod broadcast;
 mod bus_contract;
@@ -18,6 +19,7 @@ mod fake_livekit;
 mod fake_openai;
 mod fake_openai_calls;
 mod fake_realtime;
+mod faulty_provider;
 mod google_id;
 mod health;
 mod healthcheck;
@@ -27,6 +29,7 @@ mod livekit;
 mod metrics;
 mod postgres;
 mod programme_push;
+mod provider_faults;
 mod raw_ws;
 mod room;
 mod schedule;

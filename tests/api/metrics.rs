@@ -42,7 +42,7 @@ struct Sample {
 
 /// A parsed scrape: each family's type and help, and the samples.
 #[derive(Debug, Default)]
-struct Scrape {
+pub(crate) struct Scrape {
     types: HashMap<String, String>,
     helps: HashMap<String, String>,
     samples: Vec<Sample>,
@@ -88,7 +88,7 @@ fn parse_value(text: &str) -> Result<f64, String> {
     }
 }
 
-fn parse(text: &str) -> Result<Scrape, String> {
+pub(crate) fn parse(text: &str) -> Result<Scrape, String> {
     let mut scrape = Scrape::default();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if let Some(help) = line.strip_prefix("# HELP ") {
@@ -179,7 +179,7 @@ impl Scrape {
     }
 
     /// The sum of the samples named `name` with `labels`; `None` when there are none.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut found = false;
         let total = self
             .matching(name, labels)

@@ -7,6 +7,7 @@
 //! none (captions only).
 
 pub mod espeak;
+pub mod noise;
 pub mod openai_speech;
 pub mod realtime;
 pub(crate) mod shared;

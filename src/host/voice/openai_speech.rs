@@ -14,11 +14,11 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use super::shared;
 use super::shared::{
-    MAX_MESSAGE_CHARS, S16leDecoder, SampleBudget, TransportFailure, body_error, error_chain,
+    MAX_MESSAGE_CHARS, Pace, S16leDecoder, SampleBudget, TransportFailure, body_error, error_chain,
     openai_error_message, over_budget, provider_message, send_error, truncate_chars,
 };
 use super::{Voice, VoiceAudio, VoiceError};
@@ -49,7 +49,8 @@ pub struct SpeechConfig {
     pub instructions: Option<String>,
     /// From sending the request to the first audio byte, connecting included.
     pub first_byte_timeout: Duration,
-    /// Longest silence between two body chunks once audio flows.
+    /// Longest silence between two body chunks once audio flows, and furthest the audio may
+    /// fall behind real time (see `shared::Pace`).
     pub idle_timeout: Duration,
 }
 
@@ -134,6 +135,8 @@ struct Reader {
     decoder: S16leDecoder,
     budget: SampleBudget,
     idle: Duration,
+    /// Set when the first samples came: bounds the rest of the body.
+    pace: Option<Pace>,
     /// An item decided earlier and not yet handed out.
     queued: Option<Result<Vec<i16>, VoiceError>>,
     /// Nothing more after `queued`.
@@ -143,6 +146,9 @@ struct Reader {
 impl Reader {
     /// Counts `samples` against the cap; past it, queues the error after what fits.
     fn admit(&mut self, mut samples: Vec<i16>) -> Result<Vec<i16>, VoiceError> {
+        self.pace
+            .get_or_insert_with(|| Pace::new(RATE, self.idle))
+            .received(samples.len());
         if self.budget.take(&mut samples) {
             return Ok(samples);
         }
@@ -162,7 +168,11 @@ impl Reader {
             return None;
         }
         loop {
-            match timeout(self.idle, self.body.next()).await {
+            let deadline = match &self.pace {
+                Some(pace) => pace.deadline(),
+                None => Instant::now() + self.idle,
+            };
+            match timeout_at(deadline, self.body.next()).await {
                 Err(_) => {
                     self.done = true;
                     return Some(Err(VoiceError::Timeout));
@@ -246,6 +256,7 @@ impl Voice for OpenAiSpeech {
             decoder: S16leDecoder::default(),
             budget: SampleBudget::new(RATE),
             idle: self.config.idle_timeout,
+            pace: None,
             queued: None,
             done: false,
         };

@@ -39,7 +39,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::shared;
 use super::shared::{
-    S16leDecoder, SampleBudget, error_chain, openai_error_message, over_budget, provider_message,
+    Pace, S16leDecoder, SampleBudget, error_chain, openai_error_message, over_budget,
+    provider_message,
 };
 use super::{Voice, VoiceAudio, VoiceError};
 
@@ -85,7 +86,8 @@ pub struct RealtimeConfig {
     /// Longest time to send a call's events, and then from the last event sent to the
     /// first audio delta.
     pub first_audio_timeout: Duration,
-    /// Longest wait for the next audio delta (or the end) once audio flows.
+    /// Longest wait for the next audio delta (or the end) once audio flows, and furthest
+    /// the audio may fall behind real time (see `shared::Pace`).
     pub idle_timeout: Duration,
 }
 
@@ -274,7 +276,8 @@ fn closed_early() -> VoiceError {
 struct Reader {
     /// None once the call is over (the socket is closed or closing).
     session: Option<Session>,
-    idle: Duration,
+    /// Bounds the wait for each delta, and the whole response (see `shared::Pace`).
+    pace: Pace,
     queued: Option<Result<Vec<i16>, VoiceError>>,
 }
 
@@ -282,6 +285,7 @@ impl Reader {
     /// Counts `samples` against the cap; past it, queues the error after what fits and
     /// ends the call.
     fn admit(&mut self, mut samples: Vec<i16>) -> Result<Vec<i16>, VoiceError> {
+        self.pace.received(samples.len());
         let Some(session) = self.session.as_mut() else {
             return Ok(samples);
         };
@@ -306,8 +310,8 @@ impl Reader {
         if let Some(item) = self.queued.take() {
             return Some(item);
         }
+        let deadline = self.pace.deadline();
         let session = self.session.as_mut()?;
-        let deadline = Instant::now() + self.idle;
         match session.next_samples(deadline).await {
             Ok(Some(samples)) => Some(self.admit(samples)),
             Ok(None) => {
@@ -474,7 +478,7 @@ impl RealtimeVoice {
         };
         let mut reader = Reader {
             session: Some(session),
-            idle: self.config.idle_timeout,
+            pace: Pace::new(RATE, self.config.idle_timeout),
             queued: None,
         };
         reader.queued = Some(reader.admit(first));

@@ -75,6 +75,45 @@ impl SampleBudget {
     }
 }
 
+/// Bounds how long a call's audio may take once it flows: each piece must come within the
+/// idle timeout of the last, and the stream may fall no more than that timeout behind real
+/// time (the audio so far, played from the first sample). So a provider that trickles a few
+/// bytes now and then cannot hold a call open for ever with each gap under the idle
+/// timeout: the whole call lasts at most its audio's length plus the timeout.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    started: tokio::time::Instant,
+    rate: u32,
+    received: usize,
+    idle: std::time::Duration,
+}
+
+impl Pace {
+    /// Audio at `rate` that started flowing now, with `idle` as the slack.
+    pub(crate) fn new(rate: u32, idle: std::time::Duration) -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            rate: rate.max(1),
+            received: 0,
+            idle,
+        }
+    }
+
+    /// Counts `samples` more received.
+    pub(crate) fn received(&mut self, samples: usize) {
+        self.received += samples;
+    }
+
+    /// When the next piece must have come: the idle timeout from now, or from when the
+    /// audio so far would have finished playing, whichever is sooner.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        let played =
+            std::time::Duration::from_secs_f64(self.received as f64 / f64::from(self.rate));
+        let behind = self.started + played + self.idle;
+        behind.min(tokio::time::Instant::now() + self.idle)
+    }
+}
+
 /// The text a backend should voice: trimmed and cut to `max` characters (with a warning
 /// naming `who`); `None` for blank text, which voices as silence without a request.
 pub(crate) fn input_text(text: &str, max: usize, who: &str) -> Option<String> {
@@ -231,6 +270,25 @@ mod tests {
         out.extend(d.push(&bytes[4..]));
         assert!(!d.has_partial());
         assert_eq!(out, samples);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_falls_behind_real_time_and_runs_out_of_time() {
+        let idle = std::time::Duration::from_secs(10);
+        let mut pace = Pace::new(1_000, idle);
+        let start = tokio::time::Instant::now();
+        assert_eq!(pace.deadline(), start + idle);
+        // Two seconds of audio at once: it may take up to 2 s + idle to the next piece.
+        pace.received(2_000);
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        assert_eq!(pace.deadline(), start + std::time::Duration::from_secs(11));
+        // A sample every 9 s keeps each gap under the idle timeout, yet the deadline stays
+        // near 12 s from the start.
+        for _ in 0..3 {
+            tokio::time::advance(std::time::Duration::from_secs(9)).await;
+            pace.received(1);
+        }
+        assert!(pace.deadline() < tokio::time::Instant::now());
     }
 
     #[test]

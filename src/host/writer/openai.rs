@@ -36,7 +36,8 @@ pub struct OpenAiWriterConfig {
     /// `openai.chat_model`, e.g. `gpt-4o-mini`.
     pub model: String,
     /// `writer.timeout_secs`: the whole call, connect to last byte. The library only takes
-    /// whole seconds, so it gets this rounded up and our own deadline enforces it exactly.
+    /// whole seconds, so it gets this rounded up plus one, and our own deadline enforces it
+    /// exactly.
     pub timeout: Duration,
     /// `writer.max_tokens`: the model's output limit (`max_tokens` in the request).
     pub max_tokens: u32,
@@ -115,10 +116,14 @@ impl OpenAiWriter {
                 "writer.timeout_secs must be positive".to_owned(),
             ));
         }
+        // A second past ours, rounded up: the library's timeout is only a backstop. At the
+        // same value the two race, and the library's, firing mid-body, reports a timeout as
+        // an unreadable answer.
         let whole_secs = config
             .timeout
             .as_secs()
-            .saturating_add(u64::from(config.timeout.subsec_nanos() > 0));
+            .saturating_add(u64::from(config.timeout.subsec_nanos() > 0))
+            .saturating_add(1);
         let mut builder = OpenAIClientBuilder::new()
             .with_endpoint(base_url)
             .with_timeout(whole_secs);
