@@ -22,6 +22,7 @@ mod google_id;
 mod health;
 mod healthcheck;
 mod helpers;
+mod hostile;
 mod instances;
 mod livekit;
 mod metrics;
