@@ -1008,7 +1008,7 @@ async fn a_route_that_reads_no_body_answers_without_waiting_for_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_heads_and_slow_bodies_are_cut_off() {
+async fn heads_that_trickle_in_are_cut_off() {
     let app = TestApp::spawn(Role::All, &[("RADIO24__SERVER__BODY_TIMEOUT_SECS", "1")]).await;
     // A first request whose head never ends.
     trickled_head_is_cut_off(app.port, &endless_head("GET", "/health"), "a first request").await;
@@ -1036,31 +1036,52 @@ async fn slow_heads_and_slow_bodies_are_cut_off() {
         ended.is_ok(),
         "a kept-alive connection's second head trickled for {PATIENCE:?} and was not cut off"
     );
+}
 
-    // A body that trickles in, a byte every 100 ms: its whole time is bounded, not the gap
-    // between bytes.
-    let mut tcp = connect(app.port).await;
-    // Under the size limit, so only time can refuse it.
-    let extra = "Content-Type: application/json\r\nContent-Length: 60000\r\n";
-    tcp.write_all(request_head("POST", "/v1/queue", None, extra).as_bytes())
-        .await
-        .unwrap();
-    let (mut read, mut write) = tcp.into_split();
-    let trickle = tokio::spawn(async move {
-        loop {
-            if write.write_all(b" ").await.is_err() {
-                return;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_body_that_trickles_in_gets_408() {
+    let quick = [("RADIO24__SERVER__BODY_TIMEOUT_SECS", "1")];
+    let all = TestApp::spawn(Role::All, &quick).await;
+    let host = TestApp::spawn(Role::Host, &quick).await;
+    for route in ROUTES {
+        let Some((method, limit)) = route.body else {
+            continue;
+        };
+        let app = app_for(route, &all, &host);
+        let token = route
+            .methods
+            .iter()
+            .find(|(m, _)| *m == method)
+            .and_then(|(_, access)| token_for(*access));
+        // A byte every 100 ms, under the size limit, so only time can refuse it: the
+        // body's whole time is bounded, not the gap between its bytes.
+        let declared = limit.min(60_000);
+        let mut tcp = connect(app.port).await;
+        let extra = format!("Content-Type: application/json\r\nContent-Length: {declared}\r\n");
+        tcp.write_all(request_head(method, route.path, token, &extra).as_bytes())
+            .await
+            .unwrap();
+        let (mut read, mut write) = tcp.into_split();
+        let trickle = tokio::spawn(async move {
+            loop {
+                if write.write_all(b" ").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    let mut tcp_answer = Vec::new();
-    let ended = tokio::time::timeout(PATIENCE, read.read_to_end(&mut tcp_answer)).await;
-    trickle.abort();
-    assert!(ended.is_ok(), "a trickled body was not cut off");
-    let answer = String::from_utf8_lossy(&tcp_answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains(r#""error":"body_timeout""#), "{answer}");
+        });
+        let mut answer = Vec::new();
+        let ended = tokio::time::timeout(PATIENCE, read.read_to_end(&mut answer)).await;
+        trickle.abort();
+        let what = format!("{method} {}", route.path);
+        assert!(ended.is_ok(), "{what}: a trickled body was not cut off");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer}");
+        assert!(
+            answer.contains(r#""error":"body_timeout""#),
+            "{what}: {answer}"
+        );
+    }
 }
 
 /// Raw request targets that try to leave a folder; none may be answered with a file.
