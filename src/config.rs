@@ -162,6 +162,11 @@ pub struct ServerSettings {
     pub send_buffer_bytes: usize,
     /// Longest a request body may take to arrive, seconds (then 408).
     pub body_timeout_secs: f64,
+    /// Longest a connection's client may leave what is sent to it untaken (its receive
+    /// window shut, or unacknowledged), seconds, before the kernel closes the connection
+    /// (`TCP_USER_TIMEOUT`, Linux); 0 leaves it to the kernel (never, while it answers).
+    #[serde(default)]
+    pub stall_timeout_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +257,10 @@ pub struct BroadcastSettings {
     pub max_clients: usize,
     /// Connections a client may open per minute (in a burst of as many).
     pub connects_per_minute: u32,
+    /// Frames a client may send on one socket, per second once its burst is spent.
+    pub client_frames_per_second: f64,
+    /// Frames a client may send on one socket in a burst.
+    pub client_frame_burst: u32,
     /// How often this API instance reports its listener counts to the store and reads the
     /// other instances' (an instance not heard from for three of these drops out).
     pub instance_heartbeat_ms: u64,
@@ -635,6 +644,20 @@ impl Settings {
         }
         if self.broadcast.client_queue == 0 {
             return Err(invalid("broadcast.client_queue", "must be at least 1"));
+        }
+        if !(self.broadcast.client_frames_per_second.is_finite()
+            && self.broadcast.client_frames_per_second >= 1.0)
+        {
+            return Err(invalid(
+                "broadcast.client_frames_per_second",
+                "must be at least 1",
+            ));
+        }
+        if self.broadcast.client_frame_burst == 0 {
+            return Err(invalid(
+                "broadcast.client_frame_burst",
+                "must be at least 1",
+            ));
         }
         if self.broadcast.ping_interval_secs == 0 {
             return Err(invalid(

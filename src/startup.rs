@@ -137,6 +137,7 @@ impl Application {
         let allowed_origin = settings.server.allowed_origin.clone();
         let send_buffer = settings.server.send_buffer_bytes;
         let body_timeout = Duration::from_secs_f64(settings.server.body_timeout_secs);
+        let stall_timeout = Duration::from_secs(settings.server.stall_timeout_secs);
         let server = HttpServer::new(move || {
             let parts = parts.clone();
             let app = App::new()
@@ -158,7 +159,10 @@ impl Application {
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
         })
         .workers(workers)
-        .on_connect(move |conn, _| limit_send_buffer(conn, send_buffer))
+        .on_connect(move |conn, _| {
+            limit_send_buffer(conn, send_buffer);
+            limit_stall(conn, stall_timeout);
+        })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         // Signals are ours (`run_until_stopped`): WebSockets are told to close first.
         .disable_signals();
@@ -306,6 +310,27 @@ fn limit_send_buffer(conn: &dyn std::any::Any, bytes: usize) {
         tracing::warn!(error = %e, "could not cap a connection's send buffer");
     }
 }
+
+/// Has the kernel close a connection whose client takes nothing it is sent for `timeout`
+/// (`server.stall_timeout_secs`). Needed because a client that never reads leaves the HTTP
+/// layer's write stuck, and nothing above it can close the connection then: a WebSocket
+/// dropped for lagging would otherwise hold its connection, and what was buffered for it,
+/// for as long as the client likes. Zero window probes count (Linux 5.11 on).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn limit_stall(conn: &dyn std::any::Any, timeout: Duration) {
+    if timeout.is_zero() {
+        return;
+    }
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout))
+    {
+        tracing::warn!(error = %e, "could not set a connection's stall timeout");
+    }
+}
+
+/// Elsewhere there is no such option: stalled connections wait for the client to go.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn limit_stall(_conn: &dyn std::any::Any, _timeout: Duration) {}
 
 fn check_role_is_built(role: Role) -> anyhow::Result<()> {
     let built: Vec<&str> = [
@@ -692,6 +717,10 @@ async fn api_state(
             ping_interval: std::time::Duration::from_secs(settings.broadcast.ping_interval_secs),
             send_timeout: std::time::Duration::from_secs(settings.broadcast.send_timeout_secs),
             max_clients: settings.broadcast.max_clients,
+            frame_rate: crate::api::ws::FrameRate {
+                per_second: settings.broadcast.client_frames_per_second,
+                burst: settings.broadcast.client_frame_burst,
+            },
         },
         ws_clients: Default::default(),
         livekit,

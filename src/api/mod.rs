@@ -149,12 +149,14 @@ impl LivekitJoin {
     }
 }
 
-/// Limits of `/ws/broadcast`.
+/// Limits of every WebSocket (`broadcast.*`).
 #[derive(Debug, Clone, Copy)]
 pub struct WsLimits {
     pub ping_interval: Duration,
     pub send_timeout: Duration,
     pub max_clients: usize,
+    /// How fast a client may send frames on any socket (`broadcast.client_frames_*`).
+    pub frame_rate: ws::FrameRate,
 }
 
 impl WsLimits {
@@ -165,6 +167,7 @@ impl WsLimits {
             max_message: max_frame,
             skip_up_to: None,
             send_timeout: self.send_timeout,
+            frame_rate: self.frame_rate,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! served at `/` by the API role after every API route, so no file can shadow one. When the
 //! folder is not there, `/` answers a short page saying how to build it (the API works
 //! without it). Files are served by `actix-files`: no directory listings, no hidden files,
-//! nothing outside the folder (`..` is refused); a path that is not a file is a JSON 404.
+//! nothing outside the folder (`..` is refused, and so is a symlink that leads out); a path that is not a file is a JSON 404.
 
 use std::path::{Path, PathBuf};
 
@@ -57,7 +57,12 @@ impl WebApp {
 }
 
 fn files(dir: &Path) -> actix_files::Files {
+    // actix-files follows symlinks; a path that resolves outside the folder (a symlink
+    // left in the build output) is answered as if it were not there.
+    let root = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let inside = root.clone();
     actix_files::Files::new("/", dir)
+        .path_filter(move |path, _| stays_inside(&inside, path))
         .index_file("index.html")
         .redirect_to_slash_directory()
         .prefer_utf8(true)
@@ -68,6 +73,15 @@ fn files(dir: &Path) -> actix_files::Files {
                 "no such page",
             )
         }))
+}
+
+/// Whether `path` (relative, as asked) resolves to something inside `root` (canonical); a
+/// path that does not exist is left to the file service (a 404).
+fn stays_inside(root: &Path, path: &Path) -> bool {
+    match root.join(path).canonicalize() {
+        Ok(real) => real.starts_with(root),
+        Err(_) => true,
+    }
 }
 
 /// The page `/` answers when the app is not built.

@@ -10,6 +10,13 @@
 //!   may instead have frames over its limit, up to a ceiling, skipped: their bytes are read
 //!   and thrown away as they pass, the receiver reports [`ReadError::Skipped`], and the
 //!   socket stays open (`/ws/ptt` does; a caller's mistake should not cost the call).
+//! - **Flooding.** Every frame a client sends (control frames and fragments too) takes a
+//!   token from a per-socket bucket ([`FrameRate`]); a client that sends faster than it
+//!   refills, for longer than its burst, is closed with 1008 (policy violation). So no client
+//!   can make the server do unbounded work per second, whether the frames are small data
+//!   messages each costing a reply or a store query, or empty fragments of a message that
+//!   never ends.
+//! - **Text.** A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455 §8.1).
 //! - **Writing.** Every send (text, ping, pong, close) has the same time limit, so a client
 //!   that stops reading is dropped after it, whatever it makes the server send.
 
@@ -17,7 +24,7 @@ use std::cell::Cell;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
@@ -41,6 +48,15 @@ pub struct SocketLimits {
     pub skip_up_to: Option<usize>,
     /// Longest a send may wait for the client to take it.
     pub send_timeout: Duration,
+    /// How many frames the client may send.
+    pub frame_rate: FrameRate,
+}
+
+/// How fast a client may send frames: a bucket of `burst` frames, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameRate {
+    pub per_second: f64,
+    pub burst: u32,
 }
 
 /// What was wrong with what a client sent.
@@ -55,6 +71,12 @@ pub enum ReadError {
     /// A frame that breaks RFC 6455; closed with 1002.
     #[error("{0}")]
     Protocol(String),
+    /// A text frame that is not UTF-8; closed with 1007.
+    #[error("a text frame that is not UTF-8")]
+    InvalidText,
+    /// Frames faster than the socket's [`FrameRate`]; closed with 1008.
+    #[error("{0}")]
+    Flood(String),
 }
 
 impl ReadError {
@@ -64,6 +86,8 @@ impl ReadError {
             ReadError::Skipped { .. } => None,
             ReadError::TooBig(_) => Some(CloseCode::Size),
             ReadError::Protocol(_) => Some(CloseCode::Protocol),
+            ReadError::InvalidText => Some(CloseCode::Invalid),
+            ReadError::Flood(_) => Some(CloseCode::Policy),
         }
     }
 }
@@ -184,6 +208,12 @@ impl WsReceiver {
                         actix_ws::ProtocolError::Overflow => {
                             ReadError::TooBig("a frame over the size limit".to_owned())
                         }
+                        // actix-ws's only InvalidData: a text frame's bytes are not UTF-8.
+                        actix_ws::ProtocolError::Io(e)
+                            if e.kind() == std::io::ErrorKind::InvalidData =>
+                        {
+                            ReadError::InvalidText
+                        }
                         other => ReadError::Protocol(other.to_string()),
                     },
                 }))),
@@ -229,6 +259,9 @@ struct FrameGuard<S> {
     /// What the receiver is told ([`WsReceiver`]); once refused, no more is read.
     notices: Rc<Notices>,
     refused: bool,
+    /// Frames the client may still send now ([`FrameRate`]), as of `refilled_at`.
+    frame_tokens: f64,
+    refilled_at: Instant,
 }
 
 /// What a whole header says to do with its frame.
@@ -250,7 +283,26 @@ impl<S> FrameGuard<S> {
             pause: false,
             notices,
             refused: false,
+            frame_tokens: f64::from(limits.frame_rate.burst),
+            refilled_at: Instant::now(),
         }
+    }
+
+    /// Takes one frame's token from the bucket, or refuses the frame.
+    fn take_frame_token(&mut self) -> Result<(), ReadError> {
+        let rate = self.limits.frame_rate;
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled_at).as_secs_f64() * rate.per_second;
+        self.frame_tokens = (self.frame_tokens + refill).min(f64::from(rate.burst));
+        self.refilled_at = now;
+        if self.frame_tokens < 1.0 {
+            return Err(ReadError::Flood(format!(
+                "more than {} frames in a burst, or {} a second",
+                rate.burst, rate.per_second
+            )));
+        }
+        self.frame_tokens -= 1.0;
+        Ok(())
     }
 
     /// Length of the header in `self.header` once all of it has arrived.
@@ -270,6 +322,7 @@ impl<S> FrameGuard<S> {
 
     /// Checks a complete header.
     fn check_header(&mut self) -> Result<Verdict, ReadError> {
+        self.take_frame_token()?;
         let (first, second) = (self.header[0], self.header[1]);
         let declared = match second & 0x7f {
             126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
@@ -424,6 +477,10 @@ mod tests {
         max_message: 4096,
         skip_up_to: None,
         send_timeout: Duration::from_secs(1),
+        frame_rate: FrameRate {
+            per_second: 1000.0,
+            burst: 1000,
+        },
     };
 
     /// A masked client frame header for `len` payload bytes.
@@ -567,6 +624,36 @@ mod tests {
         assert_eq!(refused, None);
         let (_, refused) = run(vec![frame(true, 9, 126)]).await;
         assert!(matches!(refused, Some(ReadError::Protocol(_))));
+    }
+
+    #[tokio::test]
+    async fn frames_past_the_burst_are_refused_as_a_flood() {
+        // A bucket that does not refill within the test, so the count is exact.
+        let limits = SocketLimits {
+            frame_rate: FrameRate {
+                per_second: 1e-9,
+                burst: 3,
+            },
+            ..LIMITS
+        };
+        let mut three = frame(true, 10, 0);
+        three.extend(frame(true, 1, 10));
+        three.extend(frame(true, 2, 10));
+        let (_, notices) = run_with(limits, vec![three.clone()]).await;
+        assert_eq!(notices.refusal.take(), None);
+
+        // Empty fragments of a message that never ends cost nothing in bytes, but each is a
+        // frame.
+        let mut endless = frame(false, 1, 1);
+        for _ in 0..10 {
+            endless.extend(frame(false, 0, 0));
+        }
+        let (out, notices) = run_with(limits, vec![endless]).await;
+        assert!(
+            matches!(notices.refusal.take(), Some(ReadError::Flood(_))),
+            "a fourth frame is a flood"
+        );
+        assert_eq!(out.iter().map(Bytes::len).sum::<usize>(), 7 + 2 * 6);
     }
 
     #[test]

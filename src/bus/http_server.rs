@@ -93,7 +93,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, server: BusServer) {
         .service(behind_token("/speak", "POST", web::post().to(speak)))
         .service(
             crate::web::resource("/calls", "POST")
-                .app_data(web::JsonConfig::default().limit(MAX_CALL_BODY))
+                // The shared config's JSON errors (413, 408), with this route's own limit.
+                .app_data(crate::web::json_config().limit(MAX_CALL_BODY))
                 .wrap(from_fn(require_bearer::<BusServer, _>))
                 .route(web::post().to(take_call)),
         )

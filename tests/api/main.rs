@@ -24,6 +24,7 @@ mod google_id;
 mod health;
 mod healthcheck;
 mod helpers;
+mod hostile;
 mod instances;
 mod livekit;
 mod metrics;

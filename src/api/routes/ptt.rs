@@ -96,6 +96,7 @@ pub async fn ptt_ws(
         max_message: max_frame,
         skip_up_to: Some(max_frame * SKIPPABLE_FRAMES),
         send_timeout: state.ws.send_timeout,
+        frame_rate: state.ws.frame_rate,
     };
     let (response, sender, receiver) = sockets::upgrade(&req, body, limits).await?;
     let requested = query

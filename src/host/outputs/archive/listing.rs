@@ -28,6 +28,10 @@ pub(super) fn list_recordings(
     let mut names = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(ArchiveError::io(dir))?;
+        // Plain files only, as `Archive::file` serves (a symlink's type is not followed).
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         if let Some(name) = entry
             .file_name()
             .to_str()

@@ -239,20 +239,31 @@ impl Archive {
         name: &ArchiveFileName,
     ) -> Result<ArchiveFile, BusError> {
         let path = self.channel_dir(channel).join(name.to_string());
+        let not_found = || unknown_recording(channel, &name.to_string());
+        let failed = |e: std::io::Error| BusError::Internal(format!("{}: {e}", path.display()));
+        // Only a plain file the recorder could have written is served: not a symlink (to
+        // anything, inside the folder or out), not a folder, not a FIFO (whose open would
+        // wait for a writer).
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(meta) if meta.file_type().is_file() => {}
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "archive: not serving what is not a plain file");
+                return Err(not_found());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(failed(e)),
+        }
         let file = match tokio::fs::File::open(&path).await {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(unknown_recording(channel, &name.to_string()));
-            }
-            Err(e) => {
-                return Err(BusError::Internal(format!("{}: {e}", path.display())));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(failed(e)),
         };
-        let length = file
-            .metadata()
-            .await
-            .map_err(|e| BusError::Internal(format!("{}: {e}", path.display())))?
-            .len();
+        let meta = file.metadata().await.map_err(failed)?;
+        // Swapped for something else between the two looks.
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        let length = meta.len();
         Ok(ArchiveFile {
             kind: name.kind(),
             length: Some(length),
