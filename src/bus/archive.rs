@@ -143,13 +143,15 @@ impl<'de> Deserialize<'de> for ArchiveFileName {
 }
 
 /// One hour of a channel's recording.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recording {
     /// The top of the hour it belongs to, on the station's clock (RFC 3339 with offset).
     pub hour_start: DateTime<FixedOffset>,
     /// The audio file (`YYYY-MM-DDTHH.ogg`).
+    #[schema(value_type = String, example = "2026-11-28T09.ogg")]
     pub file: ArchiveFileName,
     /// The caption sidecar (`YYYY-MM-DDTHH.json`), when there is one.
+    #[schema(value_type = Option<String>, example = "2026-11-28T09.json")]
     pub captions: Option<ArchiveFileName>,
     /// Size of the audio file now.
     pub bytes: u64,
@@ -160,7 +162,7 @@ pub struct Recording {
 }
 
 /// A channel's recordings, newest first (`GET /v1/channels/{name}/archive`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArchiveListing {
     pub channel: ChannelName,
     pub recordings: Vec<Recording>,

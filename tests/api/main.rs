@@ -25,6 +25,7 @@ mod helpers;
 mod instances;
 mod livekit;
 mod metrics;
+mod openapi;
 mod postgres;
 mod programme_push;
 mod raw_ws;
