@@ -34,6 +34,22 @@ impl InvalidInput {
 #[serde(transparent)]
 pub struct ChannelName(String);
 
+/// In the OpenAPI document: a string of the form [`ChannelName::parse`] takes (the derive
+/// cannot say a pattern of a newtype's string).
+impl utoipa::PartialSchema for ChannelName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_CHANNEL_NAME))
+            .pattern(Some("^[a-z0-9][a-z0-9_-]*$"))
+            .examples(["radio24"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ChannelName {}
+
 impl ChannelName {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let name = raw.trim();
@@ -84,7 +100,7 @@ impl<'de> Deserialize<'de> for ChannelName {
 }
 
 /// A programme block, as the seed's `schedule.block` CHECK constraint names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Block {
     #[serde(rename = "OP")]
     Op,

@@ -262,6 +262,11 @@ struct Scrape {
 }
 
 /// `GET /metrics`: the Prometheus text format (version 0.0.4). No token (see the module doc).
+#[utoipa::path(
+    method(get, head), path = "/metrics", tag = "meta",
+    description = "Prometheus metrics, text format 0.0.4. No token.",
+    responses((status = 200, description = "The metrics", content(("text/plain; version=0.0.4; charset=utf-8"))))
+)]
 async fn scrape(scrape: web::Data<Scrape>) -> HttpResponse {
     if let Some(before) = &scrape.before {
         before();

@@ -29,7 +29,7 @@ use crate::db::{ChannelListeners, ListenerCounts, OtherInstances, Store};
 use crate::domain::ChannelName;
 
 /// A caption kept for the snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecentCaption {
     pub segment_id: Uuid,
     pub index: u32,
@@ -45,7 +45,7 @@ pub trait StreamListeners: Send + Sync + 'static {
 }
 
 /// Who is listening to a channel (on the station, or on one API instance).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Listeners {
     /// Listeners of the HTTP live stream (`GET /v1/channels/{name}/stream`).
     pub stream: usize,
@@ -54,8 +54,9 @@ pub struct Listeners {
 }
 
 /// The first frame a client receives, and the frame that resyncs one that fell behind.
-#[derive(Debug, Serialize)]
-struct Snapshot<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Snapshot<'a> {
+    /// Always `snapshot`.
     r#type: &'static str,
     channel: &'a ChannelName,
     /// What is on air and what comes next; `null` until the host has reported.
@@ -73,8 +74,9 @@ struct Snapshot<'a> {
 }
 
 /// A change of the channel's call-in queue (no text, audio or callers).
-#[derive(Debug, Serialize)]
-struct QueueFrame<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueueFrame<'a> {
+    /// Always `queue`.
     r#type: &'static str,
     channel: &'a ChannelName,
     #[serde(flatten)]
@@ -82,8 +84,9 @@ struct QueueFrame<'a> {
 }
 
 /// The channel's listener counts changed (see [`Room::check_listeners`]).
-#[derive(Debug, Serialize)]
-struct ListenersFrame<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListenersFrame<'a> {
+    /// Always `listeners`.
     r#type: &'static str,
     channel: &'a ChannelName,
     listeners: Listeners,

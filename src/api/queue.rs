@@ -72,14 +72,14 @@ impl QueueChange {
 const MAX_LISTED_IDS: usize = 100;
 
 /// What `/ws/broadcast` clients learn of a channel's queue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QueueSummary {
     pub length: usize,
     pub ids: Vec<Uuid>,
 }
 
 /// The limits callers are held to, as the `ready` frame tells them.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct CallLimits {
     pub max_text_chars: usize,
     pub max_audio_secs: u32,

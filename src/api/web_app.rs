@@ -41,16 +41,20 @@ impl WebApp {
             None if self.configured.is_empty() => {}
             None => {
                 let page = how_to_build(&self.configured);
-                cfg.service(crate::web::resource("/", "GET, HEAD").route(web::get().to(
-                    move || {
-                        let page = page.clone();
-                        async move {
-                            HttpResponse::Ok()
-                                .content_type("text/html; charset=utf-8")
-                                .body(page)
-                        }
-                    },
-                )));
+                let answer = move || {
+                    let page = page.clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/html; charset=utf-8")
+                            .body(page)
+                    }
+                };
+                // HEAD as well, as `Allow` says (schemathesis found it answered 405).
+                cfg.service(
+                    crate::web::resource("/", "GET, HEAD")
+                        .route(web::get().to(answer.clone()))
+                        .route(web::head().to(answer)),
+                );
             }
         }
     }

@@ -183,7 +183,7 @@ impl<'de> Deserialize<'de> for ArchiveFileName {
 }
 
 /// One hour of a channel's recording, or one part of it (see [`ArchiveFileName`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recording {
     /// The top of the hour it belongs to, on the station's clock (RFC 3339 with offset).
     pub hour_start: DateTime<FixedOffset>,
@@ -192,8 +192,10 @@ pub struct Recording {
     #[serde(default = "first_part")]
     pub part: u8,
     /// The audio file (`YYYY-MM-DDTHH.ogg`, `YYYY-MM-DDTHH.partN.ogg`).
+    #[schema(value_type = String, example = "2026-11-28T09.ogg")]
     pub file: ArchiveFileName,
     /// The caption sidecar (`YYYY-MM-DDTHH.json`, `….partN.json`), when there is one.
+    #[schema(value_type = Option<String>, example = "2026-11-28T09.json")]
     pub captions: Option<ArchiveFileName>,
     /// Size of the audio file now.
     pub bytes: u64,
@@ -208,7 +210,7 @@ fn first_part() -> u8 {
 }
 
 /// A channel's recordings, newest first (`GET /v1/channels/{name}/archive`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArchiveListing {
     pub channel: ChannelName,
     pub recordings: Vec<Recording>,

@@ -30,7 +30,7 @@ pub trait LinkHandler: Send + Sync + 'static {
 }
 
 /// The state of the link to the host.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LinkStatus {
     /// `connecting`, `up` or `down`.
     pub state: LinkState,
@@ -43,7 +43,7 @@ pub struct LinkStatus {
     pub connects: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkState {
     Connecting,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{Block, ChannelName};
 
 /// Ask the host for a script without airing it (`POST /script/generate`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptRequest {
     /// The block to write for; default: the channel's block for the current hour.
@@ -23,7 +23,7 @@ pub struct ScriptRequest {
 }
 
 /// A script the host wrote.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Script {
     pub channel: ChannelName,
     pub block: Block,
@@ -34,7 +34,7 @@ pub struct Script {
 }
 
 /// When spoken text airs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpeakMode {
     /// After what is already queued.
@@ -45,7 +45,7 @@ pub enum SpeakMode {
 }
 
 /// Make the host say something (`POST /speak`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpeakRequest {
     pub text: String,
@@ -56,7 +56,7 @@ pub struct SpeakRequest {
 }
 
 /// The host accepted a speak request; the segment airs when its turn comes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpeakAccepted {
     pub segment_id: Uuid,
     pub channel: ChannelName,
@@ -66,7 +66,7 @@ pub struct SpeakAccepted {
 }
 
 /// One segment of programme: something the host says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     pub id: Uuid,
     pub block: Option<Block>,
@@ -79,7 +79,7 @@ pub struct Segment {
 }
 
 /// A channel's on-air state, as `GET /now` and the snapshot show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OnAir {
     pub channel: ChannelName,
     /// The block the schedule names for the current hour.
@@ -109,7 +109,7 @@ pub struct OnAir {
 
 /// How well a channel's frame clock keeps time: every 20 ms frame should be rendered when
 /// it is due. Lateness is real time, whatever the clock's speed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlayoutTiming {
     /// Frames rendered since the host started.
     pub frames: u64,
@@ -123,7 +123,7 @@ pub struct PlayoutTiming {
 }
 
 /// Percentiles of tick lateness, in milliseconds (to 0.1 ms).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lateness {
     pub p50: f64,
     pub p99: f64,
@@ -131,7 +131,7 @@ pub struct Lateness {
 }
 
 /// Where the host's LiveKit publisher of a channel stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PublisherState {
     /// Joining the room (signalling, track, offer/answer, ICE).
@@ -145,7 +145,7 @@ pub enum PublisherState {
 }
 
 /// The host's LiveKit publisher of a channel, as `GET /now`, the snapshot and `/health` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublisherStatus {
     pub state: PublisherState,
     /// The room (the channel's name) and the host's identity in it (`host-<channel>`).
@@ -186,7 +186,7 @@ pub struct Programme {
 }
 
 /// Who is speaking in a caption: the host, or a listener on air.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Speaker {
     #[default]
@@ -250,7 +250,7 @@ pub struct CallAccepted {
 }
 
 /// How a call ended on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallOutcome {
     /// It aired, and the host answered.
@@ -263,7 +263,7 @@ pub enum CallOutcome {
 pub const RECENT_CALL_REPORTS: usize = 256;
 
 /// How a call went on the host.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallReport {
     pub channel: ChannelName,
     pub call_id: Uuid,
@@ -309,7 +309,7 @@ mod base64_bytes {
 }
 
 /// What the host tells its subscribers, in order. Serialized with a `"type"` tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostEvent {
     /// First event of every subscription (and after a subscriber fell behind): the whole
@@ -397,7 +397,7 @@ pub struct HostHealth {
 }
 
 /// The JSON body of every error answer: `{"error": "snake_code", "message": "..."}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
     pub message: String,

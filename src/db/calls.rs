@@ -18,7 +18,7 @@ use crate::domain::ChannelName;
 pub const HOST_LOST: &str = "host_lost";
 
 /// `queue.kind`. (The seed also allows `phone`, which nothing creates yet.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallKind {
     Text,
@@ -35,7 +35,7 @@ impl CallKind {
 }
 
 /// `queue.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallStatus {
     Queued,
@@ -143,7 +143,7 @@ pub enum EnqueueRefusal {
 }
 
 /// One item of the queue (no audio bytes: [`crate::db::Store::call_audio`] has them).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CallItem {
     pub id: Uuid,
     pub user_id: String,

@@ -28,6 +28,7 @@ mod hostile;
 mod instances;
 mod livekit;
 mod metrics;
+mod openapi;
 mod postgres;
 mod programme_push;
 mod provider_faults;

@@ -12,9 +12,22 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::known_channel;
 use crate::api::{ApiError, ApiState, Result};
-use crate::bus::ArchiveFileName;
+use crate::bus::{ArchiveFileName, ArchiveListing, ErrorBody};
 
 #[tracing::instrument(skip_all, fields(channel = %name))]
+#[utoipa::path(
+    get, path = "/v1/channels/{name}/archive", operation_id = "list_archive", tag = "listen",
+    description = "The channel's hourly recordings, newest first.",
+    params(("name" = String, Path, description = "The channel's name", example = "radio24")),
+    responses(
+        (status = 200, description = "The recordings", body = ArchiveListing),
+        (status = 404, description = "`unknown_channel`, `archive_disabled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`Retry-After` says when to try again)", body = ErrorBody),
+        (status = 502, description = "`host_error`: the host failed", body = ErrorBody),
+        (status = 503, description = "`host_unavailable`: the host is not reachable right now", body = ErrorBody),
+        (status = 504, description = "`host_timeout`: the host did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<ApiState>,
@@ -29,6 +42,18 @@ pub async fn list(
 }
 
 #[tracing::instrument(skip_all, fields(channel = %path.0))]
+#[utoipa::path(
+    method(get, head), path = "/v1/channels/{name}/archive/{file}", operation_id = "archive_file", tag = "listen",
+    description = "One archive file: `YYYY-MM-DDTHH.ogg` (the hour's audio) or `YYYY-MM-DDTHH.json` (its captions), with its `Content-Length`.",
+    params(("name" = String, Path, description = "The channel's name", example = "radio24"), ("file" = String, Path, description = "`YYYY-MM-DDTHH.ogg` or `YYYY-MM-DDTHH.json`", example = "2026-11-28T09.ogg")),
+    responses(
+        (status = 200, description = "The file", content(("audio/ogg"), ("application/json"))),
+        (status = 404, description = "`unknown_channel`, `archive_disabled`, `unknown_recording`", body = ErrorBody),
+        (status = 502, description = "`host_error`: the host failed", body = ErrorBody),
+        (status = 503, description = "`host_unavailable`: the host is not reachable right now", body = ErrorBody),
+        (status = 504, description = "`host_timeout`: the host did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn file(
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,

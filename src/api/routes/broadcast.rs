@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, Message};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
@@ -22,15 +21,51 @@ use super::sockets::{self, SocketSlot};
 use crate::api::hub::Room;
 use crate::api::ws::{WsReceiver, WsSender};
 use crate::api::{ApiState, Result};
+use crate::bus::ErrorBody;
 
 /// Largest frame accepted from a client (they have nothing to say here but pongs).
 const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BroadcastQuery {
+    /// The channel to follow; `station.default_channel` when absent.
     channel: Option<String>,
 }
 
+/// The frame a client gets when its socket is refused (then closed), when it sends a data
+/// frame (this socket only sends), or a frame over the limit.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BroadcastErrorFrame)]
+pub struct ErrorFrame {
+    /// Always `error`.
+    r#type: &'static str,
+    /// `unknown_channel`, `read_only`, `frame_too_big`, ...
+    error: &'static str,
+    message: String,
+}
+
+impl ErrorFrame {
+    fn new(error: &'static str, message: String) -> Self {
+        Self {
+            r#type: "error",
+            error,
+            message,
+        }
+    }
+}
+
+#[utoipa::path(
+    get, path = "/ws/broadcast", tag = "sockets",
+    description = "A read-only WebSocket of JSON text frames, each with a `type`. The server sends a `Snapshot` first (and again, with `resync: true`, when the client fell behind), then `HostEvent` frames of types `on_air`, `segment_started`, `caption` and `segment_ended` as they happen, a `QueueFrame` when the call-in queue changes and a `ListenersFrame` when the listener counts do. A client sends nothing but pings and pongs: a data frame gets a `BroadcastErrorFrame` (`read_only`); an unknown channel gets a `BroadcastErrorFrame` (`unknown_channel`) and a close (1008). Frames over 4 KiB close the socket (1009). Schemas: `#/components/schemas/Snapshot`, `HostEvent`, `QueueFrame`, `ListenersFrame`, `BroadcastErrorFrame`.",
+    params(BroadcastQuery),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol; server→client frames: `Snapshot`, `HostEvent`, `QueueFrame`, `ListenersFrame`, `BroadcastErrorFrame`"),
+        (status = 400, description = "`websocket_required`: not a WebSocket upgrade", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client opens sockets too fast (`Retry-After` says when to try again)", body = ErrorBody),
+        (status = 503, description = "`overloaded`: this instance has as many sockets as it takes", body = ErrorBody),
+    )
+)]
 pub async fn broadcast_ws(
     req: HttpRequest,
     body: web::Payload,
@@ -48,8 +83,8 @@ pub async fn broadcast_ws(
         Ok(channel) => channel,
         Err(e) => {
             let (code, message) = sockets::error_frame_of(&e);
-            let frame = json!({"type": "error", "error": code, "message": message});
-            sockets::refuse(sender, slot, frame, message);
+            let frame = ErrorFrame::new(code, message.clone());
+            sockets::refuse(sender, slot, &frame, message);
             return Ok(response);
         }
     };
@@ -118,12 +153,11 @@ async fn serve_client(
                     }
                     Some(Ok(Message::Close(_))) | None => break Ending::Gone,
                     Some(Ok(Message::Text(_) | Message::Binary(_))) => {
-                        let frame = json!({
-                            "type": "error",
-                            "error": "read_only",
-                            "message": "this socket only sends; use the HTTP routes to talk to the station",
-                        });
-                        if sender.text(frame.to_string()).await.is_err() {
+                        let frame = ErrorFrame::new(
+                            "read_only",
+                            "this socket only sends; use the HTTP routes to talk to the station".to_owned(),
+                        );
+                        if sender.text(sockets::to_text(&frame)).await.is_err() {
                             break Ending::Gone;
                         }
                     }
@@ -134,8 +168,8 @@ async fn serve_client(
                             break Ending::Close(code, Some(e.to_string()));
                         }
                         None => {
-                            let frame = json!({"type": "error", "error": "frame_too_big", "message": e.to_string()});
-                            if sender.text(frame.to_string()).await.is_err() {
+                            let frame = ErrorFrame::new("frame_too_big", e.to_string());
+                            if sender.text(sockets::to_text(&frame)).await.is_err() {
                                 break Ending::Gone;
                             }
                         }

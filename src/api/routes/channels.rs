@@ -10,9 +10,11 @@ use std::collections::BTreeSet;
 use actix_web::{HttpResponse, web};
 use chrono::Timelike;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::known_channel;
 use crate::api::{ApiState, Result};
+use crate::bus::ErrorBody;
 use crate::db::{ScheduleEntry, SlotEdit};
 use crate::domain::{Block, InvalidInput};
 
@@ -20,8 +22,8 @@ use crate::domain::{Block, InvalidInput};
 pub const MAX_PROMPT_CHARS: usize = 2000;
 
 /// One hour as clients see and send it.
-#[derive(Debug, Serialize)]
-struct Hour {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Hour {
     hour: u8,
     block: Block,
     prompt: Option<String>,
@@ -29,13 +31,19 @@ struct Hour {
 
 /// What a client sends for one hour: the block by its name, checked here so a wrong one
 /// gets `invalid_block` rather than a JSON error.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HourEdit {
+    /// 0-23; required in a PUT, optional (the path's) in a PATCH.
+    #[schema(minimum = 0, maximum = 23)]
     hour: Option<i64>,
+    /// Required in a PUT; in a PATCH, absent keeps the hour's block.
+    #[schema(value_type = Option<Block>)]
     block: Option<String>,
-    /// Absent: unchanged (PATCH) or none (PUT); `null` or blank: none.
+    /// Absent: unchanged (PATCH) or none (PUT); `null` or blank: none. At most
+    /// [`MAX_PROMPT_CHARS`] characters, no control characters but newlines and tabs.
     #[serde(default, deserialize_with = "serde_with_none::deserialize")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     prompt: Option<Option<String>>,
 }
 
@@ -50,9 +58,11 @@ mod serde_with_none {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DayEdit {
+    /// All 24 hours, each once.
+    #[schema(min_items = 24, max_items = 24)]
     hours: Vec<HourEdit>,
 }
 
@@ -102,18 +112,55 @@ fn parse_prompt(raw: Option<String>) -> std::result::Result<Option<String>, Inva
 /// `GET /v1/channels`: every channel, by name, and how they can be heard: `livekit` says
 /// whether `POST /v1/room/join` gives tokens (the web app goes straight to the HTTP stream
 /// when not).
+#[utoipa::path(
+    get, path = "/v1/channels", operation_id = "list_channels", tag = "channels",
+    responses((status = 200, description = "Every channel", body = ChannelList))
+)]
 pub async fn list(state: web::Data<ApiState>) -> Result<HttpResponse> {
-    let channels: Vec<_> = state
+    let channels = state
         .store
         .list_channels()
         .await?
         .into_iter()
-        .map(|c| serde_json::json!({"name": c.name, "live": c.live}))
+        .map(|c| ChannelSummary {
+            name: c.name,
+            live: c.live,
+        })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "channels": channels,
-        "livekit": state.livekit.credentials.is_ok(),
-    })))
+    Ok(HttpResponse::Ok().json(ChannelList {
+        channels,
+        livekit: state.livekit.credentials.is_ok(),
+    }))
+}
+
+/// The answer of `GET /v1/channels`.
+#[derive(Serialize, ToSchema)]
+pub struct ChannelList {
+    channels: Vec<ChannelSummary>,
+    /// Whether `POST /v1/room/join` gives LiveKit tokens.
+    livekit: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChannelSummary {
+    name: crate::domain::ChannelName,
+    live: bool,
+}
+
+/// A channel's schedule, as the schedule routes answer it.
+#[derive(Serialize, ToSchema)]
+pub struct Schedule<'a> {
+    channel: &'a crate::domain::ChannelName,
+    /// The station's time zone (IANA name): the hours are its hours.
+    timezone: &'static str,
+    /// The hour it is there now.
+    current_hour: u32,
+    /// The 24 hours.
+    hours: Vec<Hour>,
+    /// After a change: whether the host took the new programme at once (else it is
+    /// retried until it does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_updated: Option<bool>,
 }
 
 /// The schedule as answered: the channel, its time zone, the hour it is there now, and
@@ -136,16 +183,13 @@ async fn answer(
         })
         .collect();
     let now = chrono::Utc::now().with_timezone(&state.timezone);
-    let mut body = serde_json::json!({
-        "channel": channel,
-        "timezone": state.timezone.name(),
-        "current_hour": now.hour(),
-        "hours": hours,
-    });
-    if let Some(updated) = host_updated {
-        body["host_updated"] = updated.into();
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(Schedule {
+        channel,
+        timezone: state.timezone.name(),
+        current_hour: now.hour(),
+        hours,
+        host_updated,
+    }))
 }
 
 async fn channel_id(state: &ApiState, channel: &crate::domain::ChannelName) -> Result<uuid::Uuid> {
@@ -153,6 +197,14 @@ async fn channel_id(state: &ApiState, channel: &crate::domain::ChannelName) -> R
 }
 
 /// `GET /v1/channels/{name}/schedule`.
+#[utoipa::path(
+    get, path = "/v1/channels/{name}/schedule", tag = "channels",
+    params(("name" = String, Path, description = "The channel's name", example = "radio24")),
+    responses(
+        (status = 200, description = "The channel's day", body = Schedule),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+    )
+)]
 pub async fn schedule(state: web::Data<ApiState>, name: web::Path<String>) -> Result<HttpResponse> {
     let channel = known_channel(&state, &name).await?;
     answer(&state, &channel, None).await
@@ -168,6 +220,18 @@ async fn push_to_host(state: &ApiState) -> bool {
 /// `PUT /v1/channels/{name}/schedule` `{"hours": [{hour, block, prompt?}, ...]}`: all 24
 /// hours, each once.
 #[tracing::instrument(skip_all, fields(channel = %name))]
+#[utoipa::path(
+    put, path = "/v1/channels/{name}/schedule", tag = "channels",
+    description = "Replaces the whole day (24 hours, each once) and pushes it to the host.",
+    params(("name" = String, Path, description = "The channel's name", example = "radio24")),
+    request_body = DayEdit,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The channel's new day", body = Schedule),
+        (status = 400, description = "`invalid_hour`, `invalid_block`, `invalid_schedule`, `prompt_too_long`, `invalid_prompt`", body = ErrorBody),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+    )
+)]
 pub async fn replace(
     state: web::Data<ApiState>,
     name: web::Path<String>,
@@ -214,6 +278,18 @@ pub async fn replace(
 /// `PATCH /v1/channels/{name}/schedule/{hour}` `{block?, prompt?}`: one hour; what is left
 /// out stays as it was (`"prompt": null` clears the prompt).
 #[tracing::instrument(skip_all, fields(channel = %path.0, hour = %path.1))]
+#[utoipa::path(
+    patch, path = "/v1/channels/{name}/schedule/{hour}", tag = "channels",
+    description = "Changes one hour; what is left out stays as it was (`\"prompt\": null` clears the prompt).",
+    params(("name" = String, Path, description = "The channel's name", example = "radio24"), ("hour" = String, Path, description = "0-23", example = "9")),
+    request_body = HourEdit,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The channel's new day", body = Schedule),
+        (status = 400, description = "`invalid_hour`, `invalid_block`, `invalid_schedule`, `prompt_too_long`, `invalid_prompt`", body = ErrorBody),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+    )
+)]
 pub async fn edit_hour(
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,

@@ -4,6 +4,7 @@ mod archive;
 mod broadcast;
 mod channels;
 mod health;
+pub mod openapi;
 mod ptt;
 mod queue;
 pub mod room;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(health::ready))
             .route(web::head().to(health::ready)),
     )
+    .service(resource("/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
     .service(resource("/ws/broadcast", "GET").route(web::get().to(broadcast::broadcast_ws)))
     .service(resource("/ws/ptt", "GET").route(web::get().to(ptt::ptt_ws)))
     .service(

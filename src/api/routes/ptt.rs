@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, Message};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -26,9 +25,10 @@ use uuid::Uuid;
 use super::known_channel;
 use super::sockets::{self, SocketSlot};
 use crate::api::callers::Caller;
-use crate::api::queue::QueueChange;
+use crate::api::queue::{CallLimits, QueueChange};
 use crate::api::ws::{self, WsReceiver, WsSender};
 use crate::api::{ApiError, ApiState, Result};
+use crate::bus::ErrorBody;
 use crate::db::{CallAudio, CallItem, CallStatus};
 use crate::domain::{ChannelName, InvalidInput};
 
@@ -39,15 +39,19 @@ const SKIPPABLE_FRAMES: usize = 16;
 /// How long ago an item may have ended and still be reported to a reconnecting caller.
 const RECENT: chrono::Duration = chrono::Duration::hours(1);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PttQuery {
+    /// The channel to call in to; `station.default_channel` when absent.
     channel: Option<String>,
 }
 
-/// A frame from the caller.
-#[derive(Deserialize)]
+/// A frame from the caller: a JSON text frame (binary frames carry a recording's audio,
+/// between `audio_start` and `audio_end`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientFrame {
+#[schema(as = PttClientFrame)]
+pub enum ClientFrame {
     Hello {
         user_id: Option<String>,
         caller_token: Option<String>,
@@ -63,6 +67,33 @@ enum ClientFrame {
     Cancel {
         id: String,
     },
+}
+
+/// A frame to the caller.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = PttServerFrame)]
+pub enum ServerFrame {
+    /// The answer to `hello`: who the caller is (keep both to be known on a reconnect) and
+    /// the limits they are held to.
+    Ready {
+        user_id: String,
+        caller_token: String,
+        limits: CallLimits,
+    },
+    /// A call-in was queued, at this place.
+    Queued { id: Uuid, position: u32 },
+    /// A waiting call-in moved in the queue.
+    Position { id: Uuid, position: u32 },
+    /// A call-in of the caller's changed status (`reason`: why it was dropped).
+    Status {
+        id: Uuid,
+        status: CallStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A frame or request was refused; the socket stays usable.
+    Error { code: &'static str, message: String },
 }
 
 /// An error frame's code and message.
@@ -81,6 +112,17 @@ impl From<ApiError> for Refusal {
     }
 }
 
+#[utoipa::path(
+    get, path = "/ws/ptt", tag = "sockets",
+    description = "One listener's call-in socket (push-to-talk and typed). Client→server: JSON text frames `PttClientFrame` (`hello` first, then `text`, `audio_start`, binary frames of 16-bit little-endian mono PCM, `audio_end`, `cancel`). Server→client: JSON text frames `PttServerFrame` (`ready`, `queued`, `position`, `status`, `error`). Every mistake gets an `error` frame and the socket stays usable; an unknown channel gets an `error` frame and a close (1008). Schemas: `#/components/schemas/PttClientFrame`, `PttServerFrame`.",
+    params(PttQuery),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol; client→server frames: `PttClientFrame`; server→client frames: `PttServerFrame`"),
+        (status = 400, description = "`websocket_required`: not a WebSocket upgrade", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client opens sockets too fast (`Retry-After` says when to try again)", body = ErrorBody),
+        (status = 503, description = "`overloaded`: this instance has as many sockets as it takes", body = ErrorBody),
+    )
+)]
 pub async fn ptt_ws(
     req: HttpRequest,
     body: web::Payload,
@@ -107,8 +149,11 @@ pub async fn ptt_ws(
         Ok(channel) => channel,
         Err(e) => {
             let (code, message) = sockets::error_frame_of(&e);
-            let frame = json!({"type": "error", "code": code, "message": message});
-            sockets::refuse(sender, slot, frame, message);
+            let frame = ServerFrame::Error {
+                code,
+                message: message.clone(),
+            };
+            sockets::refuse(sender, slot, &frame, message);
             return Ok(response);
         }
     };
@@ -212,13 +257,15 @@ impl Call {
     }
 
     /// Sends `frame`; `Err(None)` when the caller is gone.
-    async fn send(&mut self, frame: serde_json::Value) -> Step {
-        self.sender.text(frame.to_string()).await.map_err(|_| None)
+    async fn send(&mut self, frame: ServerFrame) -> Step {
+        self.sender
+            .text(sockets::to_text(&frame))
+            .await
+            .map_err(|_| None)
     }
 
     async fn refuse(&mut self, Refusal(code, message): Refusal) -> Step {
-        self.send(json!({"type": "error", "code": code, "message": message}))
-            .await
+        self.send(ServerFrame::Error { code, message }).await
     }
 
     async fn on_message(&mut self, message: Message) -> Step {
@@ -348,12 +395,11 @@ impl Call {
                 .await;
         }
         let (caller, known) = self.state.callers.resolve(user_id, token);
-        let ready = json!({
-            "type": "ready",
-            "user_id": caller.user_id,
-            "caller_token": caller.token,
-            "limits": self.state.queue.limits(),
-        });
+        let ready = ServerFrame::Ready {
+            user_id: caller.user_id.clone(),
+            caller_token: caller.token.clone(),
+            limits: self.state.queue.limits(),
+        };
         self.caller = Some(caller);
         self.send(ready).await?;
         if known {
@@ -413,8 +459,11 @@ impl Call {
             Ok((item, position)) => {
                 self.mine
                     .insert(item.id, (CallStatus::Queued, Some(position)));
-                self.send(json!({"type": "queued", "id": item.id, "position": position}))
-                    .await
+                self.send(ServerFrame::Queued {
+                    id: item.id,
+                    position,
+                })
+                .await
             }
             Err(e) => self.refuse(e.into()).await,
         }
@@ -447,8 +496,7 @@ impl Call {
                 && *last != Some(position)
             {
                 self.mine.insert(id, (CallStatus::Queued, Some(position)));
-                self.send(json!({"type": "position", "id": id, "position": position}))
-                    .await?;
+                self.send(ServerFrame::Position { id, position }).await?;
             }
         }
         Ok(())
@@ -465,17 +513,21 @@ impl Call {
         // A new status, or an item this socket did not know of (sent from another socket
         // of the caller's, or before a reconnect).
         if last.map(|(status, _)| status) != Some(item.status) {
-            let mut frame = json!({"type": "status", "id": item.id, "status": item.status});
-            if let Some(reason) = &item.reason {
-                frame["reason"] = json!(reason);
-            }
-            self.send(frame).await?;
+            self.send(ServerFrame::Status {
+                id: item.id,
+                status: item.status,
+                reason: item.reason.clone(),
+            })
+            .await?;
         }
         if let Some(position) = position
             && last.and_then(|(_, p)| p) != Some(position)
         {
-            self.send(json!({"type": "position", "id": item.id, "position": position}))
-                .await?;
+            self.send(ServerFrame::Position {
+                id: item.id,
+                position,
+            })
+            .await?;
         }
         self.mine.insert(item.id, (item.status, position));
         Ok(())

@@ -9,28 +9,53 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::channel_or_default;
 use crate::api::{ApiError, ApiState, Result};
+use crate::bus::ErrorBody;
 use crate::db::{CallItem, CallStatus};
 use crate::domain::{ChannelName, InvalidInput};
 
 /// Most items one listing returns.
 const MAX_LISTED: u32 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
+    /// `station.default_channel` when absent.
     channel: Option<ChannelName>,
+    /// The caller's words (at most `queue.max_text_chars` characters).
     text: String,
+    /// A caller id from an earlier answer; with its `caller_token`, the call-in is theirs.
     user_id: Option<String>,
     caller_token: Option<String>,
 }
 
+/// The answer of `POST /v1/queue`: the item, its place, and who the caller is (keep both to
+/// be known on a later call-in).
+#[derive(Serialize, ToSchema)]
+pub struct Enqueued {
+    id: Uuid,
+    position: u32,
+    user_id: String,
+    caller_token: String,
+}
+
 /// `POST /v1/queue`.
+#[utoipa::path(
+    post, path = "/v1/queue", tag = "queue",
+    description = "A typed call-in, with the same identity rules and limits as `/ws/ptt` (an id without its valid token gets a new caller).",
+    request_body = EnqueueRequest,
+    responses(
+        (status = 201, description = "Queued", body = Enqueued),
+        (status = 400, description = "`empty_text`, `text_too_long`, `invalid_text`, `invalid_channel`", body = ErrorBody),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `too_many_waiting`, `too_many_this_hour`", body = ErrorBody),
+    )
+)]
 pub async fn enqueue(
     req: HttpRequest,
     state: web::Data<ApiState>,
@@ -49,24 +74,48 @@ pub async fn enqueue(
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "id": item.id,
-            "position": position,
-            "user_id": caller.user_id,
-            "caller_token": caller.token,
-        })))
+        .json(Enqueued {
+            id: item.id,
+            position,
+            user_id: caller.user_id,
+            caller_token: caller.token,
+        }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// `station.default_channel` when absent.
+    #[param(value_type = Option<String>)]
     channel: Option<ChannelName>,
+    /// Only items in this status.
+    #[param(value_type = Option<CallStatus>)]
     status: Option<String>,
+    /// Most items returned: 1-500 (out of range is clamped), 100 when absent.
     limit: Option<u32>,
+}
+
+/// The answer of `GET /v1/queue`: items oldest first, with text and transcript.
+#[derive(Serialize, ToSchema)]
+pub struct CallListing {
+    channel: ChannelName,
+    items: Vec<CallItem>,
 }
 
 /// `GET /v1/queue` (admin; the route's POST is public, so the token is checked here: a GET
 /// has no body to hold).
+#[utoipa::path(
+    get, path = "/v1/queue", operation_id = "list_queue", tag = "queue",
+    description = "The queue, oldest first, with text and transcript (never audio).",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The items", body = CallListing),
+        (status = 400, description = "`invalid_status`", body = ErrorBody),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<ApiState>,
@@ -90,7 +139,7 @@ pub async fn list(
     let items = state.store.list_calls(&channel, status, limit).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "channel": channel, "items": items })))
+        .json(CallListing { channel, items }))
 }
 
 fn parse_id(raw: &str) -> Result<Uuid> {
@@ -104,6 +153,16 @@ fn unknown_item() -> ApiError {
 }
 
 /// `GET /v1/queue/{id}/audio` (admin): the recording as a 16-bit mono WAV file.
+#[utoipa::path(
+    get, path = "/v1/queue/{id}/audio", tag = "queue",
+    description = "A call-in's recording as a 16-bit mono WAV file.",
+    params(("id" = String, Path, description = "The call-in's id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The recording", content(("audio/wav"))),
+        (status = 404, description = "`not_found`: no such call-in, or it has no recording", body = ErrorBody),
+    )
+)]
 pub async fn audio(state: web::Data<ApiState>, id: web::Path<String>) -> Result<HttpResponse> {
     let id = parse_id(&id)?;
     let audio = state.store.call_audio(id).await?.ok_or_else(|| {
@@ -137,15 +196,32 @@ fn wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
     out
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModerateRequest {
+    /// `dropped` (from `queued`) or `queued` (from `dropped`).
+    #[schema(value_type = Option<CallStatus>)]
     status: Option<String>,
+    /// Higher airs first: -1000 to 1000.
+    #[schema(minimum = -1000, maximum = 1000)]
     priority: Option<i32>,
 }
 
 /// `PATCH /v1/queue/{id}` (admin): drop an item, put a dropped one back, or change its
 /// priority.
+#[utoipa::path(
+    patch, path = "/v1/queue/{id}", tag = "queue",
+    description = "Drop a waiting call-in, put a dropped one back, or change its priority.",
+    params(("id" = String, Path, description = "The call-in's id (a UUID)")),
+    request_body = ModerateRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The call-in as it is now", body = CallItem),
+        (status = 400, description = "`nothing_to_change`, `invalid_priority`, `invalid_status`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such call-in", body = ErrorBody),
+        (status = 409, description = "`conflict`: the call-in is not in a status it can leave that way", body = ErrorBody),
+    )
+)]
 pub async fn moderate(
     state: web::Data<ApiState>,
     id: web::Path<String>,

@@ -14,6 +14,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, ApiState, Result};
+use crate::bus::ErrorBody;
 use crate::domain::ChannelName;
 
 /// Longest listener display name, in characters; longer names are cut, not refused, so a
@@ -21,7 +22,7 @@ use crate::domain::ChannelName;
 pub const MAX_LISTENER_NAME: usize = 64;
 
 /// Body of `POST /v1/room/join`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     /// The channel to listen to; `station.default_channel` when absent.
@@ -33,7 +34,7 @@ pub struct JoinRequest {
 }
 
 /// Answer of `POST /v1/room/join`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JoinAnswer {
     /// LiveKit access token (JWT, HS256), subscribe-only, for `room`.
     pub token: String,
@@ -66,6 +67,18 @@ pub fn listener_name(raw: Option<&str>, fallback: impl FnOnce() -> String) -> St
 }
 
 #[tracing::instrument(skip_all, fields(client, channel, identity))]
+#[utoipa::path(
+    post, path = "/v1/room/join", tag = "listen",
+    description = "A subscribe-only LiveKit access token for a channel's room.",
+    request_body = JoinRequest,
+    responses(
+        (status = 200, description = "A token", body = JoinAnswer),
+        (status = 400, description = "`invalid_channel`", body = ErrorBody),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`Retry-After` says when to try again)", body = ErrorBody),
+        (status = 503, description = "`livekit_not_configured`: the message names the settings to set", body = ErrorBody),
+    )
+)]
 pub async fn join(
     req: HttpRequest,
     state: web::Data<ApiState>,

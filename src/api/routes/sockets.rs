@@ -56,14 +56,21 @@ pub(super) async fn upgrade(
 pub(super) fn refuse(
     mut sender: WsSender,
     slot: SocketSlot,
-    frame: serde_json::Value,
+    frame: &impl serde::Serialize,
     reason: String,
 ) {
+    let frame = to_text(frame);
     actix_web::rt::spawn(async move {
-        let _ = sender.text(frame.to_string()).await;
+        let _ = sender.text(frame).await;
         sender.close(CloseCode::Policy, Some(&reason)).await;
         drop(slot);
     });
+}
+
+/// A frame as the JSON text sent. The frames are plain structs and enums, which always
+/// serialise; an empty text would be the sign of a bug, not a crash.
+pub(super) fn to_text(frame: &impl serde::Serialize) -> String {
+    serde_json::to_string(frame).unwrap_or_default()
 }
 
 /// The code and message an error frame carries for `e`. Failures of ours are generic, and

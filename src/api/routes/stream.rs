@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 use super::known_channel;
 use crate::api::{ApiError, ApiState, Result};
+use crate::bus::ErrorBody;
 
 fn ogg_headers() -> HttpResponseBuilder {
     let mut builder = HttpResponse::Ok();
@@ -27,6 +28,20 @@ fn ogg_headers() -> HttpResponseBuilder {
 }
 
 #[tracing::instrument(skip_all, fields(channel = %name))]
+#[utoipa::path(
+    get, path = "/v1/channels/{name}/stream", tag = "listen",
+    description = "The channel's live audio as Ogg/Opus (48 kHz mono); the body never ends while the channel airs. `Range` is ignored (`Accept-Ranges: none`).",
+    params(("name" = String, Path, description = "The channel's name", example = "radio24")),
+    responses(
+        (status = 200, description = "The live stream", content(("audio/ogg"))),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`Retry-After` says when to try again)", body = ErrorBody),
+        (status = 503, description = "`overloaded` (this instance has as many stream listeners as it takes), `host_unavailable`", body = ErrorBody),
+        (status = 502, description = "`host_error`: the host failed", body = ErrorBody),
+        (status = 503, description = "`host_unavailable`: the host is not reachable right now", body = ErrorBody),
+        (status = 504, description = "`host_timeout`: the host did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn stream_channel(
     req: HttpRequest,
     state: web::Data<ApiState>,
@@ -48,6 +63,18 @@ pub async fn stream_channel(
 /// `HEAD`: the same answer as `GET` without opening the stream; asks the host about the
 /// channel so that an unreachable host is a 503 here too.
 #[tracing::instrument(skip_all, fields(channel = %name))]
+#[utoipa::path(
+    head, path = "/v1/channels/{name}/stream", tag = "listen",
+    description = "The stream's headers, without opening it (the host is asked about the channel).",
+    params(("name" = String, Path, description = "The channel's name", example = "radio24")),
+    responses(
+        (status = 200, description = "The stream's headers", content(("audio/ogg"))),
+        (status = 404, description = "`unknown_channel`", body = ErrorBody),
+        (status = 502, description = "`host_error`: the host failed", body = ErrorBody),
+        (status = 503, description = "`host_unavailable`: the host is not reachable right now", body = ErrorBody),
+        (status = 504, description = "`host_timeout`: the host did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn head_stream(
     state: web::Data<ApiState>,
     name: web::Path<String>,
