@@ -2,7 +2,9 @@
 //! stream listener over loopback, and CPU time from /proc. Each benchmark uses part of it.
 #![allow(dead_code)]
 
+mod latency;
 mod report;
+pub use latency::Latencies;
 pub use report::{Report, raise_fd_limit};
 
 use std::collections::HashMap;

@@ -4,9 +4,13 @@
 //!
 //! The Realtime side reads text aloud (a 220 Hz tone as long as the text) and answers a
 //! recording (`input_audio_buffer.append`… `commit`, `response.create`) with a second of a
-//! 660 Hz tone, keeping each recording it heard.
+//! 660 Hz tone, keeping each recording it heard. It counts the connections, `session.update`s
+//! and responses it served (so a test or benchmark can see sessions being reused), and can
+//! hold back each response's first audio and each upgrade, as a distant server would.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
@@ -17,10 +21,42 @@ use tokio_tungstenite::tungstenite::Message;
 /// The answer's pitch.
 pub const ANSWER_HZ: f64 = 660.0;
 
-/// The fake, and the recordings it was sent (24 kHz samples).
+/// How long the fake makes its client wait.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delays {
+    /// Before answering a WebSocket upgrade (TCP, TLS and the handshake over a real network).
+    pub upgrade: Duration,
+    /// From `response.create` to the response's first audio.
+    pub first_audio: Duration,
+}
+
+/// What the fake served, counted as it happens.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// WebSocket connections accepted.
+    pub connections: AtomicUsize,
+    /// `session.update` events received.
+    pub session_updates: AtomicUsize,
+    /// `response.create` events answered.
+    pub responses: AtomicUsize,
+}
+
+impl Served {
+    /// (connections, session updates, responses) so far.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.connections.load(Ordering::SeqCst),
+            self.session_updates.load(Ordering::SeqCst),
+            self.responses.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// The fake, the recordings it was sent (24 kHz samples), and what it served.
 pub struct FakeRealtime {
     pub base_url: String,
     pub recordings: Arc<Mutex<Vec<Vec<i16>>>>,
+    pub served: Arc<Served>,
 }
 
 fn tone_bytes(hz: f64, samples: usize) -> Vec<u8> {
@@ -35,19 +71,29 @@ fn tone_bytes(hz: f64, samples: usize) -> Vec<u8> {
 impl FakeRealtime {
     /// Serves Realtime upgrades and passes the rest on to `http_base` (`http://host:port`).
     pub async fn start(http_base: &str) -> Self {
+        Self::start_with(http_base, Delays::default()).await
+    }
+
+    /// [`FakeRealtime::start`], making its client wait `delays`.
+    pub async fn start_with(http_base: &str, delays: Delays) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let upstream = http_base.trim_start_matches("http://").to_owned();
         let recordings = Arc::new(Mutex::new(Vec::new()));
         let kept = recordings.clone();
+        let served = Arc::new(Served::default());
+        let counted = served.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let kept = kept.clone();
+                let counted = counted.clone();
                 tokio::spawn(async move {
                     if is_realtime_upgrade(&tcp).await {
+                        tokio::time::sleep(delays.upgrade).await;
                         if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-                            serve(ws, kept).await;
+                            counted.connections.fetch_add(1, Ordering::SeqCst);
+                            serve(ws, kept, counted, delays.first_audio).await;
                         }
                     } else if let Ok(mut to) = TcpStream::connect(&upstream).await {
                         let mut tcp = tcp;
@@ -59,6 +105,7 @@ impl FakeRealtime {
         Self {
             base_url,
             recordings,
+            served,
         }
     }
 }
@@ -76,9 +123,13 @@ async fn is_realtime_upgrade(tcp: &TcpStream) -> bool {
     false
 }
 
+/// One connection: a session that may serve any number of responses, each from the input
+/// given since the last one.
 async fn serve(
     mut ws: tokio_tungstenite::WebSocketStream<TcpStream>,
     kept: Arc<Mutex<Vec<Vec<i16>>>>,
+    served: Arc<Served>,
+    first_audio: Duration,
 ) {
     let mut appended: Vec<u8> = Vec::new();
     let mut text_chars = 0usize;
@@ -90,6 +141,9 @@ async fn serve(
             continue;
         };
         match event["type"].as_str().unwrap_or("") {
+            "session.update" => {
+                served.session_updates.fetch_add(1, Ordering::SeqCst);
+            }
             "input_audio_buffer.append" => {
                 let audio = event["audio"].as_str().unwrap_or("");
                 if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(audio) {
@@ -102,6 +156,8 @@ async fn serve(
                     .map_or(0, |t| t.chars().count());
             }
             "response.create" => {
+                served.responses.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(first_audio).await;
                 let audio = if appended.is_empty() {
                     tone_bytes(220.0, (text_chars.max(4) * 24_000 / 8).min(24_000 * 10))
                 } else {
@@ -112,6 +168,9 @@ async fn serve(
                     kept.lock().unwrap().push(samples);
                     tone_bytes(ANSWER_HZ, 24_000)
                 };
+                // The next response answers only what comes after this one.
+                appended.clear();
+                text_chars = 0;
                 for chunk in audio.chunks(9_600) {
                     let delta = json!({
                         "type": "response.output_audio.delta",
