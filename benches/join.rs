@@ -46,21 +46,27 @@ impl Route {
     /// (a join answer with a token in it).
     async fn send(self, client: &reqwest::Client, port: u16) -> bool {
         let answer = match self {
-            Route::Health => client
-                .get(format!("http://127.0.0.1:{port}/health"))
-                .send()
-                .await,
-            Route::Join => client
-                .post(format!("http://127.0.0.1:{port}/v1/room/join"))
-                .header("content-type", "application/json")
-                .body(r#"{"name":"bench"}"#)
-                .send()
-                .await,
+            Route::Health => {
+                client
+                    .get(format!("http://127.0.0.1:{port}/health"))
+                    .send()
+                    .await
+            }
+            Route::Join => {
+                client
+                    .post(format!("http://127.0.0.1:{port}/v1/room/join"))
+                    .header("content-type", "application/json")
+                    .body(r#"{"name":"bench"}"#)
+                    .send()
+                    .await
+            }
         };
         let Ok(answer) = answer else { return false };
         let ok = answer.status() == reqwest::StatusCode::OK;
         match answer.bytes().await {
-            Ok(body) => ok && (self == Route::Health || body.windows(8).any(|w| w == b"\"token\":")),
+            Ok(body) => {
+                ok && (self == Route::Health || body.windows(8).any(|w| w == b"\"token\":"))
+            }
             Err(_) => false,
         }
     }
@@ -175,6 +181,8 @@ async fn open_loop(server: &Server, rate: f64, secs: f64) -> OpenLoop {
 
 fn main() {
     raise_fd_limit();
+    // reqwest is built without a TLS provider of its own; the binary installs this one.
+    radio24::install_crypto_provider();
     let connections = arg("--connections", 64.0) as usize;
     let secs = arg("--seconds", 10.0);
     let rate = arg("--rate", 5000.0);

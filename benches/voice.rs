@@ -32,7 +32,7 @@ use radio24::bus::{HostBus, HostEvent, SpeakMode, SpeakRequest};
 use radio24::host::clock::{Clock, SystemClock};
 use radio24::host::{Host, HostConfig};
 
-use common::{Latencies, Report, arg, runtime, settings};
+use common::{Latencies, Report, arg, raise_fd_limit, runtime, settings};
 use fake_openai::{Behaviour, FakeOpenAi};
 use fake_realtime::{Delays, FakeRealtime};
 
@@ -160,6 +160,7 @@ async fn voice_on_air(host: &Host) -> Option<String> {
 }
 
 fn main() {
+    raise_fd_limit();
     let rounds = arg("--rounds", 20.0) as usize;
     let backends = [
         Backend {
@@ -209,10 +210,9 @@ fn main() {
                     _ => FIRST_AUDIO,
                 };
                 let over = m.latencies.percentile(0.5) - added.as_secs_f64() * 1000.0;
-                let served = m.realtime.map_or_else(
-                    || "–".to_owned(),
-                    |(c, u, r)| format!("{c} / {u} / {r}"),
-                );
+                let served = m
+                    .realtime
+                    .map_or_else(|| "–".to_owned(), |(c, u, r)| format!("{c} / {u} / {r}"));
                 report.row(&[
                     backend.label.to_owned(),
                     text.to_owned(),

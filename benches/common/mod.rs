@@ -4,6 +4,8 @@
 
 mod latency;
 mod report;
+// Not every benchmark reports latencies.
+#[allow(unused_imports)]
 pub use latency::Latencies;
 pub use report::{Report, raise_fd_limit};
 
