@@ -2,7 +2,11 @@
 //! stream listener over loopback, and CPU time from /proc. Each benchmark uses part of it.
 #![allow(dead_code)]
 
+mod latency;
 mod report;
+// Not every benchmark reports latencies.
+#[allow(unused_imports)]
+pub use latency::Latencies;
 #[allow(unused_imports)] // each benchmark uses part of it
 pub use report::{Report, raise_fd_limit};
 

@@ -4,11 +4,18 @@
 //!
 //! The Realtime side reads text aloud (a 220 Hz tone as long as the text) and answers a
 //! recording (`input_audio_buffer.append`… `commit`, `response.create`) with a second of a
-//! 660 Hz tone, keeping each recording it heard. Told to ([`Answering::DropMidAnswer`]), it
-//! drops the connection after the first audio of each answer instead.
+//! 660 Hz tone, keeping each recording it heard. It counts the connections, `session.update`s
+//! and responses it served (so a test or benchmark can see sessions being reused), and can
+//! hold back each response's first audio and each upgrade, as a distant server would. Told
+//! to ([`Answering::DropMidAnswer`]), it drops the connection after the first audio of each
+//! answer instead.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+// The delays and counters are read by benches/voice.rs, not by every test.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
@@ -19,12 +26,35 @@ use tokio_tungstenite::tungstenite::Message;
 /// The answer's pitch.
 pub const ANSWER_HZ: f64 = 660.0;
 
-/// The fake, and the recordings it was sent (24 kHz samples).
-pub struct FakeRealtime {
-    pub base_url: String,
-    pub recordings: Arc<Mutex<Vec<Vec<i16>>>>,
-    /// `response.create` events received.
-    pub responses: Arc<AtomicU64>,
+/// How long the fake makes its client wait.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delays {
+    /// Before answering a WebSocket upgrade (TCP, TLS and the handshake over a real network).
+    pub upgrade: Duration,
+    /// From `response.create` to the response's first audio.
+    pub first_audio: Duration,
+}
+
+/// What the fake served, counted as it happens.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// WebSocket connections accepted.
+    pub connections: AtomicUsize,
+    /// `session.update` events received.
+    pub session_updates: AtomicUsize,
+    /// `response.create` events answered.
+    pub responses: AtomicUsize,
+}
+
+impl Served {
+    /// (connections, session updates, responses) so far.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.connections.load(Ordering::SeqCst),
+            self.session_updates.load(Ordering::SeqCst),
+            self.responses.load(Ordering::SeqCst),
+        )
+    }
 }
 
 /// How the fake answers `response.create`.
@@ -35,6 +65,13 @@ pub enum Answering {
     /// The first audio delta, then the TCP connection dropped (no close frame, no
     /// `response.done`): a socket that dies mid-answer.
     DropMidAnswer,
+}
+
+/// The fake, the recordings it was sent (24 kHz samples), and what it served.
+pub struct FakeRealtime {
+    pub base_url: String,
+    pub recordings: Arc<Mutex<Vec<Vec<i16>>>>,
+    pub served: Arc<Served>,
 }
 
 fn tone_bytes(hz: f64, samples: usize) -> Vec<u8> {
@@ -49,18 +86,27 @@ fn tone_bytes(hz: f64, samples: usize) -> Vec<u8> {
 impl FakeRealtime {
     /// Serves Realtime upgrades and passes the rest on to `http_base` (`http://host:port`).
     pub async fn start(http_base: &str) -> Self {
-        Self::start_answering(http_base, Answering::Whole).await
+        Self::start_with(http_base, Delays::default()).await
     }
 
     /// [`FakeRealtime::start`], answering as `answering` says.
     pub async fn start_answering(http_base: &str, answering: Answering) -> Self {
+        Self::serving(http_base, Delays::default(), answering).await
+    }
+
+    /// [`FakeRealtime::start`], making its client wait `delays`.
+    pub async fn start_with(http_base: &str, delays: Delays) -> Self {
+        Self::serving(http_base, delays, Answering::Whole).await
+    }
+
+    async fn serving(http_base: &str, delays: Delays, answering: Answering) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let upstream = http_base.trim_start_matches("http://").to_owned();
         let recordings = Arc::new(Mutex::new(Vec::new()));
-        let responses = Arc::new(AtomicU64::new(0));
         let kept = recordings.clone();
-        let counted = responses.clone();
+        let served = Arc::new(Served::default());
+        let counted = served.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let upstream = upstream.clone();
@@ -68,8 +114,10 @@ impl FakeRealtime {
                 let counted = counted.clone();
                 tokio::spawn(async move {
                     if is_realtime_upgrade(&tcp).await {
+                        tokio::time::sleep(delays.upgrade).await;
                         if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-                            serve(ws, kept, &counted, answering).await;
+                            counted.connections.fetch_add(1, Ordering::SeqCst);
+                            serve(ws, kept, counted, delays.first_audio, answering).await;
                         }
                     } else if let Ok(mut to) = TcpStream::connect(&upstream).await {
                         let mut tcp = tcp;
@@ -81,7 +129,7 @@ impl FakeRealtime {
         Self {
             base_url,
             recordings,
-            responses,
+            served,
         }
     }
 }
@@ -99,10 +147,13 @@ async fn is_realtime_upgrade(tcp: &TcpStream) -> bool {
     false
 }
 
+/// One connection: a session that may serve any number of responses, each from the input
+/// given since the last one.
 async fn serve(
     mut ws: tokio_tungstenite::WebSocketStream<TcpStream>,
     kept: Arc<Mutex<Vec<Vec<i16>>>>,
-    responses: &AtomicU64,
+    served: Arc<Served>,
+    first_audio: Duration,
     answering: Answering,
 ) {
     let mut appended: Vec<u8> = Vec::new();
@@ -115,6 +166,9 @@ async fn serve(
             continue;
         };
         match event["type"].as_str().unwrap_or("") {
+            "session.update" => {
+                served.session_updates.fetch_add(1, Ordering::SeqCst);
+            }
             "input_audio_buffer.append" => {
                 let audio = event["audio"].as_str().unwrap_or("");
                 if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(audio) {
@@ -127,7 +181,8 @@ async fn serve(
                     .map_or(0, |t| t.chars().count());
             }
             "response.create" => {
-                responses.fetch_add(1, Ordering::Relaxed);
+                served.responses.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(first_audio).await;
                 let audio = if appended.is_empty() {
                     tone_bytes(220.0, (text_chars.max(4) * 24_000 / 8).min(24_000 * 10))
                 } else {
@@ -138,6 +193,9 @@ async fn serve(
                     kept.lock().unwrap().push(samples);
                     tone_bytes(ANSWER_HZ, 24_000)
                 };
+                // The next response answers only what comes after this one.
+                appended.clear();
+                text_chars = 0;
                 for chunk in audio.chunks(9_600) {
                     let delta = json!({
                         "type": "response.output_audio.delta",

@@ -215,7 +215,7 @@ async fn a_realtime_socket_dropped_mid_answer_is_retried_then_replaced() {
     let (host, _clock) = host_on(&realtime.base_url, "template", "openai-realtime").await;
     let aired = aired_talk(&host, 2).await;
     voiced_by_the_fallback(&aired, "openai-realtime");
-    let answers = realtime.responses.load(Ordering::Relaxed);
+    let answers = realtime.served.responses.load(Ordering::Relaxed);
     assert!(answers >= 4, "{answers} realtime responses asked for");
     let counted = provider_errors("tts", "openai-realtime", "protocol") - before;
     assert!(counted >= 2.0, "{counted} protocol errors counted");

@@ -1,12 +1,22 @@
-//! OpenAI Realtime as a voice, GA protocol: one WebSocket per call to
-//! `{base_url}/realtime?model=…` (https→wss), bearer key, no `OpenAI-Beta` header. Every
-//! call sends `session.update` (audio out only, 24 kHz pcm, instructions), then its input,
-//! then `response.create`, and streams the base64 s16le of `response.output_audio.delta`
-//! until `response.done`; the first audio is awaited before the call returns, so a refusal
-//! is an error. Two calls share that path:
+//! OpenAI Realtime as a voice, GA protocol: a WebSocket to `{base_url}/realtime?model=…`
+//! (https→wss), bearer key, no `OpenAI-Beta` header. A new connection sends
+//! `session.update` (audio out only, 24 kHz pcm, instructions); every call then sends its
+//! input, then `response.create`, and streams the base64 s16le of
+//! `response.output_audio.delta` until `response.done`; the first audio is awaited before the
+//! call returns, so a refusal is an error. Two calls share that path:
 //!
 //! - [`Voice::synthesize`] reads text aloud: the instructions say to read it verbatim, and
-//!   the text goes as a user message.
+//!   the text goes as a user message. Its sessions are kept between sentences: a session
+//!   whose response ended cleanly waits (up to [`IDLE_KEEP`]) for the next sentence, so a
+//!   segment's sentences, read one after another, share one connection and one
+//!   `session.update` instead of paying the handshake and the session set-up each time. A
+//!   session is retired after [`RESPONSES_PER_SESSION`] sentences (each stays in its
+//!   conversation, as context billed again with the next), and never reused after an error,
+//!   a skipped sentence or an over-long answer. One session runs one response at a time, so
+//!   sentences voiced at once (the engine's look-ahead) each have their own, up to
+//!   [`MAX_IDLE_SESSIONS`] kept. When a kept session turns out to be gone (the provider
+//!   closed it while it waited) before any audio, the sentence is sent again on a new
+//!   connection; any other failure is the caller's to retry or fall back on, as before.
 //! - [`RealtimeVoice::answer_recording`] answers a caller: the instructions are the host
 //!   persona the engine gives, the input audio is 24 kHz pcm with turn detection off, and
 //!   the recording (at most [`MAX_RECORDING_SECS`]) goes as `input_audio_buffer.append`
@@ -20,6 +30,9 @@
 //! `openai.realtime_voice` (`OPENAI_REALTIME_VOICE`), and the timeouts. The key is never
 //! logged or put in an error, and a caller's audio is never logged.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::sync::lock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,6 +76,15 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How long the closing handshake may take once the audio is done; it runs off the
 /// audio path.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a reading session may wait unused for its next sentence before it is closed
+/// instead: enough to bridge a segment's sentences and the step to the next segment, short
+/// enough not to hold idle sockets open against the provider.
+pub const IDLE_KEEP: Duration = Duration::from_secs(30);
+/// Sentences one session reads before it is retired: each stays in its conversation, so a
+/// session is kept to about a segment's worth.
+pub const RESPONSES_PER_SESSION: u32 = 12;
+/// Reading sessions kept waiting at most: as many as the engine voices sentences at once.
+pub const MAX_IDLE_SESSIONS: usize = 4;
 
 /// What the model is told, so that it reads the text rather than answering it.
 const INSTRUCTIONS: &str = "You are a text-to-speech reader for a radio station. Read the \
@@ -111,6 +133,8 @@ impl RealtimeConfig {
 pub struct RealtimeVoice {
     url: Url,
     config: RealtimeConfig,
+    /// Reading sessions waiting for their next sentence.
+    idle: Arc<SessionPool>,
 }
 
 impl RealtimeVoice {
@@ -120,7 +144,11 @@ impl RealtimeVoice {
         let url = realtime_url(&config.base_url, &config.model)?;
         // tungstenite's TLS picks the process-wide provider; make sure there is one.
         crate::install_crypto_provider();
-        Ok(Self { url, config })
+        Ok(Self {
+            url,
+            config,
+            idle: Arc::default(),
+        })
     }
 }
 
@@ -162,22 +190,52 @@ fn connect_error(e: tungstenite::Error, key: &SecretString) -> VoiceError {
 enum Event {
     Audio(Vec<u8>),
     Done,
+    /// The server closed the socket.
+    Closed,
     Ignore,
 }
 
-/// One call's connection and decoding state.
+/// Why a call on a session failed.
+struct SessionError {
+    error: VoiceError,
+    /// The socket itself was gone: closed, reset, or broken while sending. On a session
+    /// that waited between sentences, the provider may simply have dropped it meanwhile.
+    dropped: bool,
+}
+
+impl SessionError {
+    fn dropped(error: VoiceError) -> Self {
+        Self {
+            error,
+            dropped: true,
+        }
+    }
+}
+
+impl From<VoiceError> for SessionError {
+    fn from(error: VoiceError) -> Self {
+        Self {
+            error,
+            dropped: false,
+        }
+    }
+}
+
+/// A connection, configured by its `session.update`, and the current call's decoding state.
 struct Session {
     ws: Socket,
     decoder: S16leDecoder,
     budget: SampleBudget,
     key: SecretString,
+    /// Responses asked for on this connection so far.
+    responses: u32,
 }
 
 impl Session {
     fn classify(&self, message: Message) -> Result<Event, VoiceError> {
         let text = match message {
             Message::Text(text) => text,
-            Message::Close(_) => return Err(closed_early()),
+            Message::Close(_) => return Ok(Event::Closed),
             // Pings are answered by tungstenite itself; binary frames are not part of the
             // protocol and carry nothing we use.
             _ => return Ok(Event::Ignore),
@@ -224,20 +282,21 @@ impl Session {
     }
 
     /// The next non-empty samples, or None at `response.done`.
-    async fn next_samples(&mut self, deadline: Instant) -> Result<Option<Vec<i16>>, VoiceError> {
+    async fn next_samples(&mut self, deadline: Instant) -> Result<Option<Vec<i16>>, SessionError> {
         loop {
             let message = match timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return Err(VoiceError::Timeout),
-                Ok(None) => return Err(closed_early()),
+                Err(_) => return Err(VoiceError::Timeout.into()),
+                Ok(None) => return Err(SessionError::dropped(closed_early())),
                 Ok(Some(Err(e))) => {
-                    return Err(VoiceError::BadAnswer(format!(
+                    return Err(SessionError::dropped(VoiceError::BadAnswer(format!(
                         "the socket broke: {}",
                         error_chain(&e)
-                    )));
+                    ))));
                 }
                 Ok(Some(Ok(message))) => message,
             };
             match self.classify(message)? {
+                Event::Closed => return Err(SessionError::dropped(closed_early())),
                 Event::Audio(bytes) => {
                     let samples = self.decoder.push(&bytes);
                     if !samples.is_empty() {
@@ -272,12 +331,66 @@ fn closed_early() -> VoiceError {
     VoiceError::BadAnswer("the socket closed before response.done".to_owned())
 }
 
+/// Reading sessions between sentences: open, configured, with no response running, each
+/// with when it was put back.
+#[derive(Default)]
+struct SessionPool {
+    idle: Mutex<Vec<(Session, Instant)>>,
+}
+
+impl SessionPool {
+    /// The session put back last, unless it waited longer than [`IDLE_KEEP`]; those that
+    /// did are closed.
+    fn take(&self) -> Option<Session> {
+        let mut idle = lock(&self.idle);
+        let fresh_from = idle
+            .iter()
+            .position(|(_, since)| since.elapsed() < IDLE_KEEP)
+            .unwrap_or(idle.len());
+        let expired: Vec<(Session, Instant)> = idle.drain(..fresh_from).collect();
+        let taken = idle.pop().map(|(session, _)| session);
+        drop(idle);
+        for (session, _) in expired {
+            session.close();
+        }
+        taken
+    }
+
+    /// Keeps `session`, whose response ended cleanly, for the next sentence; closes it
+    /// instead when it has read its share or enough sessions are waiting.
+    fn put(&self, session: Session) {
+        if session.responses >= RESPONSES_PER_SESSION {
+            session.close();
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() >= MAX_IDLE_SESSIONS {
+            drop(idle);
+            session.close();
+            return;
+        }
+        idle.push((session, Instant::now()));
+    }
+}
+
+impl Drop for SessionPool {
+    /// The voice is going away: its waiting sessions are closed politely.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for (session, _) in idle {
+            session.close();
+        }
+    }
+}
+
 /// What the audio stream carries between polls.
 struct Reader {
-    /// None once the call is over (the socket is closed or closing).
+    /// None once the call is over (the socket is closed, closing, or kept for reuse).
     session: Option<Session>,
     /// Bounds the wait for each delta, and the whole response (see `shared::Pace`).
     pace: Pace,
+    /// Where the session goes after a clean `response.done`; None closes it.
+    pool: Option<Arc<SessionPool>>,
     queued: Option<Result<Vec<i16>, VoiceError>>,
 }
 
@@ -306,6 +419,16 @@ impl Reader {
         }
     }
 
+    /// The response is complete: the session is kept for the next call, if it may be.
+    fn release(&mut self) {
+        if let Some(session) = self.session.take() {
+            match &self.pool {
+                Some(pool) => pool.put(session),
+                None => session.close(),
+            }
+        }
+    }
+
     async fn next_item(&mut self) -> Option<Result<Vec<i16>, VoiceError>> {
         if let Some(item) = self.queued.take() {
             return Some(item);
@@ -315,12 +438,12 @@ impl Reader {
         match session.next_samples(deadline).await {
             Ok(Some(samples)) => Some(self.admit(samples)),
             Ok(None) => {
-                self.finish();
+                self.release();
                 None
             }
             Err(e) => {
                 self.finish();
-                Some(Err(e))
+                Some(Err(e.error))
             }
         }
     }
@@ -379,7 +502,12 @@ impl RealtimeVoice {
             // Built up front: a lazy iterator borrowing `pcm` would make the call's future
             // not `Send` for every lifetime, and callers spawn it.
             .collect::<Vec<Value>>();
-        self.respond(events).await
+        // A session of its own, closed after the answer: its instructions and input settings
+        // are this call's, and a caller's recording is not left in a session for others.
+        let session = self.connect().await?;
+        self.respond(session, events, None)
+            .await
+            .map_err(|e| e.error)
     }
 
     /// `session.update` for one spoken response: audio out only, in our voice at [`RATE`],
@@ -435,28 +563,33 @@ impl RealtimeVoice {
             decoder: S16leDecoder::default(),
             budget: SampleBudget::new(RATE),
             key: self.config.api_key.clone(),
+            responses: 0,
         })
     }
 
-    /// One call: connects, sends `events` in order, and streams the response's audio.
-    /// Sending may take up to the first-audio timeout (a recording is many events); the
-    /// wait for the first audio starts once the last event is out.
-    async fn respond<I>(&self, events: I) -> Result<VoiceAudio, VoiceError>
-    where
-        I: IntoIterator<Item = Value> + Send,
-        I::IntoIter: Send,
-    {
-        let mut session = self.connect().await?;
+    /// One call on `session`: sends `events` in order (one `response.create` among them),
+    /// and streams the response's audio; after a clean end the session goes to `pool`, if
+    /// any, else it is closed. Sending may take up to the first-audio timeout (a recording
+    /// is many events); the wait for the first audio starts once the last event is out.
+    async fn respond(
+        &self,
+        mut session: Session,
+        events: Vec<Value>,
+        pool: Option<Arc<SessionPool>>,
+    ) -> Result<VoiceAudio, SessionError> {
+        session.decoder = S16leDecoder::default();
+        session.budget = SampleBudget::new(RATE);
+        session.responses += 1;
         let sending = Instant::now() + self.config.first_audio_timeout;
         for event in events {
             let sent = timeout_at(sending, session.ws.send(Message::text(event.to_string())))
                 .await
                 .map_err(|_| VoiceError::Timeout)?;
             if let Err(e) = sent {
-                return Err(VoiceError::Unavailable(format!(
+                return Err(SessionError::dropped(VoiceError::Unavailable(format!(
                     "the socket broke while sending: {}",
                     error_chain(&e)
-                )));
+                ))));
             }
         }
 
@@ -469,7 +602,8 @@ impl RealtimeVoice {
                 session.close();
                 return Err(VoiceError::BadAnswer(
                     "the response finished without audio".to_owned(),
-                ));
+                )
+                .into());
             }
             Err(e) => {
                 session.close();
@@ -479,6 +613,7 @@ impl RealtimeVoice {
         let mut reader = Reader {
             session: Some(session),
             pace: Pace::new(RATE, self.config.idle_timeout),
+            pool,
             queued: None,
         };
         reader.queued = Some(reader.admit(first));
@@ -504,8 +639,7 @@ impl Voice for RealtimeVoice {
         let Some(input) = shared::input_text(text, MAX_INPUT_CHARS, self.name()) else {
             return Ok(shared::silence(RATE));
         };
-        self.respond([
-            self.session_update(INSTRUCTIONS, None),
+        let turn = [
             json!({
                 "type": "conversation.item.create",
                 "item": {
@@ -515,8 +649,29 @@ impl Voice for RealtimeVoice {
                 },
             }),
             json!({"type": "response.create"}),
-        ])
-        .await
+        ];
+        if let Some(session) = self.idle.take() {
+            match self
+                .respond(session, turn.to_vec(), Some(self.idle.clone()))
+                .await
+            {
+                Err(SessionError {
+                    error,
+                    dropped: true,
+                }) => {
+                    // Nothing aired from it: the sentence goes again on a new connection.
+                    tracing::debug!(%error, "the kept realtime session was gone; reconnecting");
+                }
+                answered => return answered.map_err(|e| e.error),
+            }
+        }
+        let session = self.connect().await?;
+        let events = std::iter::once(self.session_update(INSTRUCTIONS, None))
+            .chain(turn)
+            .collect();
+        self.respond(session, events, Some(self.idle.clone()))
+            .await
+            .map_err(|e| e.error)
     }
 }
 
@@ -528,6 +683,7 @@ impl Voice for RealtimeVoice {
 mod tests {
     use super::*;
     use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use tokio::net::TcpListener;
     use tokio::task::JoinHandle;
@@ -681,6 +837,8 @@ mod tests {
         assert_eq!(items.len(), 3, "each delta is a chunk: {items:?}");
         let got: Vec<i16> = items.into_iter().flat_map(|c| c.unwrap()).collect();
         assert_eq!(got, samples);
+        // The session waits for the next sentence until the voice goes away.
+        drop(v);
 
         let (messages, closed) = tokio::time::timeout(Duration::from_secs(10), server)
             .await
@@ -718,6 +876,192 @@ mod tests {
             json!([{"type": "input_text", "text": "Hello, 世界."}])
         );
         assert_eq!(messages[2]["type"], "response.create");
+    }
+
+    /// Every client event a multi-connection fake received, with its connection's number.
+    type EventLog = Arc<Mutex<Vec<(usize, Value)>>>;
+
+    /// A Realtime fake on loopback for any number of connections, numbered from 0. Each
+    /// answers every `response.create` with the samples `[n + 1, 7]` (n: its number), so a
+    /// test sees which connection spoke, and logs what it received. Connection 0 closes its
+    /// socket after `close_first_after` responses, if given. Returns the base URL, the
+    /// connections accepted so far, and the log.
+    async fn fake_sessions(
+        close_first_after: Option<usize>,
+    ) -> (String, Arc<AtomicUsize>, EventLog) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let log = EventLog::default();
+        let (counted, logged) = (connections.clone(), log.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                let log = logged.clone();
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                    let mut responses = 0;
+                    while let Some(Ok(message)) = ws.next().await {
+                        let Message::Text(text) = message else {
+                            continue;
+                        };
+                        let event: Value = serde_json::from_str(text.as_str()).unwrap();
+                        let respond = event["type"] == "response.create";
+                        log.lock().unwrap().push((n, event));
+                        if !respond {
+                            continue;
+                        }
+                        send_json(&mut ws, delta(&pcm(&[n as i16 + 1, 7]))).await;
+                        send_json(
+                            &mut ws,
+                            json!({"type": "response.done", "response": {"status": "completed"}}),
+                        )
+                        .await;
+                        responses += 1;
+                        if n == 0 && close_first_after == Some(responses) {
+                            // The client is not reading (its session waits): no
+                            // closing handshake to wait for, the socket just goes.
+                            ws.close(None).await.unwrap();
+                            log.lock().unwrap().push((n, json!({"type": "(closed)"})));
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, connections, log)
+    }
+
+    /// All of a sentence's samples; panics on an error item.
+    async fn read_aloud(v: &RealtimeVoice, text: &str) -> Vec<i16> {
+        let audio = v.synthesize(text).await.unwrap();
+        collect(audio)
+            .await
+            .into_iter()
+            .flat_map(|c| c.unwrap())
+            .collect()
+    }
+
+    /// (connection, type, text of a conversation item) of each logged event.
+    fn turns(log: &EventLog) -> Vec<(usize, String, String)> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .map(|(n, e)| {
+                let text = e["item"]["content"][0]["text"].as_str().unwrap_or("");
+                (*n, e["type"].as_str().unwrap().to_owned(), text.to_owned())
+            })
+            .collect()
+    }
+
+    fn turn(n: usize, kind: &str, text: &str) -> (usize, String, String) {
+        (n, kind.to_owned(), text.to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_segments_sentences_share_one_session() {
+        let (base, connections, log) = fake_sessions(None).await;
+        let v = voice(base);
+        for text in ["One.", "Two.", "Three."] {
+            assert_eq!(read_aloud(&v, text).await, [1, 7], "{text}");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection");
+        assert_eq!(
+            turns(&log),
+            [
+                turn(0, "session.update", ""),
+                turn(0, "conversation.item.create", "One."),
+                turn(0, "response.create", ""),
+                turn(0, "conversation.item.create", "Two."),
+                turn(0, "response.create", ""),
+                turn(0, "conversation.item.create", "Three."),
+                turn(0, "response.create", ""),
+            ],
+            "one session.update, then one turn per sentence"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_dropped_between_sentences_is_replaced_and_the_sentence_sent_again() {
+        let (base, connections, log) = fake_sessions(Some(1)).await;
+        let v = voice(base);
+        assert_eq!(read_aloud(&v, "One.").await, [1, 7]);
+        // The provider drops the waiting session.
+        let dropped = async {
+            while !turns(&log).iter().any(|(_, kind, _)| kind == "(closed)") {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), dropped)
+            .await
+            .unwrap();
+        // The next sentence finds it gone before any audio, and is spoken on a new one.
+        assert_eq!(read_aloud(&v, "Two.").await, [2, 7]);
+        assert_eq!(read_aloud(&v, "Three.").await, [2, 7]);
+        assert_eq!(connections.load(Ordering::SeqCst), 2, "one reconnection");
+        let log = turns(&log);
+        assert_eq!(
+            log.iter()
+                .filter(|(n, _, _)| *n == 1)
+                .cloned()
+                .collect::<Vec<_>>(),
+            [
+                turn(1, "session.update", ""),
+                turn(1, "conversation.item.create", "Two."),
+                turn(1, "response.create", ""),
+                turn(1, "conversation.item.create", "Three."),
+                turn(1, "response.create", ""),
+            ],
+            "{log:?}"
+        );
+        assert_eq!(
+            log.iter()
+                .filter(|(_, kind, _)| kind == "session.update")
+                .count(),
+            2,
+            "{log:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_is_not_reused_after_an_error() {
+        // Connection 0 refuses its first response; the next sentence must not land on it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                    recv_until(&mut ws, "response.create").await;
+                    if n == 0 {
+                        send_json(
+                            &mut ws,
+                            json!({"type": "error", "error": {"message": "try later"}}),
+                        )
+                        .await;
+                    } else {
+                        send_json(&mut ws, delta(&pcm(&[9]))).await;
+                        send_json(
+                            &mut ws,
+                            json!({"type": "response.done", "response": {"status": "completed"}}),
+                        )
+                        .await;
+                    }
+                    while let Some(Ok(_)) = ws.next().await {}
+                });
+            }
+        });
+        let v = voice(base);
+        let err = v.synthesize("One.").await.err().unwrap();
+        assert!(
+            matches!(&err, VoiceError::Rejected(m) if m.contains("try later")),
+            "{err:?}"
+        );
+        assert_eq!(read_aloud(&v, "Two.").await, [9]);
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
 
     /// Reads client events up to and including the first of type `last`.
