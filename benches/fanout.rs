@@ -243,7 +243,8 @@ fn baseline_server(port: u16, feed_port: u16) {
             Ok(l) => l,
             Err(e) => panic!("baseline: {e}"),
         };
-        let (frames, _) = broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(EVENT_QUEUE);
+        let (frames, _) =
+            broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(EVENT_QUEUE);
         let feed = frames.clone();
         tokio::spawn(async move {
             let Ok(mut socket) = TcpStream::connect(("127.0.0.1", feed_port)).await else {
@@ -286,7 +287,11 @@ async fn baseline_client(
         return;
     };
     let (mut sink, mut incoming) = ws.split();
-    if sink.send(Message::text("{\"type\":\"hello\"}")).await.is_err() {
+    if sink
+        .send(Message::text("{\"type\":\"hello\"}"))
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -632,7 +637,10 @@ impl Bench {
                 );
                 break;
             }
-            assert!(Instant::now() < deadline, "listeners still connecting: {ready}");
+            assert!(
+                Instant::now() < deadline,
+                "listeners still connecting: {ready}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         // Warm-up: every connection has sent and received a few frames.
@@ -765,7 +773,10 @@ fn main() {
             ],
         )
         .await;
-        let url = format!("ws://127.0.0.1:{}/ws/broadcast?channel=radio24", server.port);
+        let url = format!(
+            "ws://127.0.0.1:{}/ws/broadcast?channel=radio24",
+            server.port
+        );
         let radio24 = bench.measure(server.child.id(), &url).await;
         drop(server);
         (baseline, radio24)
