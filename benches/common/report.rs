@@ -26,8 +26,7 @@ impl Report {
 
     /// Adds a row (as many cells as the header has).
     pub fn row<S: ToString>(&mut self, cells: &[S]) {
-        self.rows
-            .push(cells.iter().map(ToString::to_string).collect());
+        self.rows.push(cells.iter().map(ToString::to_string).collect());
     }
 
     /// Adds a line of text under the table (a target met or missed, a caveat).
@@ -91,17 +90,11 @@ discuss the figures; this log is the raw record.\n";
 
 /// The command as it would be typed: `cargo bench --bench NAME -- ARGS`.
 fn command_line() -> String {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let name = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .map(|stem| {
-            stem.rsplit_once('-')
-                .map_or(stem.clone(), |(n, _)| n.to_owned())
-        })
+        .map(|stem| stem.rsplit_once('-').map_or(stem.clone(), |(n, _)| n.to_owned()))
         .unwrap_or_else(|| "?".to_owned());
     if args.is_empty() {
         format!("cargo bench --bench {name}")
