@@ -29,6 +29,11 @@ fn main() -> ExitCode {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
+    if let Command::Serve { role } = &cli.command {
+        // The host role has no listeners' sockets; the others hold up to max_clients.
+        let serves_listeners = !role.trim().eq_ignore_ascii_case("host");
+        raise_open_file_limit(serves_listeners.then_some(settings.broadcast.max_clients));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,6 +104,29 @@ async fn healthcheck(
         .map_err(|e| anyhow::anyhow!("healthcheck: {e}"))?;
     println!("healthy: {ok}");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit: every listener is a socket, and the
+/// usual soft limit (1 024) would refuse connections long before `broadcast.max_clients`
+/// (the hard limit is the operator's to set). Logged, with a warning when even the hard
+/// limit is too low for `max_clients` (when the process serves listeners).
+fn raise_open_file_limit(max_clients: Option<usize>) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            // Beyond the clients: the database pool, the host link, stream listeners, files.
+            let wanted = max_clients.map_or(0, |clients| clients as u64 + 1024);
+            if limit < wanted {
+                tracing::warn!(
+                    limit,
+                    wanted,
+                    "the open-file limit is below broadcast.max_clients plus headroom; raise the hard limit (ulimit -Hn, LimitNOFILE)"
+                );
+            } else {
+                tracing::info!(limit, "open-file limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 /// One line on stderr, exit code 2 (bad config or usage) or 1 (anything else).

@@ -79,8 +79,8 @@ pub async fn listen(port: u16, channel: &str) -> Option<tokio::task::JoinHandle<
     }))
 }
 
-/// A release `radio24 serve` (role all) in a child process, on a free port, with a fresh
-/// SQLite file; killed when dropped.
+/// A release `radio24 serve` (role all unless started with [`start_server_as`]) in a child
+/// process, on a free port, with a fresh SQLite file; killed when dropped.
 pub struct Server {
     pub child: Child,
     pub port: u16,
@@ -97,6 +97,12 @@ impl Drop for Server {
 /// Starts [`Server`] with the espeak-ng voice when installed (else captions only), with
 /// `env` added (setting names as environment variables), and waits until it accepts.
 pub async fn start_server(env: &[(&str, &str)]) -> Server {
+    start_server_as("all", env).await
+}
+
+/// [`start_server`] with `serve --role role`: `api` reaches its host at `bus.host_url`
+/// (a benchmark's own fake host, to inject the host's events where a real host sends them).
+pub async fn start_server_as(role: &str, env: &[(&str, &str)]) -> Server {
     let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
         Ok(a) => a.port(),
         Err(e) => panic!("port: {e}"),
@@ -111,7 +117,7 @@ pub async fn start_server(env: &[(&str, &str)]) -> Server {
         "none"
     };
     let child = Command::new(env!("CARGO_BIN_EXE_radio24"))
-        .args(["serve", "--config-dir"])
+        .args(["serve", "--role", role, "--config-dir"])
         .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))
         .env("PORT", port.to_string())
         .env("RUST_LOG", "error")
