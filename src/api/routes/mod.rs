@@ -4,7 +4,7 @@ mod archive;
 mod broadcast;
 mod channels;
 mod health;
-mod ptt;
+pub mod ptt;
 mod queue;
 pub mod room;
 mod sockets;
