@@ -48,11 +48,17 @@ fuzz_target!(|input: Input<'_>| {
     };
     let accepted = Call::check(handoff).is_ok();
     if accepted {
-        assert!(SAMPLE_RATES.contains(&rate), "a call-in at {rate} Hz was accepted");
+        assert!(
+            SAMPLE_RATES.contains(&rate),
+            "a call-in at {rate} Hz was accepted"
+        );
     }
 
     let Ok(mut resampler) = Resampler::new(rate) else {
-        assert!(!(MIN_RATE..=MAX_RATE).contains(&rate), "no resampler for {rate} Hz");
+        assert!(
+            !(MIN_RATE..=MAX_RATE).contains(&rate),
+            "no resampler for {rate} Hz"
+        );
         return;
     };
     let samples: Vec<i16> = input
@@ -68,4 +74,3 @@ fuzz_target!(|input: Input<'_>| {
     let expected = (samples.len() as f64 * f64::from(RATE) / f64::from(rate)).round() as usize;
     assert_eq!(out, expected, "{} samples at {rate} Hz", samples.len());
 });
-

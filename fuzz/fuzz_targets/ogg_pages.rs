@@ -43,7 +43,10 @@ fuzz_target!(|input: Input<'_>| {
 
 /// A page is as long as its header says, and starts with the capture pattern.
 fn check_page(page: &[u8]) {
-    assert!(page.starts_with(b"OggS"), "a page without its capture pattern");
+    assert!(
+        page.starts_with(b"OggS"),
+        "a page without its capture pattern"
+    );
     assert!(page.len() >= HEADER_LEN, "a page shorter than its header");
     let segments = usize::from(page[HEADER_LEN - 1]);
     let body: usize = page[HEADER_LEN..HEADER_LEN + segments]

@@ -52,7 +52,10 @@ fuzz_target!(|input: Input<'_>| {
     let pieces = cut(input.wire, &input.cuts);
     let guarded = guard_chunks(limits, pieces.iter().map(|p| Bytes::copy_from_slice(p)));
     let handed_on: Vec<u8> = guarded.handed_on.concat();
-    assert!(handed_on.len() <= input.wire.len(), "the guard made up bytes");
+    assert!(
+        handed_on.len() <= input.wire.len(),
+        "the guard made up bytes"
+    );
     if guarded.skipped.is_none() {
         assert!(
             input.wire.starts_with(&handed_on),
