@@ -234,6 +234,39 @@ impl WsReceiver {
     }
 }
 
+/// What the frame guard made of a client's bytes: see [`guard_chunks`].
+#[derive(Debug, Default)]
+pub struct Guarded {
+    /// What was handed on to the WebSocket decoder, one piece per poll.
+    pub handed_on: Vec<Bytes>,
+    /// Why the guard ended the stream, if it did.
+    pub refusal: Option<ReadError>,
+    /// The last frame skipped (declared size, limit), if any.
+    pub skipped: Option<(u64, usize)>,
+}
+
+/// Runs `chunks` (a client's bytes, cut as the connection delivered them) through the same
+/// frame guard [`upgrade`] puts in front of the decoder, to the end or to its refusal. The
+/// guard is the code that reads untrusted frame headers; this lets the unit tests and the
+/// fuzzer (`fuzz/fuzz_targets/ptt_frames.rs`) drive it without a socket.
+pub fn guard_chunks(limits: SocketLimits, chunks: impl IntoIterator<Item = Bytes>) -> Guarded {
+    let notices = Rc::new(Notices::default());
+    let inner = futures::stream::iter(chunks.into_iter().map(Ok));
+    let mut guard = FrameGuard::new(inner, limits, notices.clone());
+    let handed_on = futures::executor::block_on(async {
+        let mut out = Vec::new();
+        while let Some(Ok(bytes)) = guard.next().await {
+            out.push(bytes);
+        }
+        out
+    });
+    Guarded {
+        handed_on,
+        refusal: notices.refusal.take(),
+        skipped: notices.skipped.take(),
+    }
+}
+
 /// Largest control frame payload (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
@@ -470,7 +503,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::stream;
 
     const LIMITS: SocketLimits = SocketLimits {
         max_frame: 1024,
@@ -508,27 +540,17 @@ mod tests {
     }
 
     /// Everything the guard hands on for `chunks`, polled to the end, and why it stopped.
-    async fn run(chunks: Vec<Vec<u8>>) -> (Vec<Bytes>, Option<ReadError>) {
-        let (out, notices) = run_with(LIMITS, chunks).await;
-        (out, notices.refusal.take())
+    fn run(chunks: Vec<Vec<u8>>) -> (Vec<Bytes>, Option<ReadError>) {
+        let guarded = run_with(LIMITS, chunks);
+        (guarded.handed_on, guarded.refusal)
     }
 
-    async fn run_with(limits: SocketLimits, chunks: Vec<Vec<u8>>) -> (Vec<Bytes>, Rc<Notices>) {
-        let notices = Rc::new(Notices::default());
-        let inner = stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))));
-        let mut guard = FrameGuard::new(inner, limits, notices.clone());
-        let mut out = Vec::new();
-        while let Some(item) = guard.next().await {
-            match item {
-                Ok(bytes) => out.push(bytes),
-                Err(_) => break,
-            }
-        }
-        (out, notices)
+    fn run_with(limits: SocketLimits, chunks: Vec<Vec<u8>>) -> Guarded {
+        guard_chunks(limits, chunks.into_iter().map(Bytes::from))
     }
 
-    #[tokio::test]
-    async fn a_frame_over_the_limit_is_skipped_whole_when_skipping_is_on() {
+    #[test]
+    fn a_frame_over_the_limit_is_skipped_whole_when_skipping_is_on() {
         let limits = SocketLimits {
             skip_up_to: Some(4096),
             ..LIMITS
@@ -541,67 +563,67 @@ mod tests {
             chunk[2..900].to_vec(),
             chunk[900..].to_vec(),
         ];
-        let (out, notices) = run_with(limits, chunks).await;
-        assert_eq!(notices.refusal.take(), None);
-        assert_eq!(notices.skipped.take(), Some((2000, 1024)));
+        let guarded = run_with(limits, chunks);
+        assert_eq!(guarded.refusal, None);
+        assert_eq!(guarded.skipped, Some((2000, 1024)));
         assert_eq!(
-            out.concat(),
+            guarded.handed_on.concat(),
             frame(true, 1, 10),
             "only the next frame is handed on"
         );
 
         // Over what may be skipped: refused.
-        let (_, notices) = run_with(limits, vec![frame(true, 2, 5000)]).await;
-        assert!(matches!(notices.refusal.take(), Some(ReadError::TooBig(_))));
+        let guarded = run_with(limits, vec![frame(true, 2, 5000)]);
+        assert!(matches!(guarded.refusal, Some(ReadError::TooBig(_))));
     }
 
-    #[tokio::test]
-    async fn frames_pass_through_one_at_a_time() {
+    #[test]
+    fn frames_pass_through_one_at_a_time() {
         let mut chunk = frame(true, 1, 10);
         chunk.extend(frame(true, 2, 300));
         chunk.extend(frame(true, 9, 0));
-        let (out, refused) = run(vec![chunk.clone()]).await;
+        let (out, refused) = run(vec![chunk.clone()]);
         assert_eq!(refused, None);
         let lengths: Vec<usize> = out.iter().map(Bytes::len).collect();
         assert_eq!(lengths, vec![6 + 10, 8 + 300, 6]);
         assert_eq!(out.concat(), chunk);
     }
 
-    #[tokio::test]
-    async fn headers_split_across_reads_are_followed() {
+    #[test]
+    fn headers_split_across_reads_are_followed() {
         let whole = frame(true, 2, 1000);
         let chunks: Vec<Vec<u8>> = whole.chunks(3).map(<[u8]>::to_vec).collect();
-        let (out, refused) = run(chunks).await;
+        let (out, refused) = run(chunks);
         assert_eq!(refused, None);
         assert_eq!(out.concat(), whole);
     }
 
-    #[tokio::test]
-    async fn a_header_claiming_too_much_is_refused_before_its_payload() {
+    #[test]
+    fn a_header_claiming_too_much_is_refused_before_its_payload() {
         let mut chunk = header(true, 2, 1 << 40);
         chunk.extend(vec![0; 4096]);
-        let (out, refused) = run(vec![chunk]).await;
+        let (out, refused) = run(vec![chunk]);
         assert!(matches!(refused, Some(ReadError::TooBig(_))), "{refused:?}");
         assert!(out.is_empty(), "nothing of the frame is handed on");
     }
 
-    #[tokio::test]
-    async fn a_frame_one_over_the_limit_is_refused_and_one_at_it_passes() {
-        let (_, refused) = run(vec![frame(true, 2, LIMITS.max_frame)]).await;
+    #[test]
+    fn a_frame_one_over_the_limit_is_refused_and_one_at_it_passes() {
+        let (_, refused) = run(vec![frame(true, 2, LIMITS.max_frame)]);
         assert_eq!(refused, None);
-        let (_, refused) = run(vec![frame(true, 2, LIMITS.max_frame + 1)]).await;
+        let (_, refused) = run(vec![frame(true, 2, LIMITS.max_frame + 1)]);
         assert!(matches!(refused, Some(ReadError::TooBig(_))));
     }
 
-    #[tokio::test]
-    async fn a_fragmented_message_is_bounded_as_a_whole() {
+    #[test]
+    fn a_fragmented_message_is_bounded_as_a_whole() {
         // 4 × 1024 = the message limit exactly: accepted.
         let mut at_limit = frame(false, 2, 1024);
         for _ in 0..2 {
             at_limit.extend(frame(false, 0, 1024));
         }
         at_limit.extend(frame(true, 0, 1024));
-        let (_, refused) = run(vec![at_limit]).await;
+        let (_, refused) = run(vec![at_limit]);
         assert_eq!(refused, None);
 
         // A fifth fragment: refused at its header, after the four before it.
@@ -610,24 +632,24 @@ mod tests {
             over.extend(frame(false, 0, 1024));
         }
         over.extend(frame(true, 0, 1));
-        let (out, refused) = run(vec![over]).await;
+        let (out, refused) = run(vec![over]);
         assert!(matches!(refused, Some(ReadError::TooBig(_))), "{refused:?}");
         assert_eq!(out.iter().map(Bytes::len).sum::<usize>(), 4 * (8 + 1024));
     }
 
-    #[tokio::test]
-    async fn control_frames_between_fragments_do_not_count_and_may_not_be_large() {
+    #[test]
+    fn control_frames_between_fragments_do_not_count_and_may_not_be_large() {
         let mut chunk = frame(false, 1, 1024);
         chunk.extend(frame(true, 9, 125));
         chunk.extend(frame(true, 0, 1024));
-        let (_, refused) = run(vec![chunk]).await;
+        let (_, refused) = run(vec![chunk]);
         assert_eq!(refused, None);
-        let (_, refused) = run(vec![frame(true, 9, 126)]).await;
+        let (_, refused) = run(vec![frame(true, 9, 126)]);
         assert!(matches!(refused, Some(ReadError::Protocol(_))));
     }
 
-    #[tokio::test]
-    async fn frames_past_the_burst_are_refused_as_a_flood() {
+    #[test]
+    fn frames_past_the_burst_are_refused_as_a_flood() {
         // A bucket that does not refill within the test, so the count is exact.
         let limits = SocketLimits {
             frame_rate: FrameRate {
@@ -639,8 +661,7 @@ mod tests {
         let mut three = frame(true, 10, 0);
         three.extend(frame(true, 1, 10));
         three.extend(frame(true, 2, 10));
-        let (_, notices) = run_with(limits, vec![three.clone()]).await;
-        assert_eq!(notices.refusal.take(), None);
+        assert_eq!(run_with(limits, vec![three.clone()]).refusal, None);
 
         // Empty fragments of a message that never ends cost nothing in bytes, but each is a
         // frame.
@@ -648,12 +669,12 @@ mod tests {
         for _ in 0..10 {
             endless.extend(frame(false, 0, 0));
         }
-        let (out, notices) = run_with(limits, vec![endless]).await;
+        let guarded = run_with(limits, vec![endless]);
         assert!(
-            matches!(notices.refusal.take(), Some(ReadError::Flood(_))),
+            matches!(guarded.refusal, Some(ReadError::Flood(_))),
             "a fourth frame is a flood"
         );
-        assert_eq!(out.iter().map(Bytes::len).sum::<usize>(), 7 + 2 * 6);
+        assert_eq!(guarded.handed_on.iter().map(Bytes::len).sum::<usize>(), 7 + 2 * 6);
     }
 
     #[test]

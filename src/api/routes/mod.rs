@@ -5,7 +5,7 @@ mod broadcast;
 mod channels;
 mod health;
 pub mod openapi;
-mod ptt;
+pub mod ptt;
 mod queue;
 pub mod room;
 mod sockets;

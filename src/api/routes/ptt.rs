@@ -48,7 +48,7 @@ pub struct PttQuery {
 
 /// A frame from the caller: a JSON text frame (binary frames carry a recording's audio,
 /// between `audio_start` and `audio_end`).
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[schema(as = PttClientFrame)]
 pub enum ClientFrame {
@@ -97,7 +97,8 @@ pub enum ServerFrame {
 }
 
 /// An error frame's code and message.
-struct Refusal(&'static str, String);
+#[derive(Debug)]
+pub struct Refusal(pub &'static str, pub String);
 
 impl From<InvalidInput> for Refusal {
     fn from(e: InvalidInput) -> Self {
@@ -110,6 +111,20 @@ impl From<ApiError> for Refusal {
         let (code, message) = sockets::error_frame_of(&e);
         Refusal(code, message)
     }
+}
+
+/// Reads a text frame from the caller, or says why it cannot be read (the `error` frame's
+/// code and message). Public so the fuzzer (`fuzz/fuzz_targets/ptt_frames.rs`) can feed it.
+pub fn parse_client_frame(text: &str) -> std::result::Result<ClientFrame, Refusal> {
+    serde_json::from_str::<ClientFrame>(text).map_err(|e| {
+        if serde_json::from_str::<serde_json::Value>(text).is_ok() {
+            // serde's message may quote what was sent: at most 200 characters.
+            let why: String = e.to_string().chars().take(200).collect();
+            Refusal("invalid_frame", format!("frame not understood: {why}"))
+        } else {
+            Refusal("invalid_json", "the frame is not JSON".to_owned())
+        }
+    })
 }
 
 #[utoipa::path(
@@ -270,19 +285,9 @@ impl Call {
 
     async fn on_message(&mut self, message: Message) -> Step {
         match message {
-            Message::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
+            Message::Text(text) => match parse_client_frame(&text) {
                 Ok(frame) => self.on_frame(frame).await,
-                Err(e) => {
-                    let (code, message) =
-                        if serde_json::from_str::<serde_json::Value>(&text).is_ok() {
-                            // serde's message may quote what was sent: at most 200 characters.
-                            let why: String = e.to_string().chars().take(200).collect();
-                            ("invalid_frame", format!("frame not understood: {why}"))
-                        } else {
-                            ("invalid_json", "the frame is not JSON".to_owned())
-                        };
-                    self.refuse(Refusal(code, message)).await
-                }
+                Err(refusal) => self.refuse(refusal).await,
             },
             Message::Binary(bytes) => self.on_audio(&bytes).await,
             Message::Ping(bytes) => self.sender.pong(&bytes).await.map_err(|_| None),

@@ -124,16 +124,16 @@ fn spawn_error(binary: &OsStr, e: std::io::Error) -> VoiceError {
 
 /// The header fields that say how to read the samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WavFormat {
-    pub(crate) rate: u32,
-    pub(crate) channels: u16,
-    pub(crate) bits: u16,
+pub struct WavFormat {
+    pub rate: u32,
+    pub channels: u16,
+    pub bits: u16,
 }
 
 /// Parses a WAV header from the bytes read so far: `Ok(None)` while more are needed, else
 /// the format and where the sample data starts. Chunk sizes are trusted only to skip
 /// chunks before `data`; the sizes of RIFF and `data` are ignored.
-pub(crate) fn parse_wav_header(buf: &[u8]) -> Result<Option<(WavFormat, usize)>, String> {
+pub fn parse_wav_header(buf: &[u8]) -> Result<Option<(WavFormat, usize)>, String> {
     let bad = |why: &str| Err(format!("not a WAV stream: {why}"));
     if buf.len() >= 4 && &buf[..4] != b"RIFF" {
         return bad("no RIFF tag");
@@ -186,7 +186,7 @@ pub(crate) fn parse_wav_header(buf: &[u8]) -> Result<Option<(WavFormat, usize)>,
 
 /// Samples from a WAV byte stream fed in arbitrary pieces.
 #[derive(Debug, Default)]
-pub(crate) struct WavStream {
+pub struct WavStream {
     head: Vec<u8>,
     format: Option<WavFormat>,
     decoder: S16leDecoder,
@@ -194,12 +194,12 @@ pub(crate) struct WavStream {
 
 impl WavStream {
     /// The format, once the header has been read.
-    pub(crate) fn format(&self) -> Option<WavFormat> {
+    pub fn format(&self) -> Option<WavFormat> {
         self.format
     }
 
     /// Feeds the next bytes; returns the samples they complete.
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<Vec<i16>, String> {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<i16>, String> {
         if self.format.is_some() {
             return Ok(self.decoder.push(bytes));
         }

@@ -1,0 +1,38 @@
+//! A music file (`music::decode`: WAV, FLAC, Ogg Vorbis, MP3 through symphonia, averaged to
+//! mono and resampled to 48 kHz), from arbitrary bytes under each extension the music
+//! library picks up. A broken or hostile file in the music folder must cost that file, never
+//! the station: `decode` returns samples or an error, and never more than it was asked for.
+
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use radio24::host::audio::music::decode;
+use radio24::host::audio::samples;
+use radio24_fuzz::{scratch_dir, write_scratch};
+
+/// The extensions the music library scans for (`EXTENSIONS` in music.rs); the name is the
+/// format hint symphonia starts from.
+const EXTENSIONS: [&str; 5] = ["mp3", "ogg", "oga", "flac", "wav"];
+
+#[derive(Debug, Arbitrary)]
+struct Input<'a> {
+    extension: u8,
+    /// Seconds to decode at most, in tenths (the playout asks for a track's airtime).
+    tenths: u8,
+    file: &'a [u8],
+}
+
+fuzz_target!(|input: Input<'_>| {
+    let extension = EXTENSIONS[usize::from(input.extension) % EXTENSIONS.len()];
+    let path = scratch_dir("music").join(format!("track.{extension}"));
+    write_scratch(&path, input.file);
+    let max_secs = f64::from(input.tenths) / 10.0;
+    if let Ok(decoded) = decode(&path, max_secs) {
+        assert!(
+            decoded.len() <= samples(max_secs),
+            "{} samples for {max_secs} s",
+            decoded.len()
+        );
+    }
+});
