@@ -16,7 +16,7 @@ use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use radio24::api::routes::ptt::{ClientFrame, Refusal, parse_client_frame};
-use radio24::api::ws::{SocketLimits, guard_chunks};
+use radio24::api::ws::{FrameRate, SocketLimits, guard_chunks};
 use radio24::domain::SpokenText;
 use radio24_fuzz::cut;
 use tokio_util::codec::Decoder;
@@ -48,6 +48,11 @@ fuzz_target!(|input: Input<'_>| {
         max_message: max_frame * (1 + usize::from(input.frames_per_message % 16)),
         skip_up_to: input.skip.then_some(max_frame * 16),
         send_timeout: std::time::Duration::from_secs(1),
+        // A small bucket sometimes, so the flood refusal is fuzzed with the rest.
+        frame_rate: FrameRate {
+            per_second: 50.0,
+            burst: 1 + u32::from(input.max_frame % 64) * 8,
+        },
     };
     let pieces = cut(input.wire, &input.cuts);
     let guarded = guard_chunks(limits, pieces.iter().map(|p| Bytes::copy_from_slice(p)));
