@@ -674,7 +674,10 @@ mod tests {
             matches!(guarded.refusal, Some(ReadError::Flood(_))),
             "a fourth frame is a flood"
         );
-        assert_eq!(guarded.handed_on.iter().map(Bytes::len).sum::<usize>(), 7 + 2 * 6);
+        assert_eq!(
+            guarded.handed_on.iter().map(Bytes::len).sum::<usize>(),
+            7 + 2 * 6
+        );
     }
 
     #[test]
