@@ -21,7 +21,7 @@ mod common;
 #[allow(dead_code)]
 mod fake_openai;
 #[path = "../tests/api/fake_realtime.rs"]
-#[allow(dead_code, clippy::unwrap_used)]
+#[allow(clippy::unwrap_used)]
 mod fake_realtime;
 
 use std::sync::Arc;
