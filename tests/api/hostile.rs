@@ -69,6 +69,16 @@ const ROUTES: &[Route] = &[
     },
     Route {
         file: API_ROUTES,
+        pattern: "/openapi.json",
+        allow: "GET",
+        path: "/openapi.json",
+        role: Role::All,
+        methods: &[("GET", Access::Public)],
+        body: None,
+        socket: false,
+    },
+    Route {
+        file: API_ROUTES,
         pattern: "/ready",
         allow: "GET, HEAD",
         path: "/ready",
