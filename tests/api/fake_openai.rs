@@ -271,7 +271,12 @@ impl FakeOpenAi {
     }
 
     pub async fn start_with(setup: FakeSetup) -> Self {
-        let server = MockServer::start().await;
+        // Nothing reads wiremock's own request log (the tallies and `chat_bodies` do the
+        // counting), and over a simulated day it would hold every request in memory.
+        let server = MockServer::builder()
+            .disable_request_recording()
+            .start()
+            .await;
         let chat_tally = Arc::new(Tally::default());
         let speech_tally = Arc::new(Tally::default());
         let transcribe_tally = Arc::new(Tally::default());
