@@ -20,10 +20,9 @@ use radio24::cli::Role;
 use radio24::domain::{Block, ChannelName};
 use radio24::host::clock::ScaledClock;
 use radio24::host::{Host, HostConfig};
-use serde_json::Value;
 
 use crate::fake_openai::{Behaviour, FakeOpenAi};
-use crate::helpers::{BUS_TOKEN, PATIENCE, TestApp, poll_until, settings};
+use crate::helpers::{PATIENCE, TestApp, poll_until, settings};
 
 pub(crate) fn radio24() -> ChannelName {
     ChannelName::parse("radio24").unwrap()
@@ -122,16 +121,7 @@ async fn offline_the_station_talks_by_itself() {
         PATIENCE,
         Duration::from_millis(100),
         async || {
-            let now: Value = app
-                .client
-                .get(app.url("/now"))
-                .bearer_auth(BUS_TOKEN)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
+            let now = app.host_now("/now").await?;
             let talking = now["segment"]["topic"].is_string();
             if talking && now["writer"] == "template" && now["voice"] == "espeak-ng" {
                 Ok(())

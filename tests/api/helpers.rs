@@ -265,6 +265,20 @@ impl TestApp {
         answered("GET", path, self.client.get(self.url(path)).send()).await
     }
 
+    /// The host's `GET /now` (`path` with its query) as the bus sees it: the JSON, or why
+    /// it could not be read (for `poll_until`).
+    pub async fn host_now(&self, path: &str) -> Result<Value, String> {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(BUS_TOKEN)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// GET as an operator (the admin token).
     pub async fn admin_get(&self, path: &str) -> reqwest::Response {
         let req = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN);

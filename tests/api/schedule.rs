@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use radio24::cli::Role;
 use radio24::host::clock::ScaledClock;
 
-use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, PATIENCE, TestApp, poll_until};
+use crate::helpers::{ADMIN_TOKEN, PATIENCE, TestApp, poll_until};
 
 async fn send(
     app: &TestApp,
@@ -110,16 +110,7 @@ async fn schedules_are_read_by_anyone_and_edited_by_operators() {
         PATIENCE,
         std::time::Duration::from_millis(50),
         async || {
-            let now: Value = app
-                .client
-                .get(app.url("/now?channel=radio24"))
-                .bearer_auth(BUS_TOKEN)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
+            let now = app.host_now("/now?channel=radio24").await?;
             (now["block"] == "NEWS")
                 .then_some(())
                 .ok_or(now.to_string())
