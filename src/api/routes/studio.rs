@@ -94,7 +94,7 @@ pub struct Taken {
     taken: crate::db::CallItem,
 }
 
-/// 200 `{"taken": item}`; 409 `queue_empty` when nobody waits; 429 `call_in_progress` when
+/// 200 `{"taken": item}`; 409 `queue_empty` when nobody waits; 409 `call_in_progress` when
 /// the host is on a call (the caller keeps their place).
 #[tracing::instrument(skip_all, fields(channel))]
 #[utoipa::path(
