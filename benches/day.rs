@@ -2,11 +2,15 @@
 //!
 //! `cargo bench --bench day` (optionally `-- --hours 24 --speed 360`). Providers are the
 //! fake OpenAI of the tests (wiremock on loopback) with 1–3 s latency and 5 % failures, so
-//! the production clients, producer and playout all run. Reported:
+//! the production clients, producer and playout all run. The fake runs in a child process
+//! (this benchmark re-invoked with `--fake-providers SPEED`) so that what is measured is the
+//! host alone: wiremock keeps every request a mock has matched for the mock's lifetime
+//! (`MountedMock::matched_requests`, whatever `disable_request_recording` says), about
+//! 130 KB a segment, which in the same process read as a leak in the host. Reported:
 //! - gaps between segments (count, p99, max) and dead-air seconds over the day;
 //! - resident memory at the start, middle and end (sampled every programme hour);
 //! - filler share (station IDs aired because nothing else was ready);
-//! - CPU: the whole host per second of programme, and the playout alone per second of
+//! - CPU: the host per second of programme, and the playout alone per second of
 //!   programme (as a share of one core at real time);
 //! - `speak now` latency: from the voice's first audio bytes to the first frame that airs them.
 
@@ -29,7 +33,7 @@ use radio24::host::playout::{FillerSource, Playout, QueuedSegment, SegmentKind};
 use radio24::host::{Host, HostConfig};
 
 use common::{Report, arg, cpu_seconds, rss_mb, runtime, settings};
-use fake_openai::{Behaviour, FakeOpenAi};
+use fake_openai::{Behaviour, FakeOpenAi, Tally};
 
 fn radio24() -> ChannelName {
     match ChannelName::parse("radio24") {
@@ -38,18 +42,108 @@ fn radio24() -> ChannelName {
     }
 }
 
-async fn day(hours: f64, speed: f64) {
-    let flaky = Behaviour {
+/// What the soak's fake writes: about 45 s of speech.
+fn soak_script() -> String {
+    "ラジオの時間です。今日も一緒に過ごしましょう。ゆっくり聴いてください。".repeat(4)
+}
+
+/// The soak's providers: 1–3 s of programme time to answer, 5 % failures.
+fn flaky(speed: f64) -> Behaviour {
+    Behaviour {
         latency: (
             Duration::from_secs_f64(1.0 / speed),
             Duration::from_secs_f64(3.0 / speed),
         ),
         failure_rate: 0.05,
         hang: None,
+    }
+}
+
+/// Child mode (`--fake-providers SPEED`): serves the fake OpenAI, prints its base URL on
+/// the first line of stdout, answers `GET /bench/tally` with what it counted, and exits when
+/// its stdin closes (the parent ended or dropped it).
+async fn serve_fake_providers(speed: f64) {
+    let fake = FakeOpenAi::start(flaky(speed), flaky(speed), &soak_script()).await;
+    let (chat, speech) = (fake.chat.clone(), fake.speech.clone());
+    let count = |t: &Tally| {
+        serde_json::json!({
+            "requests": t.requests.load(Ordering::Relaxed),
+            "failures": t.failures.load(Ordering::Relaxed),
+        })
     };
-    let script = "ラジオの時間です。今日も一緒に過ごしましょう。ゆっくり聴いてください。".repeat(4);
-    let fake = FakeOpenAi::start(flaky, flaky, &script).await;
-    let base = fake.base_url();
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/bench/tally"))
+        .respond_with(move |_: &wiremock::Request| {
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"chat": count(&chat), "speech": count(&speech)}))
+        })
+        .mount(&fake.server)
+        .await;
+    println!("{}", fake.base_url());
+    let mut stdin = tokio::io::stdin();
+    let mut byte = [0u8; 1];
+    while matches!(tokio::io::AsyncReadExt::read(&mut stdin, &mut byte).await, Ok(n) if n > 0) {}
+}
+
+/// The fake providers in a child process; killed when dropped.
+struct FakeProviders {
+    child: std::process::Child,
+    base: String,
+}
+
+impl FakeProviders {
+    fn spawn(speed: f64) -> Self {
+        use std::io::BufRead;
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => panic!("current_exe: {e}"),
+        };
+        let mut child = match std::process::Command::new(exe)
+            .args(["--bench", "--fake-providers", &speed.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => panic!("spawn the fake providers: {e}"),
+        };
+        let mut base = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut base);
+        }
+        let base = base.trim().to_owned();
+        if !base.starts_with("http://") {
+            let _ = child.kill();
+            panic!("the fake providers did not start (said {base:?})");
+        }
+        Self { child, base }
+    }
+
+    /// (requests, failures) of chat and of speech, as the fake counted them.
+    async fn tally(&self) -> [(u64, u64); 2] {
+        let url = format!("{}/bench/tally", self.base.trim_end_matches("/v1"));
+        let body: serde_json::Value = match reqwest::get(&url).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(e) => panic!("tally: {e}"),
+        };
+        let of = |api: &str| {
+            let n = |k: &str| body[api][k].as_u64().unwrap_or(0);
+            (n("requests"), n("failures"))
+        };
+        [of("chat"), of("speech")]
+    }
+}
+
+impl Drop for FakeProviders {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn day(hours: f64, speed: f64) {
+    let fake = FakeProviders::spawn(speed);
+    let base = fake.base.clone();
     let origin: DateTime<Utc> = Utc::now();
     let clock = Arc::new(ScaledClock::new(origin, speed));
     let config = HostConfig::from_settings(&settings(&[
@@ -108,18 +202,13 @@ async fn day(hours: f64, speed: f64) {
         "Dead air".to_owned(),
         format!("{:.2} s", gaps.dead_air_secs),
     ]);
+    let [(chat, chat_failed), (speech, speech_failed)] = fake.tally().await;
     report.row(&[
         "Provider calls (1–3 s latency, 5 % failures: 500s and garbage)".to_owned(),
-        format!(
-            "chat {} ({} failed), speech {} ({} failed)",
-            fake.chat.requests.load(Ordering::Relaxed),
-            fake.chat.failures.load(Ordering::Relaxed),
-            fake.speech.requests.load(Ordering::Relaxed),
-            fake.speech.failures.load(Ordering::Relaxed),
-        ),
+        format!("chat {chat} ({chat_failed} failed), speech {speech} ({speech_failed} failed)"),
     ]);
     report.row(&[
-        "Host CPU (plus the fake server in the same process)".to_owned(),
+        "Host CPU (the fake providers run in a child process)".to_owned(),
         format!(
             "{:.3} % of one core at real time ({cpu:.1} CPU s for {programme_secs:.0} s of programme)",
             cpu / programme_secs * 100.0
@@ -129,7 +218,7 @@ async fn day(hours: f64, speed: f64) {
     let (start, middle, last) = (at(0.0), at(0.5), at(1.0));
     let peak = rss.iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
     report.row(&[
-        "RSS (whole process) at start / middle / end".to_owned(),
+        "RSS (the host's process) at start / middle / end".to_owned(),
         format!(
             "{:.1} MB (h {:.0}) / {:.1} MB (h {:.0}) / {:.1} MB (h {:.0}); peak {peak:.1} MB",
             start.1, start.0, middle.1, middle.0, last.1, last.0
@@ -139,11 +228,12 @@ async fn day(hours: f64, speed: f64) {
     let growth =
         second_half.last().copied().unwrap_or(0.0) - second_half.first().copied().unwrap_or(0.0);
     report.note(format!(
-        "Targets: no gap, no dead air, no RSS growth trend (second half of the run: {growth:+.1} MB). RSS per hour: {}.",
+        "Targets: no gap, no dead air, no RSS growth trend (second half of the run: {growth:+.1} MB). RSS per hour: {}. The fake providers' own process (wiremock, which keeps every request it matched) ended at {:.0} MB.",
         rss.iter()
             .map(|(h, mb)| format!("h{h:.0} {mb:.0}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        rss_mb(fake.child.id()),
     ));
     report.finish();
 }
@@ -294,6 +384,11 @@ fn main() {
     let runtime = runtime();
     let hours = arg("--hours", 24.0);
     let speed = arg("--speed", 360.0);
+    let fake_speed = arg("--fake-providers", 0.0);
+    if fake_speed > 0.0 {
+        runtime.block_on(serve_fake_providers(fake_speed));
+        return;
+    }
     runtime.block_on(async {
         playout_alone(hours.min(6.0), 600.0).await;
         speak_now_latency(20).await;
