@@ -123,9 +123,33 @@ fn is_music(path: &Path) -> bool {
 /// a file costs a moment of audio rather than the track; the call fails with
 /// [`AudioError::Decode`] only if the file cannot be opened or recognised or nothing in it
 /// decodes, and with [`AudioError::Rate`] if its sample rate is out of range.
+/// A panic inside the decoders (third-party code reading whatever is in the folder; fuzzing
+/// found symphonia 0.6's WAV reader overflowing on a `fmt ` chunk's block size) is caught and
+/// returned as [`AudioError::Decode`] too.
+///
 /// Blocking.
 pub fn decode(path: impl AsRef<Path>, max_secs: f64) -> Result<Vec<i16>, AudioError> {
     let path = path.as_ref();
+    guarded(|| decode_unguarded(path, max_secs)).unwrap_or_else(|panic| {
+        Err(AudioError::Decode {
+            path: path.display().to_string(),
+            message: format!("the decoder failed on this file ({panic})"),
+        })
+    })
+}
+
+/// Runs `work`, turning a panic into its message.
+fn guarded<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panicked".to_owned())
+    })
+}
+
+fn decode_unguarded(path: &Path, max_secs: f64) -> Result<Vec<i16>, AudioError> {
     let fail = |message: String| AudioError::Decode {
         path: path.display().to_string(),
         message,
@@ -273,8 +297,16 @@ fn audio_decoder(format: &dyn FormatReader) -> Result<(u32, Box<dyn AudioDecoder
 }
 
 /// Title and artist from the file's tags, where it has them. Later metadata revisions win,
-/// as they describe the stream as it is now.
+/// as they describe the stream as it is now. A file the reader panics on has none (the
+/// track is still listed; decoding it will fail on its own).
 fn read_tags(path: &Path) -> (Option<String>, Option<String>) {
+    guarded(|| read_tags_unguarded(path)).unwrap_or_else(|panic| {
+        tracing::warn!(file = %path.display(), error = %panic, "music: the tag reader failed on this file");
+        (None, None)
+    })
+}
+
+fn read_tags_unguarded(path: &Path) -> (Option<String>, Option<String>) {
     let Ok(mut format) = open(path) else {
         return (None, None);
     };
@@ -437,6 +469,40 @@ mod tests {
             .collect();
         std::fs::write(&path, wav_bytes(RATE, 1, &samples)).unwrap();
         assert_eq!(decode(&path, 10.0).unwrap(), samples);
+    }
+
+    /// A `fmt ` chunk whose channel count times the sample size overflows 16 bits: symphonia
+    /// 0.6's WAV reader panics on it where overflow checks are on (found by
+    /// `scripts/fuzz audio_decode`; the input is in fuzz/regressions/audio_decode/).
+    fn wav_with_65518_channels() -> Vec<u8> {
+        let mut bytes = b"RIFF".to_vec();
+        bytes.extend_from_slice(&44u32.to_le_bytes());
+        bytes.extend_from_slice(b"WAVEfmt ");
+        bytes.extend_from_slice(&16u32.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        bytes.extend_from_slice(&65_518u16.to_le_bytes());
+        bytes.extend_from_slice(&48_000u32.to_le_bytes());
+        bytes.extend_from_slice(&192_000u32.to_le_bytes());
+        bytes.extend_from_slice(&4u16.to_le_bytes());
+        bytes.extend_from_slice(&16u16.to_le_bytes());
+        bytes.extend_from_slice(b"data");
+        bytes.extend_from_slice(&8u32.to_le_bytes());
+        bytes.extend_from_slice(&[0; 8]);
+        bytes
+    }
+
+    #[test]
+    fn a_file_the_decoder_panics_on_is_a_decode_error_and_stays_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("many channels.wav");
+        std::fs::write(&path, wav_with_65518_channels()).unwrap();
+        assert!(matches!(
+            decode(&path, 10.0),
+            Err(AudioError::Decode { .. })
+        ));
+        let tracks = MusicLibrary::new(dir.path()).scan();
+        assert_eq!(tracks.len(), 1, "the scan goes on: {tracks:?}");
+        assert_eq!(tracks[0].title, "many channels");
     }
 
     #[test]
