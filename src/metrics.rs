@@ -57,7 +57,7 @@ pub const BUS_CALL_DURATION: &str = "radio24_bus_call_seconds";
 pub const WS_LAGGING: &str = "radio24_ws_lagging_total";
 /// Bytes of Ogg/Opus written to the archive (counter; `channel`).
 pub const ARCHIVE_BYTES: &str = "radio24_archive_bytes_total";
-/// Archive writes the disk refused (counter; `channel`).
+/// Archive writes the disk refused, and failed tries to create an hour's file (counter; `channel`).
 pub const ARCHIVE_WRITE_ERRORS: &str = "radio24_archive_write_errors_total";
 /// 1 when the API hears from the host, else 0 (gauge; API and all roles).
 pub const HOST_LINK_UP: &str = "radio24_host_link_up";
@@ -231,7 +231,7 @@ fn describe() {
     );
     describe_counter!(
         ARCHIVE_WRITE_ERRORS,
-        "Archive writes the disk refused (a full disk): the first of a failure and each retry"
+        "Archive writes the disk refused (a full disk) and failed tries to create an hour's file: the first of a failure and each retry"
     );
     describe_gauge!(
         HOST_LINK_UP,
@@ -349,7 +349,7 @@ pub fn archive_written(channel: &ChannelName, bytes: usize) {
     ::metrics::counter!(ARCHIVE_BYTES, "channel" => channel_label(channel)).increment(bytes as u64);
 }
 
-/// The disk refused a write of a channel's archive.
+/// The disk refused a write of a channel's archive, or the creation of an hour's file.
 pub fn archive_write_failed(channel: &ChannelName) {
     ::metrics::counter!(ARCHIVE_WRITE_ERRORS, "channel" => channel_label(channel)).increment(1);
 }

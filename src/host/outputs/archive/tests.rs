@@ -323,6 +323,8 @@ fn an_hour_whose_every_part_exists_is_skipped_until_the_next() {
         .unwrap();
     }
     let (mut w, recording) = writer(dir.path());
+    // Disk errors are tried again at once here; an hour with every part taken is not.
+    w.write_retry = Duration::ZERO;
     let start = at("2026-11-28T09:59:59.9+09:00");
     feed(&mut w, start, 4);
     assert_eq!(*lock(&recording), None);
@@ -332,11 +334,13 @@ fn an_hour_whose_every_part_exists_is_skipped_until_the_next() {
 }
 
 #[test]
-fn a_disk_error_loses_the_hour_not_the_recorder() {
+fn a_file_that_cannot_be_created_waits_for_its_retry_but_a_new_hour_tries_at_once() {
     let dir = tempfile::tempdir().unwrap();
     // The channel's folder cannot be created: a file is in the way.
     std::fs::write(dir.path().join("radio24"), b"in the way").unwrap();
     let (mut w, recording) = writer(dir.path());
+    // A retry wait no test run outlasts, so only the new hour can end it.
+    w.write_retry = Duration::from_secs(3600);
     let start = at("2026-11-28T09:59:59+09:00");
     let frame = |n: u64| Command::Frame {
         samples: tone(n),
@@ -353,7 +357,7 @@ fn a_disk_error_loses_the_hour_not_the_recorder() {
     assert_eq!(
         *lock(&recording),
         None,
-        "the failed hour stays skipped until it ends"
+        "not tried again before the retry wait is over"
     );
     // 10:00:00: a new hour, a new try.
     w.handle(frame(50));
@@ -433,6 +437,43 @@ fn a_full_disk_pauses_the_recording_and_it_resumes_in_the_same_file() {
         last_granule(&path).unwrap().unwrap(),
         200 * FRAME as u64,
         "the missed frames still take their time"
+    );
+}
+
+#[test]
+fn an_hour_whose_file_cannot_be_created_is_tried_again_within_the_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    // The channel's folder cannot be made: a plain file holds its name.
+    let blocker = dir.path().join("radio24");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let (mut w, recording) = writer(dir.path());
+    w.write_retry = Duration::ZERO;
+    let start = at("2026-11-28T09:10:00+09:00");
+    feed(&mut w, start, 50);
+    assert!(w.current.is_none(), "nothing can be recorded yet");
+    assert_eq!(*lock(&recording), None);
+    // The obstacle goes mid-hour: the next try records the rest of the same hour.
+    std::fs::remove_file(&blocker).unwrap();
+    for n in 50..100u64 {
+        w.handle(Command::Frame {
+            samples: tone(n),
+            at: start + FRAME_TIME * i32::try_from(n).unwrap(),
+        });
+    }
+    assert_eq!(
+        lock(&recording)
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("2026-11-28T09.ogg"),
+        "the hour is recorded from the first frame after the folder could be made"
+    );
+    w.close();
+    let (_, _, decoded, ended) = decode(&dir.path().join("radio24/2026-11-28T09.ogg"));
+    assert!(ended);
+    assert!(
+        (40 * FRAME..=50 * FRAME).contains(&decoded),
+        "the frames after the failure are in the file: {decoded} samples"
     );
 }
 

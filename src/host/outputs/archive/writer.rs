@@ -39,6 +39,14 @@ pub(super) const FRAME_TIME: chrono::Duration = chrono::Duration::milliseconds(2
 /// How long a recorder whose writes failed waits before trying the disk again.
 const WRITE_RETRY: Duration = Duration::from_secs(1);
 
+/// An hour whose file could not be created, and when to try again.
+#[derive(Debug, Clone, Copy)]
+struct OpenRetry {
+    hour: DateTime<Utc>,
+    at: Instant,
+    failures: u64,
+}
+
 /// What a recorder's task sends its writer thread.
 #[derive(Debug)]
 pub(super) enum Command {
@@ -182,9 +190,10 @@ pub(super) struct HourWriter {
     previous: Option<SidecarFile>,
     /// Captions for an hour whose file is not open yet.
     early: VecDeque<TimedCaption>,
-    /// An hour that is not recorded (its file failed or existed), until the next begins.
-    skipped_hour: Option<DateTime<Utc>>,
-    /// How long to wait before trying a disk that refused writes again.
+    /// An hour whose file could not be created: frames go by unrecorded until the retry
+    /// time (every `write_retry`), then creating it is tried again.
+    open_retry: Option<OpenRetry>,
+    /// How long to wait before trying a disk that refused writes (or a file) again.
     pub(super) write_retry: Duration,
     /// Writes the disk refused, and frames that went by unrecorded meanwhile, since the
     /// failure began (both 0 while writes succeed).
@@ -210,7 +219,7 @@ impl HourWriter {
             current: None,
             previous: None,
             early: VecDeque::new(),
-            skipped_hour: None,
+            open_retry: None,
             write_retry: WRITE_RETRY,
             refused_writes: 0,
             missed_frames: 0,
@@ -290,15 +299,38 @@ impl HourWriter {
             self.close();
         }
         let (hour_start, local_hour) = hour_of(self.tz, t);
-        if self.skipped_hour == Some(hour_start) {
-            return;
-        }
         if self.current.is_none() {
+            let retry = self.open_retry.filter(|r| r.hour == hour_start);
+            if retry.is_some_and(|r| Instant::now() < r.at) {
+                return;
+            }
             match self.open(hour_start, local_hour, t) {
-                Ok(file) => self.current = Some(file),
+                Ok(file) => {
+                    if let Some(retry) = retry {
+                        tracing::info!(channel = %self.channel, failed_tries = retry.failures, "archive: the hour's file could be created after all; recording from here");
+                    }
+                    self.open_retry = None;
+                    self.current = Some(file);
+                }
                 Err(e) => {
-                    tracing::error!(channel = %self.channel, error = %e, "archive: this hour is not recorded; trying again at the next");
-                    self.skipped_hour = Some(hour_start);
+                    // Logged once an hour. A disk error is counted and tried again soon;
+                    // every part of the hour taken is for good, so the next hour tries.
+                    let failures = retry.map_or(0, |r| r.failures) + 1;
+                    let every_part_taken = matches!(e, ArchiveError::Exists { .. });
+                    if retry.is_none() {
+                        tracing::error!(channel = %self.channel, error = %e, "archive: cannot create this hour's file; frames go by unrecorded until it can be (tried every {:?}, or at the next hour)", self.write_retry);
+                    }
+                    let wait = if every_part_taken {
+                        Duration::from_secs(3600)
+                    } else {
+                        crate::metrics::archive_write_failed(&self.channel);
+                        self.write_retry
+                    };
+                    self.open_retry = Some(OpenRetry {
+                        hour: hour_start,
+                        at: Instant::now() + wait,
+                        failures,
+                    });
                     return;
                 }
             }
