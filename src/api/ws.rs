@@ -753,7 +753,10 @@ mod tests {
         assert_eq!(ends.len(), 4, "15 000 bytes in pieces of 4 095");
 
         // At the limit: one piece (sent whole); one byte over: two.
-        assert_eq!(fragment_ends(&"a".repeat(FRAGMENT_BYTES), FRAGMENT_BYTES).len(), 1);
+        assert_eq!(
+            fragment_ends(&"a".repeat(FRAGMENT_BYTES), FRAGMENT_BYTES).len(),
+            1
+        );
         assert_eq!(
             fragment_ends(&"a".repeat(FRAGMENT_BYTES + 1), FRAGMENT_BYTES),
             [FRAGMENT_BYTES, FRAGMENT_BYTES + 1]
