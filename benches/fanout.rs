@@ -561,6 +561,8 @@ struct Figures {
     others_stalled: PhaseFigures,
     /// Server CPU over the first phase, seconds.
     cpu_seconds: f64,
+    /// This process's CPU over the first phase (the listeners, and the fake host), seconds.
+    listeners_cpu_seconds: f64,
     rss_idle_mb: f64,
     rss_connected_mb: f64,
     /// Clients the server dropped, by the end (the stalled ones among them apart).
@@ -732,7 +734,9 @@ impl Bench {
         let pid_text = pid.to_string();
         let first = self.next_seq.load(Ordering::SeqCst);
         let cpu_before = cpu_seconds(&pid_text);
+        let own_cpu_before = cpu_seconds("self");
         tokio::time::sleep(Duration::from_secs_f64(self.seconds)).await;
+        let listeners_cpu_seconds = cpu_seconds("self") - own_cpu_before;
         let cpu_seconds = cpu_seconds(&pid_text) - cpu_before;
         let rss_connected_mb = rss_mb(pid);
         let stall_from = self.next_seq.load(Ordering::SeqCst);
@@ -764,6 +768,7 @@ impl Bench {
             others_before: PhaseFigures::of(others(), first..stall_from, self.seconds),
             others_stalled: PhaseFigures::of(others(), stall_from..stall_to, self.seconds),
             cpu_seconds,
+            listeners_cpu_seconds,
             rss_idle_mb,
             rss_connected_mb,
             dropped_reading: others().filter(|h| h.dropped).count(),
@@ -905,7 +910,8 @@ fn main() {
     ));
     for (name, f) in [("baseline", &baseline), ("radio24", &radio24)] {
         report.note(format!(
-            "{name}: server CPU {:.2} s over the {seconds} s phase ({:.0} % of one core); RSS \
+            "{name}: server CPU {:.2} s over the {seconds} s phase ({:.0} % of one core), the \
+             listeners' {:.2} s ({:.0} %); RSS \
              {:.1} MB idle, {:.1} MB with the listeners; measured phase: {} lost to the \
              clients that read throughout, {} to the 1 % that stall next, which read {} of its \
              captions after being told to stall (counted as lost before they were let read \
@@ -913,6 +919,8 @@ fn main() {
              {} reading, {} of the stalled; resync snapshots: {}.",
             f.cpu_seconds,
             f.cpu_seconds / seconds * 100.0,
+            f.listeners_cpu_seconds,
+            f.listeners_cpu_seconds / seconds * 100.0,
             f.rss_idle_mb,
             f.rss_connected_mb,
             f.others_before.lost,
