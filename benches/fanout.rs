@@ -28,7 +28,8 @@
 //!   others' p99 is set against their own p99 of the first phase.
 //! - **Loss.** Deliveries of the measured phase's events owed to every client that connected
 //!   and never read (a client that could not connect shows in the "listeners" column, not
-//!   as loss); every client reads on for 3 s after the last event before it is counted. The
+//!   as loss). At the end every reading client reads up to the last event sent (for at most
+//!   [`STOP_DRAIN_LIMIT`]) before it is counted; a fixed 3 s did not cover a lag of 6 s. The
 //!   clients that stall next first read the rest of the measured phase (up to its last
 //!   event, for at most [`STALL_DRAIN_LIMIT`]) and only then stop. Until 2026-12-01 they
 //!   stopped at once, and the events still in flight to them (those of the phase's last
@@ -374,12 +375,15 @@ enum Phase {
     /// read up to the event before `from`, the first of the stall phase (or after
     /// [`STALL_DRAIN_LIMIT`]); the others read on.
     Stall { from: u64 },
-    /// Close and hand in what was heard.
-    Stop,
+    /// Hand in what was heard: at once for a client that is not reading, else once it has
+    /// read up to the event before `end` (or after [`STOP_DRAIN_LIMIT`]).
+    Stop { end: u64 },
 }
 
 /// Longest a client that is to stall goes on reading the measured phase's last events.
 const STALL_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// Longest a reading client goes on reading the stall phase's last events at the end.
+const STOP_DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// What one client heard.
 #[derive(Default)]
@@ -492,6 +496,10 @@ async fn listener(
     let mut stall_from: Option<u64> = None;
     let drain_limit = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(drain_limit);
+    // Likewise at the end: a reading client reads up to the last event sent before it stops.
+    let mut stop_at: Option<u64> = None;
+    let stop_limit = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(stop_limit);
     loop {
         tokio::select! {
             changed = phase.changed() => {
@@ -512,9 +520,19 @@ async fn listener(
                         }
                     }
                     Phase::Stall { .. } => {}
-                    Phase::Stop => break,
+                    Phase::Stop { end } => {
+                        let caught_up = heard.last_seq().is_some_and(|seq| seq + 1 >= end);
+                        if !reading || stall_from.is_some() || caught_up {
+                            break;
+                        }
+                        stop_at = Some(end);
+                        stop_limit
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + STOP_DRAIN_LIMIT);
+                    }
                 }
             }
+            () = &mut stop_limit, if stop_at.is_some() => break,
             () = &mut drain_limit, if stall_from.is_some() => {
                 stall_from = None;
                 reading = false;
@@ -535,6 +553,12 @@ async fn listener(
                             stall_from = None;
                             reading = false;
                         }
+                    }
+                    if let Some(end) = stop_at
+                        && caption
+                        && heard.last_seq().is_some_and(|seq| seq + 1 >= end)
+                    {
+                        break;
                     }
                 }
                 Some(Ok(_)) => {}
@@ -744,9 +768,10 @@ impl Bench {
         let _ = phase.send(Phase::Stall { from: stall_from });
         tokio::time::sleep(Duration::from_secs_f64(self.seconds)).await;
         let stall_to = self.next_seq.load(Ordering::SeqCst);
-        // The last events' stragglers arrive; then everyone hands in what it heard.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let _ = phase.send(Phase::Stop);
+        // Everyone reads up to the last event sent (stragglers included), then hands in what
+        // it heard.
+        let _ = phase.send(Phase::Stop { end: stall_to });
+        let stopping = Instant::now();
         let mut heard = Vec::with_capacity(clients.len());
         for client in clients {
             match client.await {
@@ -754,6 +779,10 @@ impl Bench {
                 Err(e) => panic!("a listener failed: {e}"),
             }
         }
+        println!(
+            "  the listeners had read up to the last event {:.1} s after it",
+            stopping.elapsed().as_secs_f64()
+        );
 
         let connected = connecting.ready.load(Ordering::SeqCst);
         // Loss is counted over the clients that connected; those that could not are the
