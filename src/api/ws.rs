@@ -18,7 +18,12 @@
 //!   never ends.
 //! - **Text.** A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455 §8.1).
 //! - **Writing.** Every send (text, ping, pong, close) has the same time limit, so a client
-//!   that stops reading is dropped after it, whatever it makes the server send.
+//!   that stops reading is dropped after it, whatever it makes the server send. A text over
+//!   [`FRAGMENT_BYTES`] (a `/ws/broadcast` snapshot of long captions) goes out as a fragmented
+//!   message, one fragment handed to the connection at a time: actix-http's write buffer of a
+//!   connection starts at 8 KiB, grows to the largest piece it is ever given at once, and
+//!   never shrinks, so one 20 KiB snapshot would otherwise hold 20 KiB for as long as the
+//!   listener stays (docs/benchmarks.md, "Broadcast fan-out").
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -29,7 +34,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use actix_ws::{CloseCode, CloseReason, Closed, Item, Message, MessageStream, Session};
 use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 use futures::{Stream, StreamExt};
@@ -123,8 +128,13 @@ pub async fn upgrade(
     ))
 }
 
-/// The sending half: every send waits at most the socket's send timeout.
-#[derive(Clone)]
+/// Texts up to this many bytes go out as one frame; longer ones in fragments of at most
+/// this many (see the module doc). Under actix-http's 8 KiB write buffer with room for a
+/// queued event or two beside a fragment.
+pub const FRAGMENT_BYTES: usize = 4 * 1024;
+
+/// The sending half: every send waits at most the socket's send timeout. Not `Clone`: the
+/// fragments of one message must not interleave with another's.
 pub struct WsSender {
     session: Session,
     send_timeout: Duration,
@@ -132,7 +142,13 @@ pub struct WsSender {
 
 impl WsSender {
     pub async fn text(&mut self, frame: impl Into<ByteString>) -> Result<(), Gone> {
-        let sent = tokio::time::timeout(self.send_timeout, self.session.text(frame)).await;
+        let frame = frame.into();
+        let sent = if frame.len() <= FRAGMENT_BYTES {
+            tokio::time::timeout(self.send_timeout, self.session.text(frame)).await
+        } else {
+            let fragments = send_in_fragments(&mut self.session, frame);
+            tokio::time::timeout(self.send_timeout, fragments).await
+        };
         delivered(sent)
     }
 
@@ -154,6 +170,48 @@ impl WsSender {
         };
         let _ = tokio::time::timeout(self.send_timeout, self.session.close(Some(reason))).await;
     }
+}
+
+/// Sends `text` as a fragmented message of pieces of at most [`FRAGMENT_BYTES`], cut on
+/// character boundaries. After each piece the task yields, so the connection (woken by the
+/// piece, and so queued first on this worker) takes it into its write buffer and writes it
+/// out before the next is queued.
+async fn send_in_fragments(session: &mut Session, text: ByteString) -> Result<(), Closed> {
+    let ends = fragment_ends(&text, FRAGMENT_BYTES);
+    let bytes = text.into_bytes();
+    let mut start = 0;
+    for (i, &end) in ends.iter().enumerate() {
+        let piece = bytes.slice(start..end);
+        let item = match (i, end == bytes.len()) {
+            (0, _) => Item::FirstText(piece),
+            (_, true) => Item::Last(piece),
+            (_, false) => Item::Continue(piece),
+        };
+        session.continuation(item).await?;
+        start = end;
+        if end < bytes.len() {
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(())
+}
+
+/// Where the fragments of `text` end: each at most `max` bytes (`max` ≥ 4, the longest
+/// UTF-8 character) and on a character boundary, the last at `text.len()`. A text of at
+/// most `max` bytes is one fragment, which is no fragmentation: callers send those whole.
+fn fragment_ends(text: &str, max: usize) -> Vec<usize> {
+    let mut ends = Vec::with_capacity(text.len() / max + 1);
+    let mut start = 0;
+    while text.len() - start > max {
+        let mut end = start + max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        ends.push(end);
+        start = end;
+    }
+    ends.push(text.len());
+    ends
 }
 
 /// Whether a send went out; one that timed out is a client dropped for lagging (counted).
@@ -677,6 +735,31 @@ mod tests {
         assert_eq!(
             guarded.handed_on.iter().map(Bytes::len).sum::<usize>(),
             7 + 2 * 6
+        );
+    }
+
+    #[test]
+    fn long_texts_are_cut_into_fragments_on_character_boundaries() {
+        // Three-byte characters, so a cut at exactly `max` would split one.
+        let text = "あ".repeat(5000);
+        let ends = fragment_ends(&text, FRAGMENT_BYTES);
+        assert_eq!(ends.last(), Some(&text.len()));
+        let mut start = 0;
+        for &end in &ends {
+            assert!(end > start && end - start <= FRAGMENT_BYTES);
+            assert!(text.is_char_boundary(end));
+            start = end;
+        }
+        assert_eq!(ends.len(), 4, "15 000 bytes in pieces of 4 095");
+
+        // At the limit: one piece (sent whole); one byte over: two.
+        assert_eq!(
+            fragment_ends(&"a".repeat(FRAGMENT_BYTES), FRAGMENT_BYTES).len(),
+            1
+        );
+        assert_eq!(
+            fragment_ends(&"a".repeat(FRAGMENT_BYTES + 1), FRAGMENT_BYTES),
+            [FRAGMENT_BYTES, FRAGMENT_BYTES + 1]
         );
     }
 

@@ -1,7 +1,9 @@
+use radio24::api::ws::FRAGMENT_BYTES;
 use radio24::cli::Role;
 use serde_json::Value;
 
 use crate::helpers::{PATIENCE, TestApp, WsRead};
+use crate::raw_ws::RawWs;
 
 /// Speaks `text` and returns the captions of its segment, in order, until it ends.
 pub async fn captions_of(ws: &mut crate::helpers::WsClient, segment_id: &str) -> Vec<String> {
@@ -55,6 +57,63 @@ async fn snapshot_first_then_captions_of_what_the_studio_says() {
         .collect();
     assert_eq!(ours, ["こんにちは、Radio24です。", "今日もよろしく！"]);
     assert_eq!(snapshot["host_connected"], true);
+}
+
+/// A snapshot longer than [`FRAGMENT_BYTES`] (recent captions of long sentences) arrives
+/// whole, as one message, sent in fragments of at most that: the server never hands a
+/// listener's connection more than that at once, so its write buffer stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_snapshot_arrives_whole_in_fragments() {
+    // Captions air at once: the test waits for none of the sentences' speaking time.
+    let app = TestApp::spawn(Role::All, &[("RADIO24__HOST__CHARS_PER_SECOND", "100000")]).await;
+    app.wait_for_status("/ready", 200).await;
+    let mut ws = app.broadcast("radio24").await;
+    assert_eq!(ws.next_json().await["type"], "snapshot");
+    let sentence = format!("{}。", "あ".repeat(600));
+    let resp = app.speak(&sentence.repeat(3)).await;
+    assert_eq!(resp.status(), 202);
+    let accepted: Value = resp.json().await.unwrap();
+    let id = accepted["segment_id"].as_str().unwrap().to_owned();
+    assert_eq!(captions_of(&mut ws, &id).await.len(), 3);
+
+    let mut late = app.broadcast("radio24").await;
+    let snapshot = late.next_json().await;
+    assert_eq!(snapshot["type"], "snapshot");
+    let ours: Vec<&str> = snapshot["captions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["segment_id"] == id)
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(ours, [sentence.as_str(); 3]);
+
+    // On the wire: a text frame without FIN, then continuations, none over the limit.
+    let mut raw = RawWs::open(app.port, "/ws/broadcast?channel=radio24", None).await;
+    let (mut opcodes, mut message) = (Vec::new(), Vec::new());
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, raw.next_frame())
+            .await
+            .expect("the snapshot in time")
+            .expect("the snapshot before the socket closes");
+        assert!(
+            frame.payload.len() <= FRAGMENT_BYTES,
+            "a fragment of {} bytes",
+            frame.payload.len()
+        );
+        opcodes.push(frame.opcode);
+        message.extend_from_slice(&frame.payload);
+        if frame.fin {
+            break;
+        }
+    }
+    assert!(opcodes.len() >= 2, "{} bytes in {opcodes:?}", message.len());
+    assert_eq!(opcodes[0], 1, "a text message");
+    assert!(opcodes[1..].iter().all(|&op| op == 0), "{opcodes:?}");
+    let snapshot: Value = serde_json::from_slice(&message).expect("the fragments make JSON");
+    assert_eq!(snapshot["type"], "snapshot");
+    let texts = snapshot["captions"].as_array().unwrap().iter();
+    assert_eq!(texts.filter(|c| c["segment_id"] == id).count(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,8 @@ pub struct RawWs {
 /// A frame from the server (servers do not mask).
 #[derive(Debug)]
 pub struct ServerFrame {
+    /// The last frame of its message.
+    pub fin: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -142,6 +144,7 @@ fn parse(bytes: &[u8]) -> Option<(ServerFrame, usize)> {
     let payload = bytes.get(at..at + len)?.to_vec();
     Some((
         ServerFrame {
+            fin: first & 0x80 != 0,
             opcode: first & 0x0f,
             payload,
         },
