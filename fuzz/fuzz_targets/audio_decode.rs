@@ -23,7 +23,15 @@ struct Input<'a> {
     file: &'a [u8],
 }
 
+/// `decode` catches a panic in the third-party decoders and returns it as an error (the
+/// station's contract: a bad file costs that file). libfuzzer-sys's panic hook aborts at the
+/// panic, before any `catch_unwind` can run, so this target puts the standard hook back: a
+/// panic `decode` catches is then what it is in the station, and one it lets through still
+/// reaches libfuzzer-sys's own `catch_unwind` around the target, which aborts (a crash).
+static STANDARD_PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|input: Input<'_>| {
+    STANDARD_PANIC_HOOK.call_once(|| drop(std::panic::take_hook()));
     let extension = EXTENSIONS[usize::from(input.extension) % EXTENSIONS.len()];
     let path = scratch_dir("music").join(format!("track.{extension}"));
     write_scratch(&path, input.file);
