@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use radio24::cli::Role;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, TestDb, WsClient, WsRead};
+use crate::helpers::{ADMIN_TOKEN, NO_QANDA, TestApp, TestDb, WsClient, WsRead};
 
 /// A `/ws/ptt` client.
 pub(crate) struct Ptt {
@@ -217,7 +217,8 @@ async fn the_call_in_flow(app: &TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_in_flow_on_sqlite() {
-    let app = TestApp::spawn(Role::All, &[]).await;
+    // No QANDA hour: the flow counts call-ins that stay queued until the operator acts.
+    let app = TestApp::spawn(Role::All, &[("RADIO24__SCHEDULE__DEFAULT", NO_QANDA)]).await;
     the_call_in_flow(&app).await;
 }
 
@@ -226,7 +227,14 @@ async fn the_call_in_flow_on_postgres() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let app = TestApp::spawn(Role::All, &[("RADIO24__DATABASE__URL", &db.url)]).await;
+    let app = TestApp::spawn(
+        Role::All,
+        &[
+            ("RADIO24__DATABASE__URL", &db.url),
+            ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
+        ],
+    )
+    .await;
     the_call_in_flow(&app).await;
 }
 

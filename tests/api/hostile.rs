@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use radio24::cli::Role;
 
-use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, Deadline, PATIENCE, TestApp, poll_until};
+use crate::helpers::{ADMIN_TOKEN, BUS_TOKEN, Deadline, NO_QANDA, PATIENCE, TestApp, poll_until};
 use crate::raw_ws::{RawWs, frame, header};
 
 /// Who may use a method of a route.
@@ -568,6 +568,9 @@ async fn socket_test_app(extra: &[(&str, &str)]) -> TestApp {
     let mut overrides = vec![
         ("RADIO24__QUEUE__MAX_FRAME_BYTES", frame_limit.as_str()),
         ("RADIO24__BROADCAST__CLIENT_FRAME_BURST", burst.as_str()),
+        // The bystanders' call-in must still wait when the attack is over: in a QANDA hour
+        // the host would take it on air (20:00 in Tokyo is QANDA in the default schedule).
+        ("RADIO24__SCHEDULE__DEFAULT", NO_QANDA),
     ];
     overrides.extend_from_slice(extra);
     TestApp::spawn(Role::All, &overrides).await
