@@ -48,15 +48,20 @@ async fn snapshot_first_then_captions_of_what_the_studio_says() {
     // A client joining later finds those captions in its snapshot.
     let mut late = app.broadcast("radio24").await;
     let snapshot = late.next_json().await;
-    let ours: Vec<&str> = snapshot["captions"]
+    let ours = snapshot_captions_of(&snapshot, &id);
+    assert_eq!(ours, ["こんにちは、Radio24です。", "今日もよろしく！"]);
+    assert_eq!(snapshot["host_connected"], true);
+}
+
+/// The texts of segment `id`'s captions in a snapshot.
+fn snapshot_captions_of<'a>(snapshot: &'a Value, id: &str) -> Vec<&'a str> {
+    snapshot["captions"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["segment_id"] == id)
         .map(|c| c["text"].as_str().unwrap())
-        .collect();
-    assert_eq!(ours, ["こんにちは、Radio24です。", "今日もよろしく！"]);
-    assert_eq!(snapshot["host_connected"], true);
+        .collect()
 }
 
 /// A snapshot longer than [`FRAGMENT_BYTES`] (recent captions of long sentences) arrives
@@ -79,13 +84,7 @@ async fn a_long_snapshot_arrives_whole_in_fragments() {
     let mut late = app.broadcast("radio24").await;
     let snapshot = late.next_json().await;
     assert_eq!(snapshot["type"], "snapshot");
-    let ours: Vec<&str> = snapshot["captions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["segment_id"] == id)
-        .map(|c| c["text"].as_str().unwrap())
-        .collect();
+    let ours = snapshot_captions_of(&snapshot, &id);
     assert_eq!(ours, [sentence.as_str(); 3]);
 
     // On the wire: a text frame without FIN, then continuations, none over the limit.

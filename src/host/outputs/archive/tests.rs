@@ -58,6 +58,11 @@ fn writer(dir: &Path) -> (HourWriter, Arc<Mutex<Option<ArchiveFileName>>>) {
     (writer, recording)
 }
 
+/// The name of the file being recorded, as listings show it.
+fn recorded(recording: &Mutex<Option<ArchiveFileName>>) -> Option<String> {
+    lock(recording).as_ref().map(ToString::to_string)
+}
+
 /// Decodes an Ogg/Opus file: (serials, packets, decoded samples, last page flagged end).
 fn decode(path: &Path) -> (Vec<u32>, usize, usize, bool) {
     let bytes = std::fs::read(path).unwrap();
@@ -150,13 +155,7 @@ fn files_are_cut_at_the_station_clocks_hours_each_a_whole_stream() {
         });
     }
     let channel_dir = dir.path().join("radio24");
-    assert_eq!(
-        lock(&recording)
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
-        Some("2026-11-28T10.ogg")
-    );
+    assert_eq!(recorded(&recording).as_deref(), Some("2026-11-28T10.ogg"));
     w.close();
     assert_eq!(*lock(&recording), None);
 
@@ -241,10 +240,7 @@ fn an_hour_whose_file_exists_is_recorded_on_into_its_next_part() {
     let start = at("2026-11-28T09:59:59.5+09:00");
     feed(&mut w, start, 10);
     assert_eq!(
-        lock(&recording)
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
+        recorded(&recording).as_deref(),
         Some("2026-11-28T09.part2.ogg")
     );
     feed(&mut w, start + FRAME_TIME * 10, 30);
@@ -361,13 +357,7 @@ fn a_file_that_cannot_be_created_waits_for_its_retry_but_a_new_hour_tries_at_onc
     );
     // 10:00:00: a new hour, a new try.
     w.handle(frame(50));
-    assert_eq!(
-        lock(&recording)
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
-        Some("2026-11-28T10.ogg")
-    );
+    assert_eq!(recorded(&recording).as_deref(), Some("2026-11-28T10.ogg"));
 }
 
 #[test]
@@ -408,10 +398,7 @@ fn a_full_disk_pauses_the_recording_and_it_resumes_in_the_same_file() {
     );
     assert!(w.missed_frames > 0);
     assert_eq!(
-        lock(&recording)
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
+        recorded(&recording).as_deref(),
         Some("2026-11-28T09.ogg"),
         "the hour is still being recorded"
     );
@@ -461,10 +448,7 @@ fn an_hour_whose_file_cannot_be_created_is_tried_again_within_the_hour() {
         });
     }
     assert_eq!(
-        lock(&recording)
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
+        recorded(&recording).as_deref(),
         Some("2026-11-28T09.ogg"),
         "the hour is recorded from the first frame after the folder could be made"
     );
