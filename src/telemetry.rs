@@ -402,22 +402,27 @@ impl RootSpanBuilder for RequestSpan {
     }
 }
 
+/// Log capture for unit tests anywhere in the crate.
 #[cfg(test)]
-mod tests {
+pub(crate) mod capture {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
-    use tracing_subscriber::layer::SubscriberExt;
+    use crate::sync::lock;
 
-    use super::*;
-
-    /// Collects what the subscriber writes.
+    /// Collects what a subscriber writes.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8_lossy(&lock(&self.0)).into_owned()
+        }
+    }
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            lock(&self.0).extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -425,16 +430,29 @@ mod tests {
         }
     }
 
-    /// What `work` logs, as text.
-    fn logged(work: impl FnOnce()) -> String {
+    /// What `work` returns, and what it logs on this thread as plain text.
+    pub(crate) fn logged<T>(work: impl FnOnce() -> T) -> (T, String) {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        tracing::subscriber::with_default(subscriber, work);
-        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+        let out = tracing::subscriber::with_default(subscriber, work);
+        (out, captured.text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::capture::Captured;
+    use super::*;
+
+    /// What `work` logs, as text.
+    fn logged(work: impl FnOnce()) -> String {
+        super::capture::logged(work).1
     }
 
     #[test]
@@ -459,8 +477,8 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(log_layer(true, move || writer.clone()).with_filter(EnvFilter::new("debug")));
         tracing::subscriber::with_default(subscriber, work);
-        String::from_utf8(captured.0.lock().unwrap().clone())
-            .unwrap()
+        captured
+            .text()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
             .collect()

@@ -1412,30 +1412,6 @@ mod tests {
         seg
     }
 
-    /// Log lines written while `run` runs on this thread.
-    fn logged<T>(run: impl FnOnce() -> T) -> (T, String) {
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                lock(&self.0).extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let out = tracing::subscriber::with_default(subscriber, run);
-        let text = String::from_utf8_lossy(&lock(&captured.0)).into_owned();
-        (out, text)
-    }
-
     #[tokio::test]
     async fn a_blank_spoken_segment_is_cut_for_the_filler_after_two_seconds() {
         let mut p = ByHand::on("playout-blank");
@@ -1445,7 +1421,8 @@ mod tests {
         let id = seg.meta.id;
         p.playout.rundown.push_back(seg);
         p.tick_until(100, ByHand::started(id));
-        let ((frames, _), log) = logged(|| p.tick_until(500, ByHand::ended(id)));
+        let ((frames, _), log) =
+            crate::telemetry::capture::logged(|| p.tick_until(500, ByHand::ended(id)));
         // Two seconds is 100 frames; the first frame past them (counting the starting one)
         // ends it.
         assert_eq!(frames, 100, "ended after {frames} more frames");

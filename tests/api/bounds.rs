@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
 
 use radio24::cli::Role;
 
@@ -97,13 +96,7 @@ async fn a_ping_flood_from_a_client_that_never_reads_is_dropped() {
         ],
     )
     .await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(2048).unwrap();
-    let tcp = socket
-        .connect(([127, 0, 0, 1], app.port).into())
-        .await
-        .unwrap();
-    let ws = RawWs::open(app.port, "/ws/broadcast", Some(tcp)).await;
+    let ws = RawWs::open_with_small_receive_buffer(app.port, "/ws/broadcast").await;
     poll_until(
         "the flooding client counted",
         PATIENCE,

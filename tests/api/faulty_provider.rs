@@ -75,13 +75,17 @@ impl FaultyProvider {
     }
 }
 
-/// Whether the bytes waiting on `tcp` start with `prefix` (peeked, not read).
+/// Whether the bytes waiting on `tcp` start with `prefix` (peeked, not read): decided as soon
+/// as the bytes so far differ from it, or once there are enough of them.
 async fn starts_with(tcp: &TcpStream, prefix: &[u8]) -> bool {
     let mut buf = vec![0u8; prefix.len()];
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         match tcp.peek(&mut buf).await {
             Ok(n) if n >= prefix.len() => return buf.starts_with(prefix),
             Ok(0) | Err(_) => return false,
+            Ok(n) if !prefix.starts_with(&buf[..n]) => return false,
+            // A prefix of `prefix` so far: peek returns at once while those bytes wait.
             Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 use radio24::cli::Role;
 
@@ -724,13 +724,7 @@ async fn a_client_that_never_reads_is_dropped_from_every_socket() {
     ])
     .await;
     attack_every_socket(&app, "a client that never reads", async |app, path| {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(2048).unwrap();
-        let tcp = socket
-            .connect(([127, 0, 0, 1], app.port).into())
-            .await
-            .unwrap();
-        let ws = RawWs::open(app.port, path, Some(tcp)).await;
+        let ws = RawWs::open_with_small_receive_buffer(app.port, path).await;
         // Frames that each make the server answer with an error frame; never a read. The
         // server stops reading when it cannot send, so the writes stall: a write that
         // fails is the server having dropped the connection.
@@ -752,20 +746,30 @@ async fn a_client_that_never_reads_is_dropped_from_every_socket() {
     .await;
 }
 
-/// Writes `head` a byte at a time, a byte every 100 ms, never finishing; the server must
-/// end the connection (408 or a close) while the bytes still come.
-async fn trickled_head_is_cut_off(port: u16, head: &[u8], what: &str) {
-    let tcp = connect(port).await;
-    let (mut read, mut write) = tcp.into_split();
-    let head = head.to_vec();
-    let trickle = tokio::spawn(async move {
-        for byte in head.iter().cycle() {
-            if write.write_all(&[*byte]).await.is_err() {
+/// Sends `bytes` a byte every 100 ms (a slowloris client) until the server stops taking
+/// them.
+fn trickle(
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    bytes: impl Iterator<Item = u8> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for byte in bytes {
+            if write.write_all(&[byte]).await.is_err() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
+    })
+}
+
+/// Writes `head` a byte at a time, a byte every 100 ms, never finishing; the server must
+/// end the connection (408 or a close) while the bytes still come.
+async fn trickled_head_is_cut_off(port: u16, head: &[u8], what: &str) {
+    let tcp = connect(port).await;
+    let (mut read, write) = tcp.into_split();
+    // Owned: the trickle outlives this call's borrow.
+    let head = head.to_vec();
+    let trickle = trickle(write, head.into_iter().cycle());
     let mut answer = Vec::new();
     let ended = tokio::time::timeout(PATIENCE, read.read_to_end(&mut answer)).await;
     trickle.abort();
@@ -1033,15 +1037,8 @@ async fn heads_that_trickle_in_are_cut_off() {
         .unwrap();
     let first = read_answer(&mut tcp, "a first request").await.unwrap();
     assert_eq!(first.status, 200, "{first:?}");
-    let (mut read, mut write) = tcp.into_split();
-    let trickle = tokio::spawn(async move {
-        for byte in endless_head("GET", "/health").iter().cycle() {
-            if write.write_all(&[*byte]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let (mut read, write) = tcp.into_split();
+    let trickle = trickle(write, endless_head("GET", "/health").into_iter().cycle());
     let mut rest = Vec::new();
     let ended = tokio::time::timeout(PATIENCE, read.read_to_end(&mut rest)).await;
     trickle.abort();
@@ -1074,15 +1071,8 @@ async fn every_body_that_trickles_in_gets_408() {
         tcp.write_all(request_head(method, route.path, token, &extra).as_bytes())
             .await
             .unwrap();
-        let (mut read, mut write) = tcp.into_split();
-        let trickle = tokio::spawn(async move {
-            loop {
-                if write.write_all(b" ").await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
+        let (mut read, write) = tcp.into_split();
+        let trickle = trickle(write, std::iter::repeat(b' '));
         let mut answer = Vec::new();
         let ended = tokio::time::timeout(PATIENCE, read.read_to_end(&mut answer)).await;
         trickle.abort();

@@ -16,7 +16,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpSocket;
 
 use radio24::cli::Role;
 
@@ -758,13 +757,7 @@ async fn a_client_dropped_for_lagging_is_counted() {
     };
     let before = dropped().await.unwrap();
     // A client that never reads and floods pings: its pongs back up until a send times out.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(2048).unwrap();
-    let tcp = socket
-        .connect(([127, 0, 0, 1], app.port).into())
-        .await
-        .unwrap();
-    let ws = RawWs::open(app.port, "/ws/broadcast", Some(tcp)).await;
+    let ws = RawWs::open_with_small_receive_buffer(app.port, "/ws/broadcast").await;
     let (_read, mut write) = ws.tcp.into_split();
     let flood = tokio::spawn(async move {
         let ping = frame(true, 9, &[0x50; 125]);

@@ -57,6 +57,15 @@ pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 impl RawWs {
+    /// Opens `path` as [`RawWs::open`] does, on a socket whose receive buffer is 2 KiB, so a
+    /// client that stops reading backs up the server's sends after little.
+    pub async fn open_with_small_receive_buffer(port: u16, path: &str) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        Self::open(port, path, Some(tcp)).await
+    }
+
     /// Opens `path` on `port` with a hand-written upgrade request, on `tcp` if given (for a
     /// socket with small buffers), and reads the 101 answer.
     pub async fn open(port: u16, path: &str, tcp: Option<TcpStream>) -> Self {
