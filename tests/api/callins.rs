@@ -63,7 +63,7 @@ impl Ptt {
         self.send(frame.clone()).await;
         let answer = self.next().await;
         assert_eq!(answer["type"], "error", "{frame} → {answer}");
-        assert_eq!(answer["code"], code, "{frame} → {answer}");
+        assert_eq!(answer["error"], code, "{frame} → {answer}");
         assert!(answer["message"].is_string());
     }
 
@@ -256,13 +256,13 @@ async fn every_mistake_gets_an_error_frame_and_the_socket_stays_usable() {
 
     ptt.send_binary(b"not json".to_vec()).await;
     let answer = ptt.next().await;
-    assert_eq!(answer["code"], "audio_not_started", "{answer}");
+    assert_eq!(answer["error"], "audio_not_started", "{answer}");
     ptt.ws
         .ws
         .send(Message::Text("{not json".into()))
         .await
         .unwrap();
-    assert_eq!(ptt.next().await["code"], "invalid_json");
+    assert_eq!(ptt.next().await["error"], "invalid_json");
     ptt.refused(json!({"type": "shout"}), "invalid_frame").await;
     ptt.refused(json!({"type": "text"}), "invalid_frame").await;
     ptt.refused(
@@ -289,7 +289,7 @@ async fn every_mistake_gets_an_error_frame_and_the_socket_stays_usable() {
 
     // A frame over the limit is skipped with an error; the socket goes on.
     ptt.send_binary(vec![0; 10_000]).await;
-    assert_eq!(ptt.next().await["code"], "frame_too_big");
+    assert_eq!(ptt.next().await["error"], "frame_too_big");
 
     // A recording over 1 s: refused when it goes over, and nothing is queued.
     ptt.send(json!({"type": "audio_start", "encoding": "pcm_s16le", "sample_rate": 16000}))
@@ -302,7 +302,7 @@ async fn every_mistake_gets_an_error_frame_and_the_socket_stays_usable() {
     for chunk in tone(16_000, 1.5).chunks(4_000) {
         ptt.send_binary(chunk.to_vec()).await;
     }
-    assert_eq!(ptt.next().await["code"], "audio_too_long");
+    assert_eq!(ptt.next().await["error"], "audio_too_long");
     ptt.send(json!({"type": "audio_end"})).await;
 
     // Still usable: a call-in goes through, and it is the only item.
@@ -335,7 +335,7 @@ async fn unknown_channels_get_an_error_frame_and_a_close() {
     ))
     .await;
     let frame = ws.next_json().await;
-    assert_eq!(frame["code"], "unknown_channel", "{frame}");
+    assert_eq!(frame["error"], "unknown_channel", "{frame}");
     match ws.read().await {
         WsRead::Closed(Some((code, _))) => assert_eq!(code, 1008),
         other => panic!("{other:?}"),

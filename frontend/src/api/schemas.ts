@@ -127,7 +127,7 @@ export const PttFrame = z.discriminatedUnion("type", [
     status: ItemStatus,
     reason: z.string().nullish(),
   }),
-  z.object({ type: z.literal("error"), code: z.string(), message: z.string() }),
+  z.object({ type: z.literal("error"), error: z.string(), message: z.string() }),
 ]);
 export type PttFrame = z.infer<typeof PttFrame>;
 

@@ -102,8 +102,8 @@ export function usePtt(channel: string) {
         break;
       case "error":
         // A refused call-in will get no `queued`: forget what it said.
-        if (REFUSALS.has(frame.code)) pending.current.shift();
-        setError({ code: frame.code, message: frame.message });
+        if (REFUSALS.has(frame.error)) pending.current.shift();
+        setError({ code: frame.error, message: frame.message });
         break;
     }
   }, []);

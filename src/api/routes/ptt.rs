@@ -5,7 +5,7 @@
 //! "pcm_s16le","sample_rate":16000|24000|48000}`) followed by binary frames of audio and
 //! `audio_end`, and `cancel` (`{"id"}`). Server → client: `ready` (`{user_id, caller_token,
 //! limits}`), `queued` (`{id, position}`), `position` (`{id, position}`) as the queue moves,
-//! `status` (`{id, status, reason?}`) and `error` (`{code, message}`). Every mistake gets an
+//! `status` (`{id, status, reason?}`) and `error` (`{error, message}`, as an HTTP error's body). Every mistake gets an
 //! `error` frame and the socket stays usable; nothing partial reaches the queue (a socket
 //! that closes mid-recording leaves no item). Frames over `queue.max_frame_bytes` are skipped
 //! with an error (up to 16 times that; bigger closes the socket with 1009).
@@ -92,8 +92,12 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// A frame or request was refused; the socket stays usable.
-    Error { code: &'static str, message: String },
+    /// A frame or request was refused; the socket stays usable. `error` is the same
+    /// snake_case code an HTTP answer would give.
+    Error {
+        error: &'static str,
+        message: String,
+    },
 }
 
 /// An error frame's code and message.
@@ -165,7 +169,7 @@ pub async fn ptt_ws(
         Err(e) => {
             let (code, message) = sockets::error_frame_of(&e);
             let frame = ServerFrame::Error {
-                code,
+                error: code,
                 message: message.clone(),
             };
             sockets::refuse(sender, slot, &frame, message);
@@ -280,7 +284,11 @@ impl Call {
     }
 
     async fn refuse(&mut self, Refusal(code, message): Refusal) -> Step {
-        self.send(ServerFrame::Error { code, message }).await
+        self.send(ServerFrame::Error {
+            error: code,
+            message,
+        })
+        .await
     }
 
     async fn on_message(&mut self, message: Message) -> Step {
