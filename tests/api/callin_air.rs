@@ -17,7 +17,7 @@ use radio24::host::clock::ScaledClock;
 
 use crate::callins::{Ptt, tone_at};
 use crate::fake_openai::{FakeOpenAi, FakeSetup};
-use crate::fake_realtime::{ANSWER_HZ, FakeRealtime};
+use crate::fake_realtime::{ANSWER_HZ, Answering, FakeRealtime};
 use crate::helpers::{Deadline, NO_QANDA, PROGRAMME_PATIENCE, TestApp};
 
 /// What the fake's chat model answers (the host's answer).
@@ -326,6 +326,74 @@ async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
         (0.7..=1.2).contains(&answer_aired),
         "answer {answer_aired} s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realtime_answer_that_is_noise_never_airs_and_the_writer_answers_instead() {
+    let openai = FakeOpenAi::start_with(FakeSetup {
+        script: ANSWER.into(),
+        transcript: TRANSCRIPT.into(),
+        ..FakeSetup::default()
+    })
+    .await;
+    let realtime =
+        FakeRealtime::start_answering(&openai.server.uri(), Answering::NoiseToRecordings).await;
+    let app = station_at(
+        "2026-11-28T08:59:50+09:00",
+        &[
+            ("RADIO24__OPENAI__API_KEY", "sk-test-realtime"),
+            ("RADIO24__OPENAI__BASE_URL", &realtime.base_url),
+            ("RADIO24__VOICE__BACKEND", "openai-realtime"),
+        ],
+    )
+    .await;
+    let recording = record_stream(&app).await;
+    let mut broadcast = app.broadcast("radio24").await;
+    let (mut caller, _) = Ptt::greeted(&app, None).await;
+    let id = send_recording(&mut caller, 48_000, 2.0).await;
+    caller
+        .ws
+        .wait_for("status", |f| {
+            f["id"] == id.as_str() && f["status"] == "done"
+        })
+        .await;
+    assert_eq!(
+        realtime.recordings.lock().unwrap().len(),
+        1,
+        "the recording went to the Realtime session, which answered noise"
+    );
+    // After the caller's turn, the host's caption is the writer's answer to the transcript,
+    // not the Realtime answer's marker.
+    let caption = |frame: &Value, speaker: &str| {
+        (frame["type"] == "caption" && frame["speaker"] == speaker)
+            .then(|| frame["text"].as_str().unwrap_or("").to_owned())
+    };
+    broadcast
+        .scan("the caller's turn", |frame| {
+            caption(frame, "caller").filter(|text| text == TRANSCRIPT)
+        })
+        .await;
+    let answer = broadcast
+        .scan("the host's answer", |frame| caption(frame, "host"))
+        .await;
+    assert!(
+        ANSWER.starts_with(answer.trim_end_matches('.')),
+        "the host answered {answer:?}"
+    );
+
+    // What aired: the caller's tone, and not one 100 ms of noise.
+    let samples = what_aired(&app, recording).await;
+    let caller_aired = longest_tone(&samples, TONE_HZ);
+    assert!(
+        (1.5..=2.3).contains(&caller_aired),
+        "caller {caller_aired} s"
+    );
+    use radio24::host::voice::noise::{Verdict, judge};
+    let noisy = samples
+        .chunks_exact(4_800)
+        .filter(|window| judge(window) == Verdict::Noise)
+        .count();
+    assert_eq!(noisy, 0, "{noisy} windows of 100 ms aired were noise");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

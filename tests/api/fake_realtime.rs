@@ -8,7 +8,8 @@
 //! and responses it served (so a test or benchmark can see sessions being reused), and can
 //! hold back each response's first audio and each upgrade, as a distant server would. Told
 //! to ([`Answering::DropMidAnswer`]), it drops the connection after the first audio of each
-//! answer instead.
+//! answer instead; or ([`Answering::NoiseToRecordings`]) it answers recordings with random
+//! bytes, as a server speaking another audio format would seem to.
 
 // The delays and counters are read by benches/voice.rs, not by every test.
 #![allow(dead_code)]
@@ -65,6 +66,9 @@ pub enum Answering {
     /// The first audio delta, then the TCP connection dropped (no close frame, no
     /// `response.done`): a socket that dies mid-answer.
     DropMidAnswer,
+    /// Text read aloud as [`Answering::Whole`]; a recording answered with a second of random
+    /// bytes.
+    NoiseToRecordings,
 }
 
 /// The fake, the recordings it was sent (24 kHz samples), and what it served.
@@ -191,7 +195,11 @@ async fn serve(
                         .map(|b| i16::from_le_bytes([b[0], b[1]]))
                         .collect();
                     kept.lock().unwrap().push(samples);
-                    tone_bytes(ANSWER_HZ, 24_000)
+                    if answering == Answering::NoiseToRecordings {
+                        (0..48_000).map(|_| rand::random::<u8>()).collect()
+                    } else {
+                        tone_bytes(ANSWER_HZ, 24_000)
+                    }
                 };
                 // The next response answers only what comes after this one.
                 appended.clear();

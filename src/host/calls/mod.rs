@@ -462,7 +462,9 @@ async fn realtime_answer(
         station = services.config.station_name,
         language = services.config.language,
     );
-    let audio = voice.answer_recording(&at_24k, &instructions).await?;
+    // Not a `NoiseGuard`ed voice's audio: checked here, so garbage is refused before the
+    // normalising would bring it to the station's loudness (and the writer answers instead).
+    let audio = super::voice::noise::guard(voice.answer_recording(&at_24k, &instructions).await?);
     let (audio, _gain) = normalised(audio, services.config.target_lufs).await?;
     Ok(audio)
 }

@@ -11,7 +11,8 @@
 //!
 //! [`NoiseGuard`] wraps a [`Voice`]; wrapped inside [`super::Metered`], its refusals are
 //! counted as the provider's `protocol` errors (and its first-audio latency includes the
-//! quarter second held back). Reads no config.
+//! quarter second held back). [`guard`] checks any other audio a provider answers with (the
+//! Realtime session's answer to a caller). Reads no config.
 
 use std::sync::Arc;
 
@@ -90,12 +91,17 @@ impl Voice for NoiseGuard {
     }
 
     async fn synthesize(&self, text: &str) -> Result<VoiceAudio, VoiceError> {
-        let audio = self.0.synthesize(text).await?;
-        let window = ((f64::from(audio.rate) * WINDOW_SECS) as usize).max(2);
-        Ok(VoiceAudio {
-            rate: audio.rate,
-            chunks: guarded(audio.chunks, window),
-        })
+        Ok(guard(self.0.synthesize(text).await?))
+    }
+}
+
+/// `audio` whose stream ends with [`VoiceError::BadAnswer`], before any of it passes, if it
+/// is noise.
+pub fn guard(audio: VoiceAudio) -> VoiceAudio {
+    let window = ((f64::from(audio.rate) * WINDOW_SECS) as usize).max(2);
+    VoiceAudio {
+        rate: audio.rate,
+        chunks: guarded(audio.chunks, window),
     }
 }
 
