@@ -223,6 +223,15 @@ impl Services {
         });
     }
 
+    /// The station ID's words and audio; until it is rendered, no words and a chime (never
+    /// nothing: a segment without audio would end as soon as it started).
+    fn station_id_or_chime(&self) -> (String, Arc<Vec<i16>>) {
+        match lock(&self.station_id).clone() {
+            Some(id) => (id.text, id.audio),
+            None => (String::new(), Arc::new(dsp::chime(0.8))),
+        }
+    }
+
     /// Writes a script for `plan`: primary writer with retries, else templates.
     pub async fn write(&self, plan: &Plan, recent: &[String]) -> (String, &'static str) {
         let news = match (&self.news, plan.block) {
@@ -496,9 +505,8 @@ struct Filler(Weak<Services>);
 
 impl FillerSource for Filler {
     fn filler(&self) -> Arc<QueuedSegment> {
-        let station_id = self.0.upgrade().and_then(|s| lock(&s.station_id).clone());
-        let (text, audio) = match station_id {
-            Some(id) => (id.text, id.audio),
+        let (text, audio) = match self.0.upgrade() {
+            Some(services) => services.station_id_or_chime(),
             None => (String::new(), Arc::new(dsp::chime(0.8))),
         };
         let segment = QueuedSegment::new(
@@ -512,6 +520,7 @@ impl FillerSource for Filler {
         }
         segment.push_audio(audio.as_ref().clone());
         segment.finish();
+        segment.set_duration_from_audio();
         segment
     }
 }
@@ -759,27 +768,23 @@ impl ChannelStation {
         }
     }
 
-    /// Produces one segment for `plan` and queues it.
-    async fn produce_one(&self, plan: Plan) {
+    /// Produces one segment for `plan` and queues it; returns how many samples of audio it
+    /// has.
+    async fn produce_one(&self, plan: Plan) -> usize {
         let services = &self.services;
         let segment = match plan.kind {
             PlanKind::StationId => {
-                let id = lock(&services.station_id).clone();
+                let (text, audio) = services.station_id_or_chime();
                 let segment = QueuedSegment::new(
-                    meta(
-                        id.as_ref().map_or("", |i| i.text.as_str()),
-                        Some(plan.block),
-                        None,
-                        0,
-                    ),
+                    meta(&text, Some(plan.block), None, 0),
                     SegmentKind::StationId,
                     "template",
                     services.voices.name(),
                 );
-                if let Some(id) = id {
-                    segment.push_sentence(id.text.clone());
-                    segment.push_audio(id.audio.as_ref().clone());
+                if !text.is_empty() {
+                    segment.push_sentence(text);
                 }
+                segment.push_audio(audio.as_ref().clone());
                 segment
             }
             PlanKind::Talk | PlanKind::Music => {
@@ -805,9 +810,11 @@ impl ChannelStation {
         };
         segment.finish();
         segment.set_duration_from_audio();
-        tracing::debug!(channel = %self.name, kind = ?plan.kind, block = %plan.block, secs = segment.produced() as f64 / f64::from(RATE), "segment ready");
+        let produced = segment.produced();
+        tracing::debug!(channel = %self.name, kind = ?plan.kind, block = %plan.block, secs = produced as f64 / f64::from(RATE), "segment ready");
         self.playout.rundown.push_back(segment);
         self.announce();
+        produced
     }
 
     async fn add_track(&self, segment: &QueuedSegment, max_secs: f64) {
@@ -857,7 +864,15 @@ async fn produce(station: Weak<ChannelStation>) {
         // The next segment starts airing when what is ready has aired.
         let at = clock.now() + chrono::Duration::milliseconds((ahead * 1000.0) as i64);
         let plan = st.plan(at, None);
-        st.produce_one(plan).await;
+        let kind = plan.kind;
+        if st.produce_one(plan).await == 0 {
+            // Nothing to air (every voice failed, or aired nothing): it leaves the time
+            // planned for it unfilled, so the next plan is for the same moment. Producing
+            // again at once would spin, sending listeners a start and an end each time.
+            tracing::warn!(channel = %st.name, ?kind, "a segment came out without audio; the filler covers until the next try");
+            drop(st);
+            clock.sleep(IDLE_POLL).await;
+        }
     }
 }
 

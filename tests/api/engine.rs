@@ -190,6 +190,45 @@ async fn blocks_change_at_the_top_of_the_hour_and_topics_rotate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_just_before_the_hour_airs_no_empty_station_ids_while_the_id_is_voiced() {
+    // The voice takes a second (real time) to answer, so the station ID is not rendered
+    // when the host, started 15 s (programme) before 09:00, plans the hour's closing ID.
+    let slow = Behaviour {
+        latency: (Duration::from_secs(1), Duration::from_secs(1)),
+        ..Behaviour::healthy()
+    };
+    let fake = FakeOpenAi::start(Behaviour::healthy(), slow, "Good morning.").await;
+    let base = fake.base_url();
+    let (host, _clock) = host_at(
+        "2026-11-28T08:59:45+09:00",
+        10.0,
+        &[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", &base),
+            ("RADIO24__VOICE__BACKEND", "openai-speech"),
+        ],
+    )
+    .await;
+    let mut events = host.subscribe().await.unwrap();
+    let seen = segments_until(&mut events, PATIENCE, |seen| !talk(seen).is_empty()).await;
+    // Until then: station IDs (a chime while the ID is being voiced) and fillers, each with
+    // audio. A segment without audio ends as it starts, and the producer used to plan the
+    // next one at once: thousands a second, each sent to every listener.
+    let silent: Vec<&Segment> = seen.iter().filter(|s| s.duration_ms == 0).collect();
+    assert!(
+        silent.is_empty(),
+        "{} of {} segments had no audio: {silent:#?}",
+        silent.len(),
+        seen.len()
+    );
+    assert!(
+        seen.len() <= 40,
+        "{} segments before the first talk: {seen:#?}",
+        seen.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_llm_and_the_voice_are_used_when_they_answer() {
     let script = "今日は良い天気です。散歩に出かけましょう。";
     let fake = FakeOpenAi::start(Behaviour::healthy(), Behaviour::healthy(), script).await;
