@@ -26,7 +26,7 @@ use super::audio::{FRAME, RATE};
 use super::calls::CallDesk;
 use super::clock::Clock;
 use super::playout::{BlankAir, FillerSource, Playout, QueuedSegment, SegmentKind};
-use super::programme::{Plan, PlanKind, StationTime};
+use super::programme::{HourEnd, Plan, PlanKind, StationTime};
 use super::sentences::split_sentences;
 use super::voice::{Voice, VoiceAudio, VoiceError};
 use super::writer::news::NewsDesk;
@@ -545,6 +545,8 @@ pub struct ChannelStation {
     livekit: Mutex<Option<PublisherStatus>>,
     /// When the channel last said it wants a caller (real time).
     caller_wanted_at: Mutex<Option<std::time::Instant>>,
+    /// The top of the hour whose closing station ID the producer has planned.
+    closed_hour: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     services: Arc<Services>,
 }
 
@@ -580,6 +582,7 @@ impl ChannelStation {
             producer: Mutex::new(None),
             livekit: Mutex::new(None),
             caller_wanted_at: Mutex::new(None),
+            closed_hour: Mutex::new(None),
             services,
         });
         let task = tokio::spawn(produce(Arc::downgrade(&station)));
@@ -632,12 +635,17 @@ impl ChannelStation {
         let state = self.state();
         let has_music = !self.services.tracks().is_empty();
         let topic = topic.unwrap_or_else(|| self.next_topic());
+        let end = HourEnd {
+            id_secs: self.services.station_id_or_chime().1.len() as f64 / f64::from(RATE),
+            closed: *lock(&self.closed_hour),
+        };
         self.services.time.plan(
             &state.schedule,
             at,
             &topic,
             self.services.config.segment_secs,
             has_music,
+            end,
         )
     }
 
@@ -865,6 +873,9 @@ async fn produce(station: Weak<ChannelStation>) {
         let at = clock.now() + chrono::Duration::milliseconds((ahead * 1000.0) as i64);
         let plan = st.plan(at, None);
         let kind = plan.kind;
+        if kind == PlanKind::StationId {
+            *lock(&st.closed_hour) = Some(st.services.time.next_hour(at));
+        }
         if st.produce_one(plan).await == 0 {
             // Nothing to air (every voice failed, or aired nothing): it leaves the time
             // planned for it unfilled, so the next plan is for the same moment. Producing
