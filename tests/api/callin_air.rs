@@ -275,14 +275,16 @@ async fn take_next_puts_one_caller_through_at_a_time() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
+/// The station with the Realtime voice, 10 s before a QANDA hour, its fake Realtime server
+/// answering recordings as `answering` says (keep the fakes for as long as the station).
+async fn realtime_station(answering: Answering) -> (FakeOpenAi, FakeRealtime, TestApp) {
     let openai = FakeOpenAi::start_with(FakeSetup {
+        script: ANSWER.into(),
         transcript: TRANSCRIPT.into(),
         ..FakeSetup::default()
     })
     .await;
-    let realtime = FakeRealtime::start(&openai.server.uri()).await;
+    let realtime = FakeRealtime::start_answering(&openai.server.uri(), answering).await;
     let app = station_at(
         "2026-11-28T08:59:50+09:00",
         &[
@@ -292,8 +294,12 @@ async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
         ],
     )
     .await;
-    let recording = record_stream(&app).await;
-    let (mut caller, _) = Ptt::greeted(&app, None).await;
+    (openai, realtime, app)
+}
+
+/// A new caller sends 2 s of their tone at 48 kHz; returns when their call is done.
+async fn call_with_a_recording_until_done(app: &TestApp) {
+    let (mut caller, _) = Ptt::greeted(app, None).await;
     let id = send_recording(&mut caller, 48_000, 2.0).await;
     caller
         .ws
@@ -301,6 +307,13 @@ async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
             f["id"] == id.as_str() && f["status"] == "done"
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
+    let (_openai, realtime, app) = realtime_station(Answering::Whole).await;
+    let recording = record_stream(&app).await;
+    call_with_a_recording_until_done(&app).await;
 
     // The session heard the recording: 2 s at 24 kHz, the caller's pitch.
     let heard = realtime.recordings.lock().unwrap().clone();
@@ -330,33 +343,10 @@ async fn with_the_realtime_voice_a_session_hears_the_recording_and_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_realtime_answer_that_is_noise_never_airs_and_the_writer_answers_instead() {
-    let openai = FakeOpenAi::start_with(FakeSetup {
-        script: ANSWER.into(),
-        transcript: TRANSCRIPT.into(),
-        ..FakeSetup::default()
-    })
-    .await;
-    let realtime =
-        FakeRealtime::start_answering(&openai.server.uri(), Answering::NoiseToRecordings).await;
-    let app = station_at(
-        "2026-11-28T08:59:50+09:00",
-        &[
-            ("RADIO24__OPENAI__API_KEY", "sk-test-realtime"),
-            ("RADIO24__OPENAI__BASE_URL", &realtime.base_url),
-            ("RADIO24__VOICE__BACKEND", "openai-realtime"),
-        ],
-    )
-    .await;
+    let (_openai, realtime, app) = realtime_station(Answering::NoiseToRecordings).await;
     let recording = record_stream(&app).await;
     let mut broadcast = app.broadcast("radio24").await;
-    let (mut caller, _) = Ptt::greeted(&app, None).await;
-    let id = send_recording(&mut caller, 48_000, 2.0).await;
-    caller
-        .ws
-        .wait_for("status", |f| {
-            f["id"] == id.as_str() && f["status"] == "done"
-        })
-        .await;
+    call_with_a_recording_until_done(&app).await;
     assert_eq!(
         realtime.recordings.lock().unwrap().len(),
         1,
