@@ -5,10 +5,11 @@
 //! "pcm_s16le","sample_rate":16000|24000|48000}`) followed by binary frames of audio and
 //! `audio_end`, and `cancel` (`{"id"}`). Server → client: `ready` (`{user_id, caller_token,
 //! limits}`), `queued` (`{id, position}`), `position` (`{id, position}`) as the queue moves,
-//! `status` (`{id, status, reason?}`) and `error` (`{error, message}`, as an HTTP error's body). Every mistake gets an
-//! `error` frame and the socket stays usable; nothing partial reaches the queue (a socket
-//! that closes mid-recording leaves no item). Frames over `queue.max_frame_bytes` are skipped
-//! with an error (up to 16 times that; bigger closes the socket with 1009).
+//! `status` (`{id, status, reason?}`) and `error` (`{error, message}`, as an HTTP error's
+//! body). Every mistake gets an `error` frame and the socket stays usable; nothing partial
+//! reaches the queue (a socket that closes mid-recording leaves no item). Frames over
+//! `queue.max_frame_bytes` are skipped with an error (up to 16 times that; bigger closes the
+//! socket with 1009).
 //!
 //! The audio and the text are never logged.
 
