@@ -238,9 +238,16 @@ impl Services {
             (Some(desk), Block::News) => desk.headlines().await,
             _ => Vec::new(),
         };
+        // Talk in a MUSIC hour has no track after it (no music library, or the hour's last
+        // minutes): it is written as a TOPIC_A segment, not a lead-in to a song never played.
+        let block = if plan.block == Block::Music && plan.kind != PlanKind::Music {
+            Block::TopicA
+        } else {
+            plan.block
+        };
         let brief = ScriptBrief {
             station: &self.config.station_name,
-            block: plan.block,
+            block,
             topic: &plan.topic,
             prompt: plan.prompt.as_deref(),
             language: &self.config.language,

@@ -414,6 +414,26 @@ async fn music_hours_play_the_library_with_a_spoken_intro() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_music_library_music_hours_talk_and_promise_no_song() {
+    // 02:10 in Tokyo is a MUSIC hour in the default schedule; no `music.dir`.
+    let (host, _clock) = host_at("2026-11-28T02:10:00+09:00", 20.0, &[]).await;
+    let mut events = host.subscribe().await.unwrap();
+    let seen = segments_until(&mut events, PATIENCE, |seen| talk(seen).len() >= 3).await;
+    for segment in talk(&seen) {
+        assert_eq!(segment.block, Some(Block::Music), "{segment:?}");
+        // The MUSIC templates lead into a song ("…一曲、どうぞ", "ゆっくりお聴きください");
+        // with no track after them, the talk is the TOPIC_A templates' instead.
+        assert!(
+            ["今日のテーマは", "について少しお話しします"]
+                .iter()
+                .any(|topic_talk| segment.text.contains(topic_talk)),
+            "{}",
+            segment.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn news_reads_the_configured_feeds_and_invents_nothing() {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
