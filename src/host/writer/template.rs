@@ -91,6 +91,22 @@ fn templates(block: Block, japanese: bool) -> &'static [&'static str] {
     }
 }
 
+/// A JINGLE hour's pieces: the station's name and a word on the topic, so the hour is not
+/// the station ID over and over (the ID alone is the JINGLE template without a topic).
+fn jingle_pieces(japanese: bool) -> &'static [&'static str] {
+    if japanese {
+        &[
+            "{station}。二十四時間、あなたと一緒に。この時間は{topic}の話題を、短くお届けしています。",
+            "お聴きの放送は{station}です。{topic}について、ひとこと。知っているようで知らないことが、まだまだありそうです。",
+        ]
+    } else {
+        &[
+            "{station}. Twenty-four hours, with you. This hour, short takes on {topic}.",
+            "You are listening to {station}. A word on {topic}: there is always more to it than it seems.",
+        ]
+    }
+}
+
 /// Answers to a caller: offline, the host cannot know what they said (or answer it), so it
 /// thanks them.
 fn answers(japanese: bool) -> &'static [&'static str] {
@@ -150,6 +166,9 @@ impl ScriptWriter for TemplateWriter {
         }
         let variants = match brief.caller {
             Some(_) => answers(japanese),
+            None if brief.block == Block::Jingle && !brief.topic.trim().is_empty() => {
+                jingle_pieces(japanese)
+            }
             None => templates(brief.block, japanese),
         };
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +196,29 @@ mod tests {
             recent: &[],
             news: &[],
             caller: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_jingle_hour_piece_says_the_station_and_the_topic_and_the_id_the_station_alone() {
+        let writer = TemplateWriter::new();
+        for lang in ["ja", "en"] {
+            for _ in 0..2 {
+                let piece = writer.write(&brief(Block::Jingle, lang)).await.unwrap();
+                assert!(
+                    piece.contains("Radio24") && piece.contains("science"),
+                    "{piece}"
+                );
+                let id = ScriptBrief {
+                    topic: "",
+                    ..brief(Block::Jingle, lang)
+                };
+                let id = writer.write(&id).await.unwrap();
+                assert!(
+                    id.contains("Radio24") && id.len() < piece.len(),
+                    "{id} / {piece}"
+                );
+            }
         }
     }
 
