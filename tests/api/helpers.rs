@@ -494,12 +494,17 @@ impl TestDb {
             ),
         };
         let name = format!("radio24_test_{}", uuid::Uuid::new_v4().simple());
+        // CREATE DATABASE copies the template, and concurrent ones wait for each other: with
+        // many tests starting at once on a busy 2-core machine it took over 15 s in CI. It
+        // is the test's setup, not what it measures, so it gets the programme's patience.
         tokio::time::timeout(
-            PATIENCE,
+            PROGRAMME_PATIENCE,
             diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn),
         )
         .await
-        .unwrap_or_else(|_| panic!("CREATE DATABASE {name}: no answer after {PATIENCE:?}"))
+        .unwrap_or_else(|_| {
+            panic!("CREATE DATABASE {name}: no answer after {PROGRAMME_PATIENCE:?}")
+        })
         .expect("create test database");
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         Some(Self {
