@@ -43,6 +43,8 @@ const MUSIC_RESCAN: Duration = Duration::from_secs(300);
 const VOICE_CONCURRENCY: usize = 4;
 /// How often an idle producer looks again (clock time).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The chime that opens the station ID, and stands in for it until the ID is rendered.
+const CHIME_SECS: f64 = 0.8;
 /// Longest wait between two attempts at a writer or voice: past it, the station airs the
 /// fallback sooner rather than hold the segment back.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
@@ -208,7 +210,7 @@ impl Services {
         );
         self.voice_text(&segment, &text, false).await;
         segment.finish();
-        let mut audio = dsp::chime(0.8);
+        let mut audio = dsp::chime(CHIME_SECS);
         let mut pulled = vec![0i16; segment.buffered()];
         let n = drain(&segment, &mut pulled);
         pulled.truncate(n);
@@ -228,8 +230,15 @@ impl Services {
     fn station_id_or_chime(&self) -> (String, Arc<Vec<i16>>) {
         match lock(&self.station_id).clone() {
             Some(id) => (id.text, id.audio),
-            None => (String::new(), Arc::new(dsp::chime(0.8))),
+            None => chime_alone(),
         }
+    }
+
+    /// How long [`Services::station_id_or_chime`]'s audio lasts, without rendering a chime.
+    fn station_id_secs(&self) -> f64 {
+        lock(&self.station_id)
+            .as_ref()
+            .map_or(CHIME_SECS, |id| id.audio.len() as f64 / f64::from(RATE))
     }
 
     /// Writes a script for `plan`: primary writer with retries, else templates.
@@ -508,13 +517,18 @@ fn drain(segment: &QueuedSegment, out: &mut [i16]) -> usize {
     segment.pull(out, &mut ignored).samples
 }
 
+/// No words and the chime: what stands in for the station ID until it is rendered.
+fn chime_alone() -> (String, Arc<Vec<i16>>) {
+    (String::new(), Arc::new(dsp::chime(CHIME_SECS)))
+}
+
 struct Filler(Weak<Services>);
 
 impl FillerSource for Filler {
     fn filler(&self) -> Arc<QueuedSegment> {
         let (text, audio) = match self.0.upgrade() {
             Some(services) => services.station_id_or_chime(),
-            None => (String::new(), Arc::new(dsp::chime(0.8))),
+            None => chime_alone(),
         };
         let segment = QueuedSegment::new(
             meta(&text, Some(Block::Jingle), None, 0),
@@ -643,7 +657,7 @@ impl ChannelStation {
         let has_music = !self.services.tracks().is_empty();
         let topic = topic.unwrap_or_else(|| self.next_topic());
         let end = HourEnd {
-            id_secs: self.services.station_id_or_chime().1.len() as f64 / f64::from(RATE),
+            id_secs: self.services.station_id_secs(),
             closed: *lock(&self.closed_hour),
         };
         self.services.time.plan(
